@@ -1,0 +1,119 @@
+"""The Conversations API: /v1/conversations and their items."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import Field
+
+from threadline.api.auth import project
+from threadline.api.json import JSON
+from threadline.api.schemas import Body, Metadata, Order, include_values
+from threadline.items import InputItem, is_item_reference, new_item_id, normalize_item
+from threadline.store.conversations import ConversationStore
+
+router = APIRouter(prefix="/v1/conversations", tags=["Conversations"])
+
+Project = Annotated[str, Depends(project)]
+
+
+class CreateConversationBody(Body):
+    items: Annotated[list[InputItem], Field(max_length=20)] | None = None
+    metadata: Metadata | None = None
+
+
+class UpdateConversationBody(Body):
+    metadata: Metadata
+
+
+class CreateItemsBody(Body):
+    items: Annotated[list[InputItem], Field(min_length=1, max_length=20)]
+
+
+def prepare_items(items: list) -> list[dict]:
+    """Validated input items in their stored shape, each with a new id; references stay for the store."""
+    prepared = []
+    for item in items:
+        data = item.model_dump(mode="json", exclude_unset=True) if hasattr(item, "model_dump") else dict(item)
+        if is_item_reference(data):
+            prepared.append(data)
+        else:
+            prepared.append(normalize_item(data, new_item_id(data.get("type", "message"))))
+    return prepared
+
+
+def item_list(items: list[dict], has_more: bool) -> dict:
+    return {
+        "object": "list",
+        "data": items,
+        "first_id": items[0]["id"] if items else None,
+        "last_id": items[-1]["id"] if items else None,
+        "has_more": has_more,
+    }
+
+
+def store(request: Request) -> ConversationStore:
+    return request.app.state.conversations
+
+
+Store = Annotated[ConversationStore, Depends(store)]
+Include = Annotated[list[str], Depends(include_values)]
+
+
+@router.post("", summary="Create a conversation")
+async def create_conversation(body: CreateConversationBody, project: Project, conversations: Store) -> JSON:
+    created = await conversations.create(project, body.metadata, prepare_items(body.items or []))
+    return JSON(created)
+
+
+@router.get("/{conversation_id}", summary="Retrieve a conversation")
+async def retrieve_conversation(conversation_id: str, project: Project, conversations: Store) -> JSON:
+    return JSON(await conversations.get(project, conversation_id))
+
+
+@router.post("/{conversation_id}", summary="Update a conversation's metadata")
+async def update_conversation(
+    conversation_id: str, body: UpdateConversationBody, project: Project, conversations: Store
+) -> JSON:
+    return JSON(await conversations.update(project, conversation_id, body.metadata))
+
+
+@router.delete("/{conversation_id}", summary="Delete a conversation and its items")
+async def delete_conversation(conversation_id: str, project: Project, conversations: Store) -> JSON:
+    await conversations.delete(project, conversation_id)
+    return JSON({"id": conversation_id, "object": "conversation.deleted", "deleted": True})
+
+
+@router.post("/{conversation_id}/items", summary="Add items to a conversation")
+async def create_items(
+    conversation_id: str, body: CreateItemsBody, project: Project, conversations: Store, include: Include
+) -> JSON:
+    added = await conversations.add_items(project, conversation_id, prepare_items(body.items))
+    return JSON(item_list(added, has_more=False))
+
+
+@router.get("/{conversation_id}/items", summary="List a conversation's items")
+async def list_items(
+    conversation_id: str,
+    project: Project,
+    conversations: Store,
+    include: Include,
+    after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    order: Order = "desc",
+) -> JSON:
+    page = await conversations.list_items(project, conversation_id, after=after, limit=limit, order=order)
+    return JSON(item_list(page.items, page.has_more))
+
+
+@router.get("/{conversation_id}/items/{item_id}", summary="Retrieve an item")
+async def retrieve_item(
+    conversation_id: str, item_id: str, project: Project, conversations: Store, include: Include
+) -> JSON:
+    return JSON(await conversations.get_item(project, conversation_id, item_id))
+
+
+@router.delete("/{conversation_id}/items/{item_id}", summary="Delete an item")
+async def delete_item(conversation_id: str, item_id: str, project: Project, conversations: Store) -> JSON:
+    return JSON(await conversations.delete_item(project, conversation_id, item_id))

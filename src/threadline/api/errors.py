@@ -1,0 +1,58 @@
+"""Every error leaves as OpenAI's envelope: {"error": {"message", "type", "param", "code"}}."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+
+from threadline.api.json import JSON
+from threadline.errors import APIError
+from threadline.items import describe_errors
+
+log = logging.getLogger("threadline")
+
+HTTP_ERROR_TYPES = {401: "invalid_request_error", 404: "invalid_request_error", 405: "invalid_request_error"}
+
+
+async def _api_error(_request: Request, error: APIError) -> JSON:
+    return JSON(error.envelope(), status_code=error.status)
+
+
+async def _validation_error(_request: Request, error: RequestValidationError) -> JSON:
+    errors = list(error.errors())
+    source = errors[0]["loc"][0] if errors and errors[0]["loc"] else "body"
+    data = error.body if source == "body" else None
+    for detail in errors:
+        detail["loc"] = tuple(detail["loc"][1:]) if detail["loc"] and detail["loc"][0] == source else detail["loc"]
+    if source == "body" and any(detail["type"] == "json_invalid" for detail in errors):
+        param, message = None, "We could not parse the JSON body of your request. Expected a JSON object."
+    else:
+        param, message = describe_errors(errors, data)
+    return JSON(APIError(400, message, param=param).envelope(), status_code=400)
+
+
+async def _http_error(request: Request, error: HTTPException) -> JSON:
+    if error.status_code == 404:
+        message = f"Invalid URL ({request.method} {request.url.path})"
+    elif error.status_code == 405:
+        message = f"Method {request.method} is not allowed for {request.url.path}"
+    else:
+        message = str(error.detail)
+    envelope = APIError(error.status_code, message, type=HTTP_ERROR_TYPES.get(error.status_code, "invalid_request_error")).envelope()
+    return JSON(envelope, status_code=error.status_code, headers=getattr(error, "headers", None))
+
+
+async def _unexpected_error(_request: Request, error: Exception) -> JSON:
+    log.exception("unexpected error", exc_info=error)
+    envelope = APIError(500, "The server had an error while processing your request.", type="server_error").envelope()
+    return JSON(envelope, status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(APIError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,152 @@
+"""The body of POST /v1/responses (and /v1/responses/input_tokens), validated as OpenAI does."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+
+from threadline.api.schemas import Body, Includable, Metadata
+from threadline.items import InputItem
+
+FunctionName = Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
+
+
+class Tolerant(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class FunctionTool(Tolerant):
+    type: Literal["function"]
+    name: FunctionName
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class NamespaceTool(Tolerant):
+    """A group of function tools under one name (Codex sends these by default)."""
+
+    type: Literal["namespace"]
+    name: str
+    description: str | None = None
+    tools: list[FunctionTool]
+
+
+class OtherTool(Tolerant):
+    """Hosted and custom tools: accepted by the schema, then served or refused by name."""
+
+    type: str
+
+
+def _tool_kind(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return kind if kind in ("function", "namespace") else "other"
+
+
+Tool = Annotated[
+    Annotated[FunctionTool, Tag("function")] | Annotated[NamespaceTool, Tag("namespace")] | Annotated[OtherTool, Tag("other")],
+    Discriminator(_tool_kind),
+]
+
+
+class FunctionToolChoice(Tolerant):
+    type: Literal["function"]
+    name: str
+
+
+class AllowedTools(Tolerant):
+    type: Literal["allowed_tools"]
+    mode: Literal["auto", "required"]
+    tools: list[dict[str, Any]]
+
+
+class HostedToolChoice(Tolerant):
+    type: str
+
+
+def _tool_choice_kind(value: Any) -> str:
+    if isinstance(value, str):
+        return "mode"
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return kind if kind in ("function", "allowed_tools") else "hosted"
+
+
+ToolChoice = Annotated[
+    Annotated[Literal["none", "auto", "required"], Tag("mode")]
+    | Annotated[FunctionToolChoice, Tag("function")]
+    | Annotated[AllowedTools, Tag("allowed_tools")]
+    | Annotated[HostedToolChoice, Tag("hosted")],
+    Discriminator(_tool_choice_kind),
+]
+
+
+class JSONSchemaFormat(Tolerant):
+    type: Literal["json_schema"]
+    name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
+    schema_: Annotated[dict[str, Any], Field(alias="schema")]
+    description: str | None = None
+    strict: bool | None = None
+
+
+class TextFormat(Tolerant):
+    type: Literal["text", "json_object"]
+
+
+class TextConfig(Tolerant):
+    format: Annotated[JSONSchemaFormat | TextFormat, Field(discriminator="type")] | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
+
+
+class ReasoningConfig(Tolerant):
+    effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    summary: Literal["auto", "concise", "detailed"] | None = None
+    generate_summary: Literal["auto", "concise", "detailed"] | None = None
+
+
+class ConversationParam(Tolerant):
+    id: str
+
+
+class PromptParam(Tolerant):
+    id: str
+    version: str | None = None
+    variables: dict[str, Any] | None = None
+
+
+class CreateResponseBody(Body):
+    model: str | None = None
+    input: str | list[InputItem] | None = None
+    instructions: str | None = None
+    previous_response_id: str | None = None
+    conversation: str | ConversationParam | None = None
+    store: bool | None = True
+    stream: bool | None = False
+    stream_options: dict[str, Any] | None = None
+    background: bool | None = False
+    include: list[Includable] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    max_tool_calls: Annotated[int, Field(ge=1)] | None = None
+    max_output_tokens: Annotated[int, Field(ge=1)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+    text: TextConfig | None = None
+    reasoning: ReasoningConfig | None = None
+    truncation: Literal["auto", "disabled"] | None = None
+    metadata: Metadata | None = None
+    service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
+    prompt: PromptParam | None = None
+    prompt_cache_key: str | None = None
+    prompt_cache_retention: str | None = None
+    safety_identifier: Annotated[str, Field(max_length=64)] | None = None
+    user: str | None = None
+    context_management: list[dict[str, Any]] | None = None
+
+    @property
+    def conversation_id(self) -> str | None:
+        if isinstance(self.conversation, ConversationParam):
+            return self.conversation.id
+        return self.conversation

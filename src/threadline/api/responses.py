@@ -1,0 +1,92 @@
+"""The Responses API: create, retrieve (or replay), delete, input items, token counts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from threadline.api.auth import project
+from threadline.api.conversations import item_list
+from threadline.api.json import JSON
+from threadline.api.response_body import CreateResponseBody
+from threadline.api.schemas import Order, include_values
+from threadline.api.sse import event_stream
+from threadline.engine.replay import replay_events
+from threadline.errors import invalid
+
+router = APIRouter(prefix="/v1/responses", tags=["Responses"])
+
+Project = Annotated[str, Depends(project)]
+Include = Annotated[list[str], Depends(include_values)]
+
+
+@router.post("", summary="Create a model response")
+async def create_response(body: CreateResponseBody, project: Project, request: Request):
+    state = request.app.state
+    prepared = await state.preparer.prepare(body, project)
+    run = state.runner.start(prepared)
+    if not body.stream:
+        return JSON(await run.result())
+    events = run.stream()
+    # Wait for the first event, so a request the model refuses outright is still a plain 4xx.
+    first = await anext(events)
+    return event_stream(_prepend(first, events))
+
+
+async def _prepend(first: dict, rest: AsyncIterator[dict]) -> AsyncIterator[dict]:
+    yield first
+    async for event in rest:
+        yield event
+
+
+@router.post("/input_tokens", summary="Count a request's input tokens")
+async def count_input_tokens(body: CreateResponseBody, project: Project, request: Request) -> JSON:
+    prepared = await request.app.state.preparer.prepare(body, project)
+    tokens = await prepared.backend.count_tokens(prepared.model_request)
+    return JSON({"object": "response.input_tokens", "input_tokens": tokens})
+
+
+@router.get("/{response_id}", summary="Retrieve a response, or replay its events")
+async def retrieve_response(
+    response_id: str,
+    project: Project,
+    request: Request,
+    include: Include,
+    stream: bool = False,
+    starting_after: Annotated[int, Query(ge=0)] | None = None,
+):
+    stored = await request.app.state.responses.get(project, response_id)
+    if not stream:
+        if starting_after is not None:
+            raise invalid("'starting_after' can only be used with stream=true.", param="starting_after")
+        return JSON(stored)
+    after = -1 if starting_after is None else starting_after
+
+    async def events() -> AsyncIterator[dict]:
+        for event in replay_events(stored):
+            if event["sequence_number"] > after:
+                yield event
+
+    return event_stream(events())
+
+
+@router.delete("/{response_id}", summary="Delete a response")
+async def delete_response(response_id: str, project: Project, request: Request) -> JSON:
+    await request.app.state.responses.delete(project, response_id)
+    return JSON({"id": response_id, "object": "response", "deleted": True})
+
+
+@router.get("/{response_id}/input_items", summary="List a response's input items")
+async def list_input_items(
+    response_id: str,
+    project: Project,
+    request: Request,
+    include: Include,
+    after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    order: Order = "desc",
+) -> JSON:
+    page = await request.app.state.responses.list_input_items(project, response_id, after=after, limit=limit, order=order)
+    return JSON(item_list(page.items, page.has_more))

@@ -1,0 +1,114 @@
+"""The narrow interface between Threadline and a model: a request in, model events out.
+
+A backend translates a `ModelRequest` into its provider's protocol and yields `ModelEvent`s
+as the model produces them. It never sees storage, ids or OpenAI's streaming events; the
+engine turns its events into those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, Union
+
+
+@dataclass
+class ModelRequest:
+    """Everything a model needs for one turn, in Responses-API terms.
+
+    `input` holds normalized items (messages, function_call, function_call_output,
+    reasoning, ...) in the order the model should see them; `instructions`, when given,
+    come before them as a system/developer message.
+    """
+
+    model: str  # the upstream model name
+    input: list[dict]
+    instructions: str | None = None
+    tools: list[dict] = field(default_factory=list)  # function tools: {type, name, description, parameters, strict}
+    tool_choice: Any = "auto"  # "none" | "auto" | "required" | {"type": "function", "name": ...}
+    parallel_tool_calls: bool = True
+    text_format: dict | None = None  # {"type": "json_schema", "name", "schema", "strict"} | {"type": "json_object"}
+    max_output_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_logprobs: int | None = None
+    logprobs: bool = False  # include message.output_text.logprobs
+    reasoning: dict | None = None
+    user: str | None = None
+    stream: bool = True  # a hint: the client streams, so the upstream call may as well
+
+
+@dataclass
+class TextDelta:
+    text: str
+    logprobs: list[dict] | None = None  # OpenAI's shape: [{token, logprob, bytes, top_logprobs}]
+
+
+@dataclass
+class RefusalDelta:
+    text: str
+
+
+@dataclass
+class ReasoningDelta:
+    text: str
+
+
+@dataclass
+class ToolCallDelta:
+    """A piece of a function call; `index` tells calls apart, name and call_id come first."""
+
+    index: int
+    call_id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+@dataclass
+class Finish:
+    """The model stopped; `reason` "length" makes the response incomplete."""
+
+    reason: Literal["stop", "length", "tool_calls", "content_filter"] = "stop"
+    usage: Usage | None = None
+
+
+ModelEvent = Union[TextDelta, RefusalDelta, ReasoningDelta, ToolCallDelta, Finish]
+
+
+class BackendError(Exception):
+    """The model could not answer. `code` is OpenAI's error code for the failed response."""
+
+    def __init__(self, message: str, *, code: str = "server_error", status: int | None = None, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.status = status
+        self.retryable = retryable
+
+
+class ContextLengthExceeded(BackendError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="context_length_exceeded", status=400)
+
+
+class Backend(Protocol):
+    """One configured model. `generate` yields events and ends with exactly one `Finish`."""
+
+    id: str
+    context_window: int | None
+
+    def generate(self, request: ModelRequest) -> AsyncIterator[ModelEvent]: ...
+
+    async def count_tokens(self, request: ModelRequest) -> int:
+        """Input tokens the request would use, with the model's tokenizer where it has one."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,72 @@
+"""Settings: read once at start from flags, environment and the TOML config file."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DEFAULT_DATABASE_URL = "sqlite:///threadline.db"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class APIKey(_Section):
+    key: str = Field(min_length=1)
+    project: str = Field(min_length=1)
+
+
+class AuthSettings(_Section):
+    api_keys: list[APIKey] = []
+
+
+class ModelSettings(_Section):
+    """One model clients can name in `model`; `provider` says which backend serves it."""
+
+    id: str = Field(min_length=1)
+    provider: Literal["openai-chat", "openai-responses", "llama-cpp", "scripted"]
+    base_url: str | None = None
+    api_key: str | None = None
+    upstream_model: str | None = None
+    context_window: int | None = Field(default=None, gt=0)
+    model_path: str | None = None
+    timeout_s: float = Field(default=600.0, gt=0)
+    max_retries: int = Field(default=2, ge=0)
+    # Backend-specific options (e.g. a scripted backend's script, llama.cpp's n_ctx).
+    options: dict = {}
+
+
+class Settings(_Section):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    database_url: str = DEFAULT_DATABASE_URL
+    auth: AuthSettings = AuthSettings()
+    models: list[ModelSettings] = []
+    default_model: str | None = None
+
+    @model_validator(mode="after")
+    def _default_model_is_configured(self) -> Settings:
+        ids = [model.id for model in self.models]
+        if len(set(ids)) != len(ids):
+            raise ValueError("model ids must be unique")
+        if self.default_model is not None and self.default_model not in ids:
+            raise ValueError(f"default_model {self.default_model!r} is not a configured model id")
+        return self
+
+    @property
+    def projects_by_key(self) -> dict[str, str]:
+        return {api_key.key: api_key.project for api_key in self.auth.api_keys}
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: object) -> Settings:
+    """Settings from the TOML file, with flags and environment (given as overrides) on top."""
+    data: dict = {}
+    if config_file:
+        with open(config_file, "rb") as f:
+            data = tomllib.load(f)
+    data.update({key: value for key, value in overrides.items() if value is not None})
+    return Settings.model_validate(data)

@@ -1,0 +1,191 @@
+"""Everything decided before the first byte: model, tools, context and the Response echo.
+
+Any problem with the request is raised here as a 4xx, so a stream never fails on input
+that could have been refused up front.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from threadline.api.response_body import CreateResponseBody, FunctionTool, NamespaceTool
+from threadline.backends.base import Backend, ModelRequest
+from threadline.backends.registry import Models
+from threadline.engine.context import fit_to_window
+from threadline.errors import invalid
+from threadline.ids import new_id
+from threadline.items import new_item_id, normalize_item
+from threadline.store.conversations import ConversationStore
+from threadline.store.database import Database
+from threadline.store.items import resolve_item_references
+from threadline.store.responses import ResponseStore
+
+
+@dataclass
+class PreparedResponse:
+    project: str
+    backend: Backend
+    model_request: ModelRequest
+    response: dict  # the Response object, status in_progress, output empty
+    input_items: list[dict]  # the new input, normalized, as stored with the response
+    store: bool
+
+
+def input_items(body: CreateResponseBody) -> list[dict]:
+    """The request's new input as stored items, each with a new id (references unresolved)."""
+    if body.input is None:
+        return []
+    if isinstance(body.input, str):
+        raw = [{"type": "message", "role": "user", "content": body.input}]
+    else:
+        raw = [item.model_dump(mode="json", exclude_unset=True, by_alias=True) for item in body.input]
+    return [
+        item if item.get("type") == "item_reference" else normalize_item(item, new_item_id(item.get("type", "message")))
+        for item in raw
+    ]
+
+
+def function_tools(body: CreateResponseBody) -> list[dict]:
+    """The function tools a backend receives; namespaces are flattened, other types refused."""
+    tools = []
+    for index, tool in enumerate(body.tools or []):
+        if isinstance(tool, FunctionTool):
+            tools.append(tool.model_dump(exclude_none=True))
+        elif isinstance(tool, NamespaceTool):
+            tools.extend(inner.model_dump(exclude_none=True) for inner in tool.tools)
+        else:
+            raise invalid(
+                f"Tool type '{tool.type}' is not supported by this server: only function (and namespace) tools can be served.",
+                param=f"tools[{index}].type",
+                code="unsupported_tool",
+            )
+    return tools
+
+
+def tool_choice(body: CreateResponseBody, tools: list[dict]) -> str | dict:
+    choice = body.tool_choice
+    if choice is None:
+        return "auto"
+    if isinstance(choice, str):
+        if choice == "required" and not tools:
+            raise invalid("tool_choice 'required' needs at least one tool in 'tools'.", param="tool_choice")
+        return choice
+    names = {tool["name"] for tool in tools}
+    if choice.type == "function":
+        if choice.name not in names:
+            raise invalid(f"Tool choice '{choice.name}' is not one of the tools given in 'tools'.", param="tool_choice.name")
+        return {"type": "function", "name": choice.name}
+    if choice.type == "allowed_tools":
+        allowed = [tool.get("name") for tool in choice.tools]
+        for index, name in enumerate(allowed):
+            if name not in names:
+                raise invalid(f"Allowed tool '{name}' is not one of the tools given in 'tools'.", param=f"tool_choice.tools[{index}]")
+        return choice.model_dump()
+    raise invalid(f"Tool choice type '{choice.type}' is not supported by this server.", param="tool_choice.type")
+
+
+def text_format(body: CreateResponseBody) -> dict | None:
+    format_ = body.text.format if body.text else None
+    if format_ is None or format_.type == "text":
+        return None
+    return format_.model_dump(by_alias=True, exclude_none=True)
+
+
+def response_object(body: CreateResponseBody, model_id: str, tools_choice: str | dict) -> dict:
+    """The Response as created: every request field echoed, OpenAI's defaults filled in."""
+    text = body.text.model_dump(by_alias=True, exclude_none=True) if body.text else {}
+    text.setdefault("format", {"type": "text"})
+    text.setdefault("verbosity", "medium")
+    reasoning = body.reasoning.model_dump() if body.reasoning else {"effort": None, "summary": None}
+    conversation_id = body.conversation_id
+    return {
+        "id": new_id("resp"),
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "in_progress",
+        "background": bool(body.background),
+        "completed_at": None,
+        "conversation": {"id": conversation_id} if conversation_id else None,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": body.instructions,
+        "max_output_tokens": body.max_output_tokens,
+        "max_tool_calls": body.max_tool_calls,
+        "metadata": body.metadata or {},
+        "model": model_id,
+        "output": [],
+        "parallel_tool_calls": True if body.parallel_tool_calls is None else body.parallel_tool_calls,
+        "previous_response_id": body.previous_response_id,
+        "prompt": body.prompt.model_dump(exclude_none=True) if body.prompt else None,
+        "prompt_cache_key": body.prompt_cache_key,
+        "reasoning": reasoning,
+        "safety_identifier": body.safety_identifier,
+        "service_tier": body.service_tier or "default",
+        "store": body.store is not False,
+        "temperature": 1.0 if body.temperature is None else body.temperature,
+        "text": text,
+        "tool_choice": tools_choice,
+        "tools": [tool.model_dump(by_alias=True, exclude_none=True) for tool in body.tools or []],
+        "top_logprobs": body.top_logprobs or 0,
+        "top_p": 1.0 if body.top_p is None else body.top_p,
+        "truncation": body.truncation or "disabled",
+        "usage": None,
+        "user": body.user,
+    }
+
+
+class Preparer:
+    def __init__(self, database: Database, models: Models, responses: ResponseStore, conversations: ConversationStore) -> None:
+        self.database = database
+        self.models = models
+        self.responses = responses
+        self.conversations = conversations
+
+    async def prepare(self, body: CreateResponseBody, project: str) -> PreparedResponse:
+        if body.conversation is not None and body.previous_response_id is not None:
+            raise invalid("'conversation' and 'previous_response_id' cannot be used together.", param="previous_response_id")
+        if body.background and body.store is False:
+            raise invalid("Background responses must be stored: 'background' requires 'store' to be true.", param="background")
+        backend = self.models.get(body.model)
+        model_id = body.model or self.models.default_id
+        tools = function_tools(body)
+        choice = tool_choice(body, tools)
+        new_items = input_items(body)
+        earlier = await self.earlier_items(body, project)
+        async with self.database.read() as connection:
+            new_items = await resolve_item_references(connection, project, new_items, param="input")
+        include = set(body.include or [])
+        model_request = ModelRequest(
+            model=model_id,
+            input=earlier + new_items,
+            instructions=body.instructions,
+            tools=tools if choice != "none" else [],
+            tool_choice=choice,
+            parallel_tool_calls=True if body.parallel_tool_calls is None else body.parallel_tool_calls,
+            text_format=text_format(body),
+            max_output_tokens=body.max_output_tokens,
+            temperature=body.temperature,
+            top_p=body.top_p,
+            top_logprobs=body.top_logprobs,
+            logprobs="message.output_text.logprobs" in include,
+            reasoning=body.reasoning.model_dump(exclude_none=True) if body.reasoning else None,
+            user=body.user,
+            stream=bool(body.stream),
+        )
+        model_request = await fit_to_window(backend, model_request, len(earlier), body.truncation or "disabled")
+        return PreparedResponse(
+            project=project,
+            backend=backend,
+            model_request=model_request,
+            response=response_object(body, model_id, choice),
+            input_items=new_items,
+            store=body.store is not False,
+        )
+
+    async def earlier_items(self, body: CreateResponseBody, project: str) -> list[dict]:
+        if body.previous_response_id:
+            return await self.responses.chain_items(project, body.previous_response_id)
+        if body.conversation_id:
+            return await self.conversations.all_items(project, body.conversation_id, param="conversation")
+        return []

@@ -1,0 +1,42 @@
+"""The events of a stored response, rebuilt from what was stored.
+
+Deltas are not kept, so each content part replays as one delta; sequence numbers, item
+ids and the final Response are the stored ones' own, which is what `starting_after` needs.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from threadline.backends.base import ReasoningDelta, RefusalDelta, TextDelta, ToolCallDelta
+from threadline.engine.events import ResponseEvents
+
+
+def replay_events(stored: dict) -> list[dict]:
+    start = copy.deepcopy(stored)
+    start.update(status="in_progress", output=[], usage=None, error=None, incomplete_details=None, completed_at=None)
+    builder = ResponseEvents(start, item_ids=iter(item["id"] for item in stored["output"]))
+    events = builder.start()
+    for call_index, item in enumerate(stored["output"]):
+        for model_event in model_events(item, call_index):
+            events += builder.feed(model_event)
+    item_status = "incomplete" if stored["status"] == "incomplete" else "completed"
+    events += builder.close_all(item_status)
+    builder.response = copy.deepcopy(stored)
+    if stored["status"] in ("queued", "in_progress"):
+        return events
+    return events + builder.end(stored["status"])
+
+
+def model_events(item: dict, call_index: int):
+    if item["type"] == "message":
+        for part in item.get("content", []):
+            if part["type"] == "refusal":
+                yield RefusalDelta(part["refusal"])
+            else:
+                yield TextDelta(part.get("text", ""), part.get("logprobs") or None)
+    elif item["type"] == "reasoning":
+        for part in item.get("content") or [{"text": ""}]:
+            yield ReasoningDelta(part.get("text", ""))
+    elif item["type"] == "function_call":
+        yield ToolCallDelta(call_index, call_id=item["call_id"], name=item["name"], arguments=item["arguments"])

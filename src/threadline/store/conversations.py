@@ -1,0 +1,204 @@
+"""Conversations and their items: every query is scoped to the caller's project."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import orjson
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from threadline.errors import not_found
+from threadline.ids import new_id
+from threadline.store.database import Database
+from threadline.store.items import resolve_item_references
+from threadline.store.tables import conversation_items, conversations
+
+
+@dataclass
+class ItemPage:
+    items: list[dict]
+    has_more: bool
+
+
+def conversation_object(row) -> dict:
+    return {
+        "id": row.id,
+        "object": "conversation",
+        "created_at": row.created_at,
+        "metadata": orjson.loads(row.metadata),
+    }
+
+
+class ConversationStore:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    async def create(self, project: str, metadata: dict | None, items: list[dict]) -> dict:
+        conversation_id = new_id("conv")
+        now = int(time.time())
+        async with self.database.write() as connection:
+            await connection.execute(
+                insert(conversations).values(
+                    id=conversation_id,
+                    project=project,
+                    created_at=now,
+                    metadata=orjson.dumps(metadata or {}).decode(),
+                    next_position=0,
+                )
+            )
+            if items:
+                await append_items(connection, project, conversation_id, items)
+        return {"id": conversation_id, "object": "conversation", "created_at": now, "metadata": metadata or {}}
+
+    async def get(self, project: str, conversation_id: str) -> dict:
+        async with self.database.read() as connection:
+            return conversation_object(await _conversation_row(connection, project, conversation_id))
+
+    async def update(self, project: str, conversation_id: str, metadata: dict) -> dict:
+        async with self.database.write() as connection:
+            row = (
+                await connection.execute(
+                    update(conversations)
+                    .where(conversations.c.id == conversation_id, conversations.c.project == project)
+                    .values(metadata=orjson.dumps(metadata).decode())
+                    .returning(conversations.c.id, conversations.c.created_at, conversations.c.metadata)
+                )
+            ).first()
+        if row is None:
+            raise not_found("Conversation", conversation_id)
+        return conversation_object(row)
+
+    async def delete(self, project: str, conversation_id: str) -> None:
+        async with self.database.write() as connection:
+            await _conversation_row(connection, project, conversation_id)
+            await connection.execute(
+                delete(conversation_items).where(conversation_items.c.conversation_id == conversation_id)
+            )
+            await connection.execute(delete(conversations).where(conversations.c.id == conversation_id))
+
+    async def add_items(self, project: str, conversation_id: str, items: list[dict]) -> list[dict]:
+        async with self.database.write() as connection:
+            return await append_items(connection, project, conversation_id, items)
+
+    async def list_items(
+        self, project: str, conversation_id: str, *, after: str | None, limit: int, order: str
+    ) -> ItemPage:
+        async with self.database.read() as connection:
+            await _conversation_row(connection, project, conversation_id)
+            query = select(conversation_items.c.data).where(
+                conversation_items.c.conversation_id == conversation_id
+            )
+            if after is not None:
+                cursor = await _item_position(connection, conversation_id, after)
+                newer = conversation_items.c.position > cursor
+                query = query.where(newer if order == "asc" else conversation_items.c.position < cursor)
+            position = conversation_items.c.position
+            query = query.order_by(position.asc() if order == "asc" else position.desc()).limit(limit + 1)
+            rows = (await connection.execute(query)).all()
+        return ItemPage([orjson.loads(row.data) for row in rows[:limit]], len(rows) > limit)
+
+    async def all_items(self, project: str, conversation_id: str, param: str | None = None) -> list[dict]:
+        """Every item of the conversation, oldest first: the context a response continues."""
+        async with self.database.read() as connection:
+            await _conversation_row(connection, project, conversation_id, param=param)
+            rows = (
+                await connection.execute(
+                    select(conversation_items.c.data)
+                    .where(conversation_items.c.conversation_id == conversation_id)
+                    .order_by(conversation_items.c.position)
+                )
+            ).all()
+        return [orjson.loads(row.data) for row in rows]
+
+    async def get_item(self, project: str, conversation_id: str, item_id: str) -> dict:
+        async with self.database.read() as connection:
+            await _conversation_row(connection, project, conversation_id)
+            data = (
+                await connection.execute(
+                    select(conversation_items.c.data).where(
+                        conversation_items.c.conversation_id == conversation_id,
+                        conversation_items.c.id == item_id,
+                    )
+                )
+            ).scalar()
+        if data is None:
+            raise not_found("Item", item_id)
+        return orjson.loads(data)
+
+    async def delete_item(self, project: str, conversation_id: str, item_id: str) -> dict:
+        async with self.database.write() as connection:
+            row = await _conversation_row(connection, project, conversation_id)
+            deleted = await connection.execute(
+                delete(conversation_items).where(
+                    conversation_items.c.conversation_id == conversation_id,
+                    conversation_items.c.id == item_id,
+                )
+            )
+            if deleted.rowcount == 0:
+                raise not_found("Item", item_id)
+        return conversation_object(row)
+
+
+async def append_items(
+    connection: AsyncConnection, project: str, conversation_id: str, items: list[dict]
+) -> list[dict]:
+    """Append items in one statement, contiguous and in order, after resolving item_references.
+
+    Taking the position range locks the conversation's row until commit, so concurrent
+    appends to one conversation land one after another, never interleaved.
+    """
+    end = (
+        await connection.execute(
+            update(conversations)
+            .where(conversations.c.id == conversation_id, conversations.c.project == project)
+            .values(next_position=conversations.c.next_position + len(items))
+            .returning(conversations.c.next_position)
+        )
+    ).scalar()
+    if end is None:
+        raise not_found("Conversation", conversation_id)
+    stored = await resolve_item_references(connection, project, items)
+    now = int(time.time())
+    await connection.execute(
+        insert(conversation_items),
+        [
+            {
+                "conversation_id": conversation_id,
+                "position": end - len(stored) + index,
+                "id": item["id"],
+                "created_at": now,
+                "data": orjson.dumps(item).decode(),
+            }
+            for index, item in enumerate(stored)
+        ],
+    )
+    return stored
+
+
+async def _conversation_row(connection: AsyncConnection, project: str, conversation_id: str, param: str | None = None):
+    row = (
+        await connection.execute(
+            select(conversations.c.id, conversations.c.created_at, conversations.c.metadata).where(
+                conversations.c.id == conversation_id, conversations.c.project == project
+            )
+        )
+    ).first()
+    if row is None:
+        raise not_found("Conversation", conversation_id, param=param)
+    return row
+
+
+async def _item_position(connection: AsyncConnection, conversation_id: str, item_id: str) -> int:
+    position = (
+        await connection.execute(
+            select(conversation_items.c.position).where(
+                conversation_items.c.conversation_id == conversation_id,
+                conversation_items.c.id == item_id,
+            )
+        )
+    ).scalar()
+    if position is None:
+        raise not_found("Item", item_id, param="after")
+    return position

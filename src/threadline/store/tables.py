@@ -1,0 +1,58 @@
+"""The schema, as SQLAlchemy Core tables. JSON is stored as text that Threadline encodes itself."""
+
+from sqlalchemy import BigInteger, Boolean, Column, ForeignKey, Index, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", String(80), primary_key=True),
+    Column("project", String(200), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("metadata", Text, nullable=False),
+    # The next item's position: appends take a range from it, which also serializes them.
+    Column("next_position", BigInteger, nullable=False, server_default="0"),
+)
+
+conversation_items = Table(
+    "conversation_items",
+    metadata,
+    Column(
+        "conversation_id",
+        String(80),
+        ForeignKey("conversations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("position", BigInteger, primary_key=True),
+    Column("id", String(120), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("data", Text, nullable=False),
+    Index("ix_conversation_items_id", "id", unique=True),
+)
+
+responses = Table(
+    "responses",
+    metadata,
+    Column("id", String(80), primary_key=True),
+    Column("project", String(200), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("previous_response_id", String(80), nullable=True),
+    Column("conversation_id", String(80), nullable=True),
+    # The Response object as the API returns it, output included.
+    Column("data", Text, nullable=False),
+)
+
+# A response's input items and then its output items, in order: for input_items listings,
+# previous_response_id chains and item_reference lookups.
+response_items = Table(
+    "response_items",
+    metadata,
+    Column("response_id", String(80), ForeignKey("responses.id", ondelete="CASCADE"), primary_key=True),
+    Column("position", BigInteger, primary_key=True),
+    Column("id", String(120), nullable=False),
+    Column("is_output", Boolean, nullable=False),
+    Column("data", Text, nullable=False),
+    Index("ix_response_items_id", "id"),
+)

@@ -1,0 +1,62 @@
+"""Shared fixtures: a real `threadline serve` process per database, and SDK clients for it.
+
+Every test that takes `server` (or a client) runs once on SQLite and once on PostgreSQL.
+THREADLINE_TEST_DATABASES=sqlite (or postgresql) narrows that; THREADLINE_TEST_POSTGRES_URL
+names the PostgreSQL server (default: postgresql://postgres@127.0.0.1:5432/test).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import httpx
+import openai
+import pytest
+
+from tests.servers import ThreadlineServer, postgres_database, write_config
+
+DATABASES = os.environ.get("THREADLINE_TEST_DATABASES", "sqlite,postgresql").split(",")
+KEYS = {"alpha": "sk-alpha-test-key", "beta": "sk-beta-test-key"}
+
+
+@pytest.fixture(scope="session", params=DATABASES)
+def database_url(request, tmp_path_factory):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite')}/threadline.db"
+    else:
+        with postgres_database(f"threadline_test_{uuid.uuid4().hex[:12]}") as url:
+            yield url
+
+
+@pytest.fixture(scope="session")
+def server(database_url, tmp_path_factory):
+    """Threadline with two projects, alpha and beta, each with its own API key."""
+    config = write_config(
+        tmp_path_factory.mktemp("config") / "threadline.toml",
+        {"auth": {"api_keys": [{"key": key, "project": project} for project, key in KEYS.items()]}},
+    )
+    with ThreadlineServer(database_url, config) as running:
+        yield running
+
+
+@pytest.fixture
+def client(server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.url + "/v1", api_key=KEYS["alpha"], max_retries=0)
+
+
+@pytest.fixture
+def beta_client(server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.url + "/v1", api_key=KEYS["beta"], max_retries=0)
+
+
+@pytest.fixture
+def async_client(server) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=server.url + "/v1", api_key=KEYS["alpha"], max_retries=0)
+
+
+@pytest.fixture
+def http(server):
+    """Raw HTTP as project alpha, for input the SDK will not send."""
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {KEYS['alpha']}"}, timeout=30) as session:
+        yield session

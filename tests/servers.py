@@ -1,0 +1,94 @@
+"""Running real Threadline processes (and their PostgreSQL databases) for the tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import tomli_w
+
+POSTGRES_URL = os.environ.get("THREADLINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_config(path: Path, config: dict) -> Path:
+    path.write_text(tomli_w.dumps(config))
+    return path
+
+
+@contextlib.contextmanager
+def postgres_database(name: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test session, dropped afterwards."""
+
+    async def admin(statement: str) -> None:
+        connection = await asyncpg.connect(POSTGRES_URL)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+class ThreadlineServer:
+    """`threadline serve` in a child process, on a free port, ready when /health answers 200."""
+
+    def __init__(self, database_url: str, config: Path | None = None, *, env: dict | None = None) -> None:
+        self.database_url = database_url
+        self.config = config
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = env or {}
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> ThreadlineServer:
+        command = [sys.executable, "-m", "threadline", "serve", "--port", str(self.port), "--database", self.database_url]
+        if self.config:
+            command += ["--config", str(self.config)]
+        self.log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"threadline-{self.port}.log", "w")
+        self.process = subprocess.Popen(
+            command, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"threadline exited with {self.process.returncode}; see {self.log.name}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return self
+            time.sleep(0.05)
+        raise RuntimeError(f"threadline did not become healthy; see {self.log.name}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+    def __enter__(self) -> ThreadlineServer:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
