@@ -7,6 +7,7 @@ names the PostgreSQL server (default: postgresql://postgres@127.0.0.1:5432/test)
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 
@@ -32,12 +33,36 @@ def database_url(request, tmp_path_factory):
 @pytest.fixture(scope="session")
 def server(database_url, tmp_path_factory):
     """Threadline with two projects, alpha and beta, each with its own API key."""
+    folder = tmp_path_factory.mktemp("config")
+    record = folder / "model_requests.jsonl"
+    record.touch()
+    scripted = {"provider": "scripted", "options": {"record_to": str(record)}}
     config = write_config(
-        tmp_path_factory.mktemp("config") / "threadline.toml",
-        {"auth": {"api_keys": [{"key": key, "project": project} for project, key in KEYS.items()]}},
+        folder / "threadline.toml",
+        {
+            "auth": {"api_keys": [{"key": key, "project": project} for project, key in KEYS.items()]},
+            "models": [
+                {"id": "scripted", **scripted},
+                {"id": "scripted-small", "context_window": 60, **scripted},
+            ],
+        },
     )
     with ThreadlineServer(database_url, config) as running:
+        running.model_requests_path = record
         yield running
+
+
+@pytest.fixture
+def model_requests(server):
+    """What the scripted model received during this test, one dict per request."""
+    start = server.model_requests_path.stat().st_size
+
+    def received() -> list[dict]:
+        with open(server.model_requests_path, "rb") as record:
+            record.seek(start)
+            return [json.loads(line) for line in record if line.strip()]
+
+    return received
 
 
 @pytest.fixture

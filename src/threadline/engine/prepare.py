@@ -99,7 +99,7 @@ def response_object(body: CreateResponseBody, model_id: str, tools_choice: str |
     text.setdefault("verbosity", "medium")
     reasoning = body.reasoning.model_dump() if body.reasoning else {"effort": None, "summary": None}
     conversation_id = body.conversation_id
-    return {
+    response = {
         "id": new_id("resp"),
         "object": "response",
         "created_at": int(time.time()),
@@ -130,9 +130,11 @@ def response_object(body: CreateResponseBody, model_id: str, tools_choice: str |
         "top_logprobs": body.top_logprobs or 0,
         "top_p": 1.0 if body.top_p is None else body.top_p,
         "truncation": body.truncation or "disabled",
-        "usage": None,
-        "user": body.user,
     }
+    # The spec has no null for these two: they appear once there is a value.
+    if body.user is not None:
+        response["user"] = body.user
+    return response
 
 
 class Preparer:

@@ -14,7 +14,8 @@ from threadline.engine.events import ResponseEvents
 
 def replay_events(stored: dict) -> list[dict]:
     start = copy.deepcopy(stored)
-    start.update(status="in_progress", output=[], usage=None, error=None, incomplete_details=None, completed_at=None)
+    start.update(status="in_progress", output=[], error=None, incomplete_details=None, completed_at=None)
+    start.pop("usage", None)
     builder = ResponseEvents(start, item_ids=iter(item["id"] for item in stored["output"]))
     events = builder.start()
     for call_index, item in enumerate(stored["output"]):

@@ -68,7 +68,7 @@ def _locate(error: dict, data: object) -> tuple[dict, list[str | int], Any]:
     else:
         path, value = _walk(loc, data, [], missing) or _walk(loc, data, [], False) or ([], data)
     # Pydantic's `input` is the failing value itself; it is absent only for a missing field.
-    return error, path, _MISSING if missing else value
+    return error, path, _MISSING if missing else error.get("input", value)
 
 
 def _walk(loc: list, current: Any, path: list, missing: bool) -> tuple[list, Any] | None:

@@ -1,0 +1,26 @@
+# `make serve` and `make test` each set up their own virtual environment in .venv first.
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install serve test test-quick bench
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e '.[embedded,test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+serve: $(STAMP)
+	$(VENV)/bin/threadline serve
+
+test: $(STAMP)
+	$(PYTHON) -m pytest
+
+test-quick: $(STAMP)
+	$(PYTHON) -m pytest -m "not slow"
+
+bench: $(STAMP)
+	$(PYTHON) bench/conversation_pages.py

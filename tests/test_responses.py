@@ -1,0 +1,430 @@
+"""POST /v1/responses and friends, through the official SDK, on the scripted model."""
+
+from __future__ import annotations
+
+import asyncio
+
+import openai
+import pytest
+from pydantic import BaseModel
+
+from tests.helpers import script, sse_events, without_volatile
+from tests.spec_schemas import validate
+
+WEATHER_TOOL = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Weather for a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    "strict": True,
+}
+
+
+def test_create_answers_and_echoes_every_request_field(client):
+    response = client.responses.create(
+        model="scripted",
+        input="Hello there",
+        instructions="Be brief.",
+        temperature=0.5,
+        top_p=0.9,
+        max_output_tokens=200,
+        max_tool_calls=3,
+        tools=[WEATHER_TOOL],
+        tool_choice="auto",
+        parallel_tool_calls=False,
+        text={"format": {"type": "text"}, "verbosity": "low"},
+        reasoning={"effort": "low", "summary": "auto"},
+        truncation="auto",
+        metadata={"team": "search"},
+        store=True,
+        service_tier="default",
+        prompt_cache_key="cache-1",
+        safety_identifier="user-hash",
+        user="user-1",
+        top_logprobs=2,
+    )
+    assert response.status == "completed"
+    assert response.output_text == "Reply to: Hello there"
+    assert response.model == "scripted"
+    assert response.instructions == "Be brief."
+    assert (response.temperature, response.top_p) == (0.5, 0.9)
+    assert (response.max_output_tokens, response.max_tool_calls) == (200, 3)
+    assert response.tools[0].name == "get_weather" and response.tools[0].strict is True
+    assert response.tool_choice == "auto" and response.parallel_tool_calls is False
+    assert response.text.verbosity == "low" and response.text.format.type == "text"
+    assert response.reasoning.effort == "low" and response.reasoning.summary == "auto"
+    assert response.truncation == "auto"
+    assert response.metadata == {"team": "search"}
+    assert response.store is True and response.background is False
+    assert response.service_tier == "default"
+    assert response.prompt_cache_key == "cache-1" and response.safety_identifier == "user-hash"
+    assert response.user == "user-1" and response.top_logprobs == 2
+    assert response.usage.total_tokens == response.usage.input_tokens + response.usage.output_tokens
+    assert response.id.startswith("resp_") and response.output[0].id.startswith("msg_")
+    validate(response.model_dump(mode="json", exclude_unset=True), "Response")
+
+
+def test_model_may_be_omitted(client):
+    response = client.responses.create(input="Hi")
+    assert response.model == "scripted"
+    assert response.output_text == "Reply to: Hi"
+
+
+def test_unknown_model_is_a_400(client):
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.responses.create(model="no-such-model", input="Hi")
+    error = raised.value.body
+    assert error["code"] == "model_not_found" and error["param"] == "model"
+
+
+def test_async_create(async_client):
+    async def two_at_once():
+        return await asyncio.gather(
+            async_client.responses.create(model="scripted", input="one"),
+            async_client.responses.create(model="scripted", input="two"),
+        )
+
+    first, second = asyncio.run(two_at_once())
+    assert (first.output_text, second.output_text) == ("Reply to: one", "Reply to: two")
+
+
+def test_input_as_a_list_of_items(client, model_requests):
+    client.responses.create(
+        model="scripted",
+        input=[
+            {"role": "developer", "content": "Answer in French."},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hello"}]},
+        ],
+    )
+    (received,) = model_requests()
+    assert [item["role"] for item in received["input"]] == ["developer", "user"]
+    assert received["input"][1]["content"] == [{"type": "input_text", "text": "Hello"}]
+
+
+def test_instructions_go_first_and_are_not_carried_forward(client, model_requests):
+    first = client.responses.create(model="scripted", input="one", instructions="Be brief.")
+    client.responses.create(model="scripted", input="two", previous_response_id=first.id)
+    received = model_requests()
+    assert received[0]["instructions"] == "Be brief."
+    assert received[1]["instructions"] is None
+
+
+def test_a_chain_of_50_gives_the_model_the_whole_chain_in_order(client, model_requests):
+    previous_id = None
+    for turn in range(50):
+        response = client.responses.create(model="scripted", input=f"turn {turn}", previous_response_id=previous_id)
+        previous_id = response.id
+    last = model_requests()[-1]["input"]
+    texts = [(item["role"], item["content"][0]["text"]) for item in last]
+    expected = []
+    for turn in range(49):
+        expected += [("user", f"turn {turn}"), ("assistant", f"Reply to: turn {turn}")]
+    assert texts == expected + [("user", "turn 49")]
+
+
+def test_previous_response_id_must_name_a_stored_response_of_the_project(client, beta_client):
+    unstored = client.responses.create(model="scripted", input="hi", store=False)
+    foreign = beta_client.responses.create(model="scripted", input="hi")
+    for previous_id in ("resp_unknown", unstored.id, foreign.id):
+        with pytest.raises(openai.BadRequestError) as raised:
+            client.responses.create(model="scripted", input="again", previous_response_id=previous_id)
+        assert raised.value.body["param"] == "previous_response_id"
+        assert raised.value.body["code"] == "previous_response_not_found"
+
+
+def test_store_false_keeps_nothing(client):
+    response = client.responses.create(model="scripted", input="secret", store=False)
+    assert response.store is False and response.output_text == "Reply to: secret"
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(response.id)
+
+
+def test_conversation_flow_end_to_end(client, model_requests):
+    conversation = client.conversations.create(items=[{"role": "system", "content": "You are terse."}])
+    first = client.responses.create(model="scripted", input="first question", conversation=conversation.id)
+    second = client.responses.create(model="scripted", input="second question", conversation={"id": conversation.id})
+    assert first.conversation.id == conversation.id and second.conversation.id == conversation.id
+    items = list(client.conversations.items.list(conversation.id, order="asc"))
+    assert [(item.role, item.content[0].text) for item in items] == [
+        ("system", "You are terse."),
+        ("user", "first question"),
+        ("assistant", "Reply to: first question"),
+        ("user", "second question"),
+        ("assistant", "Reply to: second question"),
+    ]
+    assert items[2].id == first.output[0].id and items[4].id == second.output[0].id
+    second_context = model_requests()[1]["input"]
+    assert [item["id"] for item in second_context] == [item.id for item in items[:4]]
+
+
+def test_a_conversation_of_50_responses_gives_the_model_everything_in_order(client, model_requests):
+    conversation = client.conversations.create()
+    for turn in range(50):
+        client.responses.create(model="scripted", input=f"turn {turn}", conversation=conversation.id)
+    last = model_requests()[-1]["input"]
+    expected = []
+    for turn in range(49):
+        expected += [f"turn {turn}", f"Reply to: turn {turn}"]
+    assert [item["content"][0]["text"] for item in last] == expected + ["turn 49"]
+    assert len(list(client.conversations.items.list(conversation.id, limit=100))) == 100
+
+
+def test_conversation_and_previous_response_id_together_is_a_400(client):
+    conversation = client.conversations.create()
+    earlier = client.responses.create(model="scripted", input="hi")
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.responses.create(model="scripted", input="x", conversation=conversation.id, previous_response_id=earlier.id)
+    assert raised.value.body["param"] in ("conversation", "previous_response_id")
+
+
+def test_unknown_or_foreign_conversation_is_a_404(client, beta_client):
+    foreign = beta_client.conversations.create()
+    for conversation_id in ("conv_unknown", foreign.id):
+        with pytest.raises(openai.NotFoundError) as raised:
+            client.responses.create(model="scripted", input="x", conversation=conversation_id)
+        assert raised.value.body["param"] == "conversation"
+
+
+def test_failed_response_adds_nothing_to_its_conversation(client, http):
+    conversation = client.conversations.create()
+    events = sse_events(http, "/v1/responses", {"model": "scripted", "stream": True, "conversation": conversation.id,
+                                                "input": script({"text": "partial"}, {"fail": {"message": "The model crashed."}})})
+    assert events[-1]["type"] == "response.failed"
+    failed = events[-1]["response"]
+    assert failed["status"] == "failed" and failed["error"] == {"code": "server_error", "message": "The model crashed."}
+    stored = client.responses.retrieve(failed["id"])
+    assert stored.status == "failed" and stored.error.message == "The model crashed."
+    assert list(client.conversations.items.list(conversation.id)) == []
+
+
+def test_failure_without_streaming_is_an_error_envelope(client):
+    with pytest.raises(openai.InternalServerError) as raised:
+        client.responses.create(model="scripted", input=script({"fail": {"message": "The model crashed."}}))
+    assert raised.value.body["type"] == "server_error" and raised.value.body["message"] == "The model crashed."
+
+
+def test_rate_limited_model_is_a_429(client):
+    with pytest.raises(openai.RateLimitError) as raised:
+        client.responses.create(model="scripted", input=script({"fail": {"message": "Slow down.", "code": "rate_limit_exceeded"}}))
+    assert raised.value.body["code"] == "rate_limit_exceeded"
+
+
+def test_streaming_sends_openai_events_and_matches_the_plain_answer(client, http):
+    body = {"model": "scripted", "input": script({"text": "Hello, world!", "chunks": 4})}
+    events = sse_events(http, "/v1/responses", {**body, "stream": True})
+    assert [event["type"] for event in events] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        *["response.output_text.delta"] * 4,
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert events[0]["sequence_number"] == 0
+    assert "".join(event["delta"] for event in events if event["type"] == "response.output_text.delta") == "Hello, world!"
+    plain = http.post("/v1/responses", json=body).json()
+    assert without_volatile(events[-1]["response"]) == without_volatile(plain)
+
+
+def test_sdk_stream_helpers(client):
+    with client.responses.stream(model="scripted", input=script({"text": "streamed text", "chunks": 3})) as stream:
+        deltas = [event.delta for event in stream if event.type == "response.output_text.delta"]
+        final = stream.get_final_response()
+    assert "".join(deltas) == "streamed text" == final.output_text
+    assert client.responses.retrieve(final.id).output_text == "streamed text"
+
+
+def test_function_calls_stream_and_round_trip(client, http, model_requests):
+    body = {
+        "model": "scripted",
+        "tools": [WEATHER_TOOL],
+        "input": script({"tool_call": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}", "call_id": "call_a"}},
+                        {"tool_call": {"name": "get_weather", "arguments": "{\"city\": \"Rome\"}", "call_id": "call_b"}}),
+        "stream": True,
+    }
+    events = sse_events(http, "/v1/responses", body)
+    types = [event["type"] for event in events]
+    assert types.count("response.function_call_arguments.delta") == 2
+    assert types.count("response.function_call_arguments.done") == 2
+    response = events[-1]["response"]
+    calls = response["output"]
+    assert [(call["type"], call["name"], call["call_id"], call["arguments"], call["status"]) for call in calls] == [
+        ("function_call", "get_weather", "call_a", "{\"city\": \"Paris\"}", "completed"),
+        ("function_call", "get_weather", "call_b", "{\"city\": \"Rome\"}", "completed"),
+    ]
+    assert all(call["id"].startswith("fc_") for call in calls)
+    follow_up = client.responses.create(
+        model="scripted",
+        previous_response_id=response["id"],
+        tools=[WEATHER_TOOL],
+        input=[
+            {"type": "function_call_output", "call_id": "call_a", "output": "Sunny"},
+            {"type": "function_call_output", "call_id": "call_b", "output": "Rainy"},
+        ],
+    )
+    assert follow_up.status == "completed"
+    seen = model_requests()[-1]["input"]
+    assert [item["type"] for item in seen[-4:]] == ["function_call", "function_call", "function_call_output", "function_call_output"]
+    assert model_requests()[-1]["tools"][0]["name"] == "get_weather"
+
+
+def test_reasoning_and_refusal_items(http):
+    events = sse_events(http, "/v1/responses", {"model": "scripted", "stream": True,
+                                                "input": script({"reasoning": "Let me think.", "chunks": 2}, {"refusal": "I can't help with that."})})
+    types = [event["type"] for event in events]
+    assert "response.reasoning_text.delta" in types and "response.reasoning_text.done" in types
+    assert "response.refusal.delta" in types and "response.refusal.done" in types
+    reasoning, message = events[-1]["response"]["output"]
+    assert reasoning["type"] == "reasoning" and reasoning["content"] == [{"type": "reasoning_text", "text": "Let me think."}]
+    assert reasoning["id"].startswith("rs_")
+    assert message["content"] == [{"type": "refusal", "refusal": "I can't help with that."}]
+
+
+def test_max_output_tokens_makes_the_response_incomplete(client, http):
+    body = {"model": "scripted", "max_output_tokens": 16, "input": script({"text": "cut short", "chunks": 2}, {"finish": "length"})}
+    response = client.responses.create(**body)
+    assert response.status == "incomplete"
+    assert response.incomplete_details.reason == "max_output_tokens"
+    assert response.output[0].status == "incomplete"
+    events = sse_events(http, "/v1/responses", {**body, "stream": True})
+    assert events[-1]["type"] == "response.incomplete"
+
+
+def test_truncation_disabled_refuses_an_input_over_the_window(client, model_requests):
+    history = [{"role": "user", "content": f"message number {n} " + "word " * 20} for n in range(6)]
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.responses.create(model="scripted-small", input=history)
+    assert raised.value.body["code"] == "context_length_exceeded"
+    assert model_requests() == []
+
+
+def test_truncation_auto_drops_the_oldest_items(client, model_requests):
+    conversation = client.conversations.create(
+        items=[{"role": "user", "content": f"old message {n} " + "word " * 20} for n in range(6)]
+    )
+    response = client.responses.create(model="scripted-small", input="newest", conversation=conversation.id, truncation="auto")
+    assert response.status == "completed"
+    seen = model_requests()[-1]["input"]
+    assert seen[-1]["content"][0]["text"] == "newest"
+    assert 1 <= len(seen) < 7
+    kept = [item["content"][0]["text"] for item in seen[:-1]]
+    assert kept == [f"old message {n} " + "word " * 20 for n in range(6)][6 - len(kept):]
+
+
+def test_retrieve_delete_and_input_items(client):
+    response = client.responses.create(
+        model="scripted",
+        input=[{"role": "user", "content": "first"}, {"role": "user", "content": "second"}],
+    )
+    assert client.responses.retrieve(response.id).output_text == "Reply to: second"
+    items = client.responses.input_items.list(response.id, order="asc")
+    assert [item.content[0].text for item in items.data] == ["first", "second"]
+    assert [item.content[0].text for item in client.responses.input_items.list(response.id).data] == ["second", "first"]
+    page = client.responses.input_items.list(response.id, limit=1, order="asc")
+    assert page.has_more is True and page.data[0].content[0].text == "first"
+    deleted = client.responses.delete(response.id)
+    assert deleted is None or getattr(deleted, "deleted", True)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(response.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.input_items.list(response.id)
+
+
+def test_responses_are_invisible_to_other_projects(client, beta_client):
+    response = client.responses.create(model="scripted", input="mine")
+    with pytest.raises(openai.NotFoundError):
+        beta_client.responses.retrieve(response.id)
+    with pytest.raises(openai.NotFoundError):
+        beta_client.responses.delete(response.id)
+    assert client.responses.retrieve(response.id).id == response.id
+
+
+def test_replay_a_stored_response_after_a_sequence_number(client, http):
+    response = client.responses.create(model="scripted", input="replay me")
+    full = sse_events(http, f"/v1/responses/{response.id}?stream=true", method="GET")
+    assert full[0]["type"] == "response.created" and full[-1]["type"] == "response.completed"
+    assert full[-1]["response"]["output"] == response.model_dump(mode="json", exclude_unset=True)["output"]
+    tail = sse_events(http, f"/v1/responses/{response.id}?stream=true&starting_after=3", method="GET")
+    assert tail == full[4:]
+    with client.responses.stream(response_id=response.id, starting_after=3) as stream:
+        sequence_numbers = [event.sequence_number for event in stream]
+    assert sequence_numbers == [event["sequence_number"] for event in full[4:]]
+
+
+class Person(BaseModel):
+    name: str
+    age: int
+
+
+def test_parse_with_a_pydantic_model(client, model_requests):
+    parsed = client.responses.parse(model="scripted", input=script({"text": "{\"name\": \"Ada\", \"age\": 36}"}), text_format=Person)
+    assert parsed.output_parsed == Person(name="Ada", age=36)
+    text_format = model_requests()[-1]["text_format"]
+    assert text_format["type"] == "json_schema" and text_format["name"] == "Person" and text_format["strict"] is True
+    assert text_format["schema"]["properties"].keys() == {"name", "age"}
+
+
+@pytest.mark.parametrize(
+    "tools, param",
+    [
+        ([{"type": "web_search"}], "tools[0].type"),
+        ([WEATHER_TOOL, {"type": "custom", "name": "grammar_tool"}], "tools[1].type"),
+        ([{"type": "file_search", "vector_store_ids": ["vs_1"]}], "tools[0].type"),
+    ],
+)
+def test_tools_the_server_cannot_serve_are_a_400_naming_the_param(client, tools, param):
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.responses.create(model="scripted", input="x", tools=tools)
+    assert raised.value.body["param"] == param
+
+
+def test_namespace_tools_are_offered_as_their_functions(client, model_requests):
+    client.responses.create(
+        model="scripted",
+        input="x",
+        tools=[{"type": "namespace", "name": "weather", "description": "Weather tools", "tools": [WEATHER_TOOL]}],
+    )
+    assert [tool["name"] for tool in model_requests()[-1]["tools"]] == ["get_weather"]
+
+
+def test_tool_choice_must_name_a_given_tool(client):
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.responses.create(model="scripted", input="x", tools=[WEATHER_TOOL], tool_choice={"type": "function", "name": "other"})
+    assert raised.value.body["param"] == "tool_choice.name"
+
+
+def test_tool_choice_reaches_the_model(client, model_requests):
+    client.responses.create(model="scripted", input="x", tools=[WEATHER_TOOL], tool_choice={"type": "function", "name": "get_weather"})
+    client.responses.create(model="scripted", input="x", tools=[WEATHER_TOOL], tool_choice="none")
+    named, none = model_requests()
+    assert named["tool_choice"] == {"type": "function", "name": "get_weather"}
+    assert none["tool_choice"] == "none" and none["tools"] == []
+
+
+def test_item_reference_in_input_resolves_to_the_stored_item(client, model_requests):
+    earlier = client.responses.create(model="scripted", input="remember me")
+    client.responses.create(model="scripted", input=[{"type": "item_reference", "id": earlier.output[0].id}, {"role": "user", "content": "and?"}])
+    seen = model_requests()[-1]["input"]
+    assert seen[0]["role"] == "assistant" and seen[0]["content"][0]["text"] == "Reply to: remember me"
+
+
+def test_background_requires_store(client):
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.responses.create(model="scripted", input="x", background=True, store=False)
+    assert raised.value.body["param"] == "background"
+
+
+def test_count_input_tokens(client):
+    counted = client.responses.input_tokens.count(model="scripted", input="Count these words, please.")
+    assert counted.object == "response.input_tokens" and counted.input_tokens > 0
+
+
+def test_models_list_and_retrieve(client):
+    assert {model.id for model in client.models.list()} == {"scripted", "scripted-small"}
+    model = client.models.retrieve("scripted")
+    assert model.object == "model" and model.id == "scripted"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("nope")
