@@ -17,7 +17,10 @@ from threadline.config import Settings
 from threadline.backends.registry import Models
 from threadline.engine.prepare import Preparer
 from threadline.engine.runner import Runner
+from threadline.ids import new_id
+from threadline.jobs.worker import Worker
 from threadline.store.conversations import ConversationStore
+from threadline.store.jobs import JobStore
 from threadline.store.responses import ResponseStore
 from threadline.store.database import Database
 from threadline.store.migrate import migrate
@@ -37,13 +40,18 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.responses = ResponseStore(database)
         app.state.models = Models(settings)
         app.state.preparer = Preparer(database, app.state.models, app.state.responses, app.state.conversations)
-        app.state.runner = Runner(app.state.responses)
+        app.state.jobs = JobStore(database)
+        app.state.runner = Runner(app.state.responses, app.state.jobs, owner=new_id("proc"))
+        app.state.worker = Worker(app.state.runner, app.state.models, settings.workers)
+        await app.state.jobs.heartbeat(app.state.runner.owner)
+        app.state.worker.start()
         app.state.started_at = int(time.time())
         app.state.ready = True
         try:
             yield
         finally:
             app.state.ready = False
+            await app.state.worker.stop(settings.server.shutdown_grace_s)
             await app.state.models.close()
             await database.dispose()
 

@@ -35,7 +35,14 @@ def serve(
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = load_settings(config, host=host, port=port, database_url=database)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        # Open streams get the grace period too; what is left is stopped and recorded.
+        timeout_graceful_shutdown=settings.server.shutdown_grace_s,
+    )
 
 
 @cli.command()

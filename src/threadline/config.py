@@ -40,6 +40,19 @@ class ModelSettings(_Section):
     options: dict = {}
 
 
+class WorkerSettings(_Section):
+    """Background work and crash recovery; see the README for what each one trades."""
+
+    heartbeat_s: float = Field(default=2.0, gt=0)  # how often a process says it is alive
+    lease_s: float = Field(default=10.0, gt=0)  # silence after which its work is recovered
+    poll_s: float = Field(default=0.25, gt=0)  # how often the queue and other processes' logs are read
+    max_background_jobs: int = Field(default=16, ge=1)  # background responses one process runs at once
+
+
+class ServerSettings(_Section):
+    shutdown_grace_s: float = Field(default=30.0, ge=0)  # SIGTERM grace for running responses
+
+
 class Settings(_Section):
     host: str = "127.0.0.1"
     port: int = 8000
@@ -47,6 +60,8 @@ class Settings(_Section):
     auth: AuthSettings = AuthSettings()
     models: list[ModelSettings] = []
     default_model: str | None = None
+    server: ServerSettings = ServerSettings()
+    workers: WorkerSettings = WorkerSettings()
 
     @model_validator(mode="after")
     def _default_model_is_configured(self) -> Settings:

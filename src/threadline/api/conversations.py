@@ -24,7 +24,8 @@ class CreateConversationBody(Body):
 
 
 class UpdateConversationBody(Body):
-    metadata: Metadata
+    # Required, yet nullable as in OpenAI's description: null clears the metadata.
+    metadata: Metadata | None
 
 
 class CreateItemsBody(Body):
@@ -62,7 +63,11 @@ Include = Annotated[list[str], Depends(include_values)]
 
 
 @router.post("", summary="Create a conversation")
-async def create_conversation(body: CreateConversationBody, project: Project, conversations: Store) -> JSON:
+async def create_conversation(
+    project: Project, conversations: Store, body: CreateConversationBody | None = None
+) -> JSON:
+    # Every field is optional, so a POST without a body creates an empty conversation.
+    body = body or CreateConversationBody()
     created = await conversations.create(project, body.metadata, prepare_items(body.items or []))
     return JSON(created)
 

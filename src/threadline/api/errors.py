@@ -14,6 +14,9 @@ from threadline.items import describe_errors
 
 log = logging.getLogger("threadline")
 
+# Errors about a number: their query input is reported as the number it spells.
+NUMERIC_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "int_parsing", "int_from_float"}
+
 HTTP_ERROR_TYPES = {401: "invalid_request_error", 404: "invalid_request_error", 405: "invalid_request_error"}
 
 
@@ -21,17 +24,53 @@ async def _api_error(_request: Request, error: APIError) -> JSON:
     return JSON(error.envelope(), status_code=error.status)
 
 
-async def _validation_error(_request: Request, error: RequestValidationError) -> JSON:
+async def _validation_error(request: Request, error: RequestValidationError) -> JSON:
+    # FastAPI reads the body before it resolves dependencies; a caller without a valid key
+    # hears 401 first, as from OpenAI, whatever its body holds.
+    if request.url.path.startswith("/v1/"):
+        try:
+            request.app.state.authenticator.project_for(request.headers.get("authorization"))
+        except APIError as denied:
+            return JSON(denied.envelope(), status_code=denied.status)
     errors = list(error.errors())
     source = errors[0]["loc"][0] if errors and errors[0]["loc"] else "body"
     data = error.body if source == "body" else None
     for detail in errors:
         detail["loc"] = tuple(detail["loc"][1:]) if detail["loc"] and detail["loc"][0] == source else detail["loc"]
+        if source == "query" and detail["type"] in NUMERIC_ERRORS and isinstance(detail.get("input"), str):
+            detail["input"] = _number_or_text(detail["input"])
     if source == "body" and any(detail["type"] == "json_invalid" for detail in errors):
         param, message = None, "We could not parse the JSON body of your request. Expected a JSON object."
     else:
+        if source == "body" and data is None:
+            # No body at all: say which fields are required, as for an empty object.
+            errors, data = _errors_for_empty_body(request) or errors, {}
         param, message = describe_errors(errors, data)
     return JSON(APIError(400, message, param=param).envelope(), status_code=400)
+
+
+def _number_or_text(value: str) -> int | float | str:
+    """A query value as the number it spells, if it spells one: `limit=0` was given 0, not "0"."""
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _errors_for_empty_body(request: Request) -> list[dict] | None:
+    """The route's body validated as `{}`, with locs relative to the body; None if unknown."""
+    body_field = getattr(request.scope.get("route"), "body_field", None)
+    if body_field is None:
+        return None
+    _value, errors = body_field.validate({}, {}, loc=("body",))
+    if not errors:
+        return None
+    errors = list(errors)
+    for detail in errors:
+        detail["loc"] = tuple(detail["loc"][1:]) if detail["loc"] and detail["loc"][0] == "body" else detail["loc"]
+    return errors
 
 
 async def _http_error(request: Request, error: HTTPException) -> JSON:

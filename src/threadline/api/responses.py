@@ -15,6 +15,7 @@ from threadline.api.schemas import Order, include_values
 from threadline.api.sse import event_stream
 from threadline.engine.replay import replay_events
 from threadline.errors import invalid
+from threadline.jobs.follow import follow
 
 router = APIRouter(prefix="/v1/responses", tags=["Responses"])
 
@@ -26,7 +27,12 @@ Include = Annotated[list[str], Depends(include_values)]
 async def create_response(body: CreateResponseBody, project: Project, request: Request):
     state = request.app.state
     prepared = await state.preparer.prepare(body, project)
-    run = state.runner.start(prepared)
+    if body.background:
+        await state.worker.enqueue(prepared)
+        if body.stream:
+            return event_stream(follow(state.runner, project, prepared.response["id"], -1, state.settings.workers.poll_s))
+        return JSON(prepared.response)
+    run = await state.runner.start(prepared)
     if not body.stream:
         return JSON(await run.result())
     events = run.stream()
@@ -57,12 +63,15 @@ async def retrieve_response(
     stream: bool = False,
     starting_after: Annotated[int, Query(ge=0)] | None = None,
 ):
-    stored = await request.app.state.responses.get(project, response_id)
+    state = request.app.state
+    stored = await state.responses.get(project, response_id)
     if not stream:
         if starting_after is not None:
             raise invalid("'starting_after' can only be used with stream=true.", param="starting_after")
         return JSON(stored)
     after = -1 if starting_after is None else starting_after
+    if stored["background"]:
+        return event_stream(follow(state.runner, project, response_id, after, state.settings.workers.poll_s))
 
     async def events() -> AsyncIterator[dict]:
         for event in replay_events(stored):
@@ -70,6 +79,16 @@ async def retrieve_response(
                 yield event
 
     return event_stream(events())
+
+
+@router.post("/{response_id}/cancel", summary="Cancel a background response")
+async def cancel_response(response_id: str, project: Project, request: Request) -> JSON:
+    state = request.app.state
+    cancelled = await state.jobs.cancel(project, response_id)
+    run = state.runner.runs.get(response_id)
+    if run is not None and run.stop_reason is None:
+        run.stop("cancelled")  # here already; other processes notice at their next heartbeat
+    return JSON(cancelled)
 
 
 @router.delete("/{response_id}", summary="Delete a response")

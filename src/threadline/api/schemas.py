@@ -2,21 +2,49 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Request
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic_core import PydanticCustomError
 
 from threadline.errors import invalid
 
-MetadataKey = Annotated[str, StringConstraints(max_length=64)]
-MetadataValue = Annotated[str, StringConstraints(max_length=512)]
+METADATA_PAIRS, METADATA_KEY_LENGTH, METADATA_VALUE_LENGTH = 16, 64, 512
+
+
+def _check_metadata(value: Any) -> Any:
+    """Refuse too many pairs or a long key with one error on `metadata` itself.
+
+    Left to pydantic, 17 pairs read as "array too long" and a long key is reported at its
+    value's path with the value's length."""
+    if not isinstance(value, dict):
+        return value
+    if len(value) > METADATA_PAIRS:
+        raise PydanticCustomError(
+            "metadata_too_many_pairs",
+            "too many key-value pairs. Expected an object with at most {limit} pairs, but got {count} pairs instead",
+            {"limit": METADATA_PAIRS, "count": len(value)},
+        )
+    for key in value:
+        if isinstance(key, str) and len(key) > METADATA_KEY_LENGTH:
+            raise PydanticCustomError(
+                "metadata_key_too_long",
+                "key too long. Expected keys of at most {limit} characters, but got a key with length {length} instead",
+                {"limit": METADATA_KEY_LENGTH, "length": len(key)},
+            )
+    return value
+
+
+MetadataKey = Annotated[str, StringConstraints(max_length=METADATA_KEY_LENGTH)]
+MetadataValue = Annotated[str, StringConstraints(max_length=METADATA_VALUE_LENGTH)]
 Metadata = Annotated[
     dict[MetadataKey, MetadataValue],
     Field(
-        max_length=16,
+        max_length=METADATA_PAIRS,
         description="Up to 16 key-value pairs; keys at most 64 characters, values at most 512.",
     ),
+    BeforeValidator(_check_metadata),
 ]
 
 Includable = Literal[

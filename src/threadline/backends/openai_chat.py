@@ -69,6 +69,10 @@ def invalid_request(message: str) -> BackendError:
     return BackendError(message, code="invalid_request_error", status=400)
 
 
+def server_error(message: str, *, retryable: bool = False) -> BackendError:
+    return BackendError(message, code="server_error", status=500, retryable=retryable)
+
+
 # --- Request: ModelRequest -> chat completions body -------------------------------------
 
 
@@ -302,7 +306,7 @@ class ChunkReader:
 
 def completion_as_chunk(completion: dict) -> dict:
     if not isinstance(completion, dict):
-        raise BackendError("The upstream model's answer was not a JSON object.")
+        raise server_error("The upstream model's answer was not a JSON object.")
     if "error" in completion:
         raise error_from_body(completion)
     choices = []
@@ -351,7 +355,7 @@ def parse_json(data: str | bytes) -> Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
-        raise BackendError("The upstream model sent malformed JSON.") from None
+        raise server_error("The upstream model sent malformed JSON.") from None
 
 
 # --- Errors -------------------------------------------------------------------------------
@@ -434,7 +438,7 @@ def transport_error(error: httpx.TransportError) -> BackendError:
         message = f"Could not connect to the upstream model: {error}"
     else:
         message = f"The connection to the upstream model failed: {error}"
-    return BackendError(message, code="server_error", status=500, retryable=True)
+    return server_error(message, retryable=True)
 
 
 # --- The backend --------------------------------------------------------------------------
@@ -497,13 +501,17 @@ class OpenAIChatBackend:
         caller's task, which may be busy elsewhere between events.
         """
         events: asyncio.Queue = asyncio.Queue()
+        reader = ChunkReader()
 
         async def call() -> None:
             try:
                 async with asyncio.timeout(self.settings.timeout_s):
-                    await self._exchange(body, events.put_nowait)
+                    await self._exchange(body, reader, events.put_nowait)
             except TimeoutError:
-                events.put_nowait(BackendError(f"The upstream model did not finish within {self.settings.timeout_s:g} s.", status=500, retryable=True))
+                if reader.finish_reason is None:
+                    events.put_nowait(server_error(f"The upstream model did not finish within {self.settings.timeout_s:g} s.", retryable=True))
+                else:  # the model had finished; only the trailing usage or [DONE] never came
+                    events.put_nowait(reader.finish())
             except Exception as error:  # handed to the caller's task to raise
                 events.put_nowait(error)
             events.put_nowait(_END)
@@ -519,8 +527,7 @@ class OpenAIChatBackend:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _exchange(self, body: dict, emit: Callable[[ModelEvent], None]) -> None:
-        reader = ChunkReader()
+    async def _exchange(self, body: dict, reader: ChunkReader, emit: Callable[[ModelEvent], None]) -> None:
         try:
             async with self._http.stream(
                 "POST",
@@ -549,13 +556,13 @@ class OpenAIChatBackend:
                 return
             chunk = parse_json(data)
             if not isinstance(chunk, dict):
-                raise BackendError("The upstream model sent a malformed stream event.")
+                raise server_error("The upstream model sent a malformed stream event.")
             if "error" in chunk:  # vLLM and others report failures mid-stream this way
                 raise error_from_body(chunk)
             for event in reader.read(chunk):
                 emit(event)
         if reader.finish_reason is None:
-            raise BackendError("The upstream stream ended early.", status=500, retryable=True)
+            raise server_error("The upstream stream ended early.", retryable=True)
 
     # --- Context window and token counts ------------------------------------------------
 

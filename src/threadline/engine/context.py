@@ -37,7 +37,8 @@ async def fit_to_window(
     backend: Backend, request: ModelRequest, earlier_count: int, truncation: str
 ) -> ModelRequest:
     """The request, with the oldest earlier items dropped if truncation allows and needs it."""
-    window = backend.context_window
+    resolve = getattr(backend, "resolve_context_window", None)
+    window = await resolve() if resolve else backend.context_window
     if not window:
         return request
     estimates = [estimate_item_tokens(item) for item in request.input]

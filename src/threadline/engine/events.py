@@ -24,10 +24,10 @@ TERMINAL_EVENTS = {
 
 
 class ResponseEvents:
-    def __init__(self, response: dict, item_ids: Iterator[str] | None = None) -> None:
+    def __init__(self, response: dict, item_ids: Iterator[str] | None = None, sequence_number: int = 0) -> None:
         self.response = response
         self._item_ids = item_ids  # ids to reuse, when replaying a stored response
-        self.sequence_number = 0
+        self.sequence_number = sequence_number
         self._item: dict | None = None  # the message or reasoning item being written
         self._part: dict | None = None  # its content part being written
         self._calls: dict[int, dict] = {}  # function calls by the model's call index, open until the end
@@ -37,6 +37,14 @@ class ResponseEvents:
 
     def start(self) -> list[dict]:
         return [self._lifecycle("response.created"), self._lifecycle("response.in_progress")]
+
+    def queued(self) -> list[dict]:
+        """The events of a background response waiting for a worker."""
+        return [self._lifecycle("response.created"), self._lifecycle("response.queued")]
+
+    def resume(self) -> list[dict]:
+        """The first event of a background response a worker has started."""
+        return [self._lifecycle("response.in_progress")]
 
     def feed(self, event: ModelEvent) -> list[dict]:
         if isinstance(event, TextDelta):

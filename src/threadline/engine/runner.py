@@ -1,8 +1,9 @@
 """Running a prepared response: the backend's events in, OpenAI's events out, stored at the end.
 
-Each response runs in a task of its own and hands its events to the caller through a
-queue, so a client that disconnects from a stream does not stop the work: the response
-still completes and is stored as if the client had stayed.
+Each response runs in a task of its own. A foreground response hands its events to the
+request through a queue, so a client that disconnects does not stop the work: it still
+completes and is stored as if the client had stayed. A background response writes its
+events to the durable event log instead, which any process can follow.
 """
 
 from __future__ import annotations
@@ -15,25 +16,39 @@ from threadline.backends.base import BackendError, ContextLengthExceeded, Finish
 from threadline.engine.events import ResponseEvents
 from threadline.engine.prepare import PreparedResponse
 from threadline.errors import APIError
+from threadline.store.jobs import JobStore
 from threadline.store.responses import ResponseStore
 
 log = logging.getLogger("threadline")
 
 # How a failed response is answered when the client did not stream.
 FAILURE_STATUS = {"rate_limit_exceeded": 429}
+FAILURE_TYPE = {"rate_limit_exceeded": "requests", "server_error": "server_error"}
+
+# Background logs start with response.created and response.queued, written when queued.
+QUEUED_EVENTS = 2
 
 
 class ResponseRun:
-    def __init__(self, prepared: PreparedResponse, responses: ResponseStore) -> None:
+    def __init__(self, prepared: PreparedResponse, runner: Runner, *, background: bool = False) -> None:
         self.prepared = prepared
-        self.responses = responses
-        self.events = ResponseEvents(prepared.response)
+        self.runner = runner
+        self.background = background
+        self.events = ResponseEvents(prepared.response, sequence_number=QUEUED_EVENTS if background else 0)
+        self.stop_reason: str | None = None  # "cancelled" or "shutdown", when stopped from outside
         self._queue: asyncio.Queue[dict | APIError | None] = asyncio.Queue()
+        self._unlogged: list[dict] = []
+        self._log_lock = asyncio.Lock()
+        self._log_dirty = asyncio.Event()
         self.task = asyncio.create_task(self._run())
 
     @property
     def response(self) -> dict:
         return self.prepared.response
+
+    @property
+    def response_id(self) -> str:
+        return self.prepared.response["id"]
 
     async def stream(self) -> AsyncIterator[dict]:
         """The events as they are produced; raises APIError if the request fails before any."""
@@ -44,28 +59,36 @@ class ResponseRun:
 
     async def result(self) -> dict:
         """The finished Response; a failure of the model is raised in OpenAI's envelope."""
-        await self.task
-        while not self._queue.empty():
-            event = self._queue.get_nowait()
-            if isinstance(event, APIError):
-                raise event
-        response = self.response
-        if response["status"] == "failed":
-            error = response["error"]
-            raise APIError(FAILURE_STATUS.get(error["code"], 500), error["message"], type="server_error" if error["code"] == "server_error" else "invalid_request_error", code=error["code"])
-        return response
+        async for _event in self.stream():
+            pass
+        error = self.response.get("error")
+        if self.response["status"] == "failed" and error:
+            code = error["code"]
+            raise APIError(FAILURE_STATUS.get(code, 500), error["message"], type=FAILURE_TYPE.get(code, "server_error"), code=code)
+        return self.response
+
+    def stop(self, reason: str) -> None:
+        self.stop_reason = reason
+        self.task.cancel()
+
+    # -- the run ---------------------------------------------------------------------
 
     async def _run(self) -> None:
+        flusher = asyncio.create_task(self._flush_log()) if self.background else None
         generator = self.prepared.backend.generate(self.prepared.model_request)
         try:
             await self._generate(generator)
         except APIError as error:
             self._queue.put_nowait(error)
+        except asyncio.CancelledError:
+            await self._stopped()
         except Exception:
             # Storing failed: nothing more can be recorded, so say so loudly.
-            log.exception("response %s could not be stored", self.response["id"])
+            log.exception("response %s could not be stored", self.response_id)
             self._queue.put_nowait(APIError(500, "The server had an error while saving this response.", type="server_error"))
         finally:
+            if flusher:
+                flusher.cancel()
             await generator.aclose()
             self._queue.put_nowait(None)
 
@@ -73,19 +96,29 @@ class ResponseRun:
         try:
             model_event = await anext(generator)
         except ContextLengthExceeded as error:
+            if self.background:
+                await self._fail([], error)
+                return
             raise APIError(400, error.message, param="input", code="context_length_exceeded") from error
+        except asyncio.CancelledError:
+            raise
         except Exception as error:  # noqa: BLE001 - any failure of the model is recorded, not lost
-            await self._fail(self.events.start(), error)
+            await self._fail(self._opening_events(), error)
             return
-        self._publish(self.events.start())
+        self._publish(self._opening_events())
         try:
             while not isinstance(model_event, Finish):
                 self._publish(self.events.feed(model_event))
                 model_event = await anext(generator)
+        except asyncio.CancelledError:
+            raise
         except Exception as error:  # noqa: BLE001
             await self._fail([], error)
             return
         await self._finish(self.events.finish(model_event))
+
+    def _opening_events(self) -> list[dict]:
+        return self.events.resume() if self.background else self.events.start()
 
     async def _fail(self, events: list[dict], error: BaseException) -> None:
         if isinstance(error, StopAsyncIteration):
@@ -93,30 +126,94 @@ class ResponseRun:
         elif isinstance(error, BackendError):
             code, message = error.code, error.message
         else:
-            log.error("response %s failed", self.response["id"], exc_info=error)
+            log.error("response %s failed", self.response_id, exc_info=error)
             code, message = "server_error", "The model failed while generating this response."
         await self._finish(events + self.events.fail(code, message))
 
     async def _finish(self, events: list[dict]) -> None:
         """Store the response, then let the terminal event out: what a client sees is saved."""
         if self.prepared.store:
-            await self.responses.save(self.prepared.project, self.response, self.prepared.input_items)
-        self._publish(events)
+            async with self._log_lock:
+                logged = self._take_unlogged() + events if self.background else []
+                stored = await self.runner.responses.complete(
+                    self.prepared.project, self.response, self.prepared.input_items, owner=self.runner.owner, events=logged
+                )
+            if not stored:
+                log.info("response %s was cancelled or recovered before it finished", self.response_id)
+                return
+        self._publish(events, logged=True)
 
-    def _publish(self, events: list[dict]) -> None:
+    async def _stopped(self) -> None:
+        """Stopped from outside: by a cancel, or by a shutdown whose grace period ran out."""
+        events = self.events.close_all("incomplete")
+        if self.stop_reason == "cancelled":
+            events += self.events.end("cancelled")
+            async with self._log_lock:
+                await self.runner.jobs.end_cancelled(self.response, self.runner.owner, self._take_unlogged() + events)
+            self._publish(events, logged=True)
+            return
+        has_output = bool(self.response["output"])
+        if self.background and not has_output:
+            if await self.runner.jobs.requeue(self.response_id, self.runner.owner, QUEUED_EVENTS):
+                log.info("response %s handed back to the queue at shutdown", self.response_id)
+                return
+        await self._finish(events + self.events.fail("server_error", "The server shut down before this response finished."))
+
+    # -- the event log of a background response --------------------------------------
+
+    def _publish(self, events: list[dict], logged: bool = False) -> None:
         for event in events:
             self._queue.put_nowait(event)
+        if self.background:
+            if logged:
+                self.runner.notify(self.response_id)
+            else:
+                self._unlogged.extend(events)
+                self._log_dirty.set()
+
+    def _take_unlogged(self) -> list[dict]:
+        events, self._unlogged = self._unlogged, []
+        return events
+
+    async def _flush_log(self) -> None:
+        while True:
+            await self._log_dirty.wait()
+            self._log_dirty.clear()
+            async with self._log_lock:
+                events = self._take_unlogged()
+                if events:
+                    await self.runner.jobs.append_events(self.response_id, events)
+            self.runner.notify(self.response_id)
 
 
 class Runner:
-    """Starts responses and keeps their tasks referenced until they are done."""
+    """This process's responses: started here, or claimed from the shared queue."""
 
-    def __init__(self, responses: ResponseStore) -> None:
+    def __init__(self, responses: ResponseStore, jobs: JobStore, owner: str) -> None:
         self.responses = responses
-        self._runs: set[asyncio.Task] = set()
+        self.jobs = jobs
+        self.owner = owner
+        self.runs: dict[str, ResponseRun] = {}
+        self._signals: dict[str, asyncio.Event] = {}
 
-    def start(self, prepared: PreparedResponse) -> ResponseRun:
-        run = ResponseRun(prepared, self.responses)
-        self._runs.add(run.task)
-        run.task.add_done_callback(self._runs.discard)
+    async def start(self, prepared: PreparedResponse) -> ResponseRun:
+        """Start a foreground response, recorded first so a crash cannot leave it in progress."""
+        if prepared.store:
+            await self.responses.begin(prepared.project, prepared.response, prepared.input_items, owner=self.owner)
+        return self.track(ResponseRun(prepared, self))
+
+    def track(self, run: ResponseRun) -> ResponseRun:
+        self.runs[run.response_id] = run
+        run.task.add_done_callback(lambda _task: self.runs.pop(run.response_id, None))
         return run
+
+    # -- followers of event logs ------------------------------------------------------
+
+    def notify(self, response_id: str) -> None:
+        signal = self._signals.pop(response_id, None)
+        if signal is not None:
+            signal.set()
+
+    def signal(self, response_id: str) -> asyncio.Event:
+        """Set the next time this process logs events of the response."""
+        return self._signals.setdefault(response_id, asyncio.Event())

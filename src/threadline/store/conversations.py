@@ -56,13 +56,14 @@ class ConversationStore:
         async with self.database.read() as connection:
             return conversation_object(await _conversation_row(connection, project, conversation_id))
 
-    async def update(self, project: str, conversation_id: str, metadata: dict) -> dict:
+    async def update(self, project: str, conversation_id: str, metadata: dict | None) -> dict:
+        """Replace the conversation's metadata; None clears it."""
         async with self.database.write() as connection:
             row = (
                 await connection.execute(
                     update(conversations)
                     .where(conversations.c.id == conversation_id, conversations.c.project == project)
-                    .values(metadata=orjson.dumps(metadata).decode())
+                    .values(metadata=orjson.dumps(metadata or {}).decode())
                     .returning(conversations.c.id, conversations.c.created_at, conversations.c.metadata)
                 )
             ).first()

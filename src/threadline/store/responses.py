@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import orjson
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from threadline.errors import APIError, not_found
 from threadline.store.conversations import ItemPage, append_items
 from threadline.store.database import Database
-from threadline.store.tables import response_items, responses
+from threadline.store.tables import response_events, response_items, responses
 
 # Every ancestor of a response through previous_response_id, oldest first, with its items.
 CHAIN_ITEMS = text(
@@ -34,12 +34,21 @@ class ResponseStore:
     def __init__(self, database: Database) -> None:
         self.database = database
 
-    async def save(self, project: str, response: dict, input_items: list[dict]) -> None:
-        """Store a finished response in one transaction, appending it to its conversation.
+    async def begin(
+        self,
+        project: str,
+        response: dict,
+        input_items: list[dict],
+        *,
+        owner: str | None,
+        job: dict | None = None,
+        events: list[dict] = (),
+    ) -> None:
+        """Record a response as it starts (in_progress, owned by `owner`) or is queued (with its job).
 
-        A response that failed or was cancelled adds nothing to its conversation.
+        Recording it first is what lets a crash be noticed: a response whose owner stops
+        heartbeating is marked failed instead of staying in progress forever.
         """
-        conversation_id = (response.get("conversation") or {}).get("id")
         async with self.database.write() as connection:
             await connection.execute(
                 insert(responses).values(
@@ -48,24 +57,53 @@ class ResponseStore:
                     created_at=response["created_at"],
                     status=response["status"],
                     previous_response_id=response.get("previous_response_id"),
-                    conversation_id=conversation_id,
+                    conversation_id=conversation_id_of(response),
                     data=orjson.dumps(response).decode(),
+                    background=bool(response.get("background")),
+                    owner=owner,
+                    job=orjson.dumps(job).decode() if job is not None else None,
                 )
             )
-            await _insert_items(connection, response["id"], input_items, response["output"])
+            await _insert_items(connection, response["id"], 0, input_items, is_output=False)
+            await insert_events(connection, response["id"], events)
+
+    async def complete(
+        self, project: str, response: dict, input_items: list[dict], *, owner: str, events: list[dict] = ()
+    ) -> bool:
+        """Store how a response ended, in one transaction with its conversation append.
+
+        Only the owner of a response still in progress can end it: False means it was
+        cancelled or recovered meanwhile, and nothing was written. A response that failed
+        or was cancelled adds nothing to its conversation.
+        """
+        conversation_id = conversation_id_of(response)
+        async with self.database.write() as connection:
+            updated = await connection.execute(
+                update(responses)
+                .where(responses.c.id == response["id"], responses.c.status == "in_progress", responses.c.owner == owner)
+                .values(status=response["status"], data=orjson.dumps(response).decode(), owner=None, job=None)
+            )
+            if updated.rowcount == 0:
+                return False
+            await _insert_items(connection, response["id"], len(input_items), response["output"], is_output=True)
+            await insert_events(connection, response["id"], events)
             if conversation_id and response["status"] in APPENDED_STATUSES:
                 await append_items(connection, project, conversation_id, input_items + response["output"])
+        return True
 
     async def get(self, project: str, response_id: str) -> dict:
         async with self.database.read() as connection:
-            data = (
+            row = (
                 await connection.execute(
-                    select(responses.c.data).where(responses.c.id == response_id, responses.c.project == project)
+                    select(responses.c.data, responses.c.status).where(responses.c.id == response_id, responses.c.project == project)
                 )
-            ).scalar()
-        if data is None:
+            ).first()
+        if row is None:
             raise not_found("Response", response_id)
-        return orjson.loads(data)
+        response = orjson.loads(row.data)
+        # The status column moves first (a worker claiming a queued response sets only it).
+        response["status"] = row.status
+        return response
 
     async def delete(self, project: str, response_id: str) -> None:
         async with self.database.write() as connection:
@@ -75,6 +113,7 @@ class ResponseStore:
             if deleted.rowcount == 0:
                 raise not_found("Response", response_id)
             await connection.execute(delete(response_items).where(response_items.c.response_id == response_id))
+            await connection.execute(delete(response_events).where(response_events.c.response_id == response_id))
 
     async def chain_items(self, project: str, previous_response_id: str) -> list[dict]:
         """The items of a response and all its ancestors, in the order the model saw them."""
@@ -120,12 +159,24 @@ class ResponseStore:
         return ItemPage([orjson.loads(row.data) for row in rows[:limit]], len(rows) > limit)
 
 
-async def _insert_items(connection: AsyncConnection, response_id: str, input_items: list[dict], output: list[dict]) -> None:
-    rows = [
-        {"response_id": response_id, "position": position, "id": item["id"], "is_output": is_output, "data": orjson.dumps(item).decode()}
-        for position, (item, is_output) in enumerate(
-            [(item, False) for item in input_items] + [(item, True) for item in output]
+def conversation_id_of(response: dict) -> str | None:
+    return (response.get("conversation") or {}).get("id")
+
+
+async def _insert_items(connection: AsyncConnection, response_id: str, first_position: int, items: list[dict], *, is_output: bool) -> None:
+    if items:
+        await connection.execute(
+            insert(response_items),
+            [
+                {"response_id": response_id, "position": first_position + index, "id": item["id"], "is_output": is_output, "data": orjson.dumps(item).decode()}
+                for index, item in enumerate(items)
+            ],
         )
-    ]
-    if rows:
-        await connection.execute(insert(response_items), rows)
+
+
+async def insert_events(connection: AsyncConnection, response_id: str, events: list[dict]) -> None:
+    if events:
+        await connection.execute(
+            insert(response_events),
+            [{"response_id": response_id, "sequence_number": event["sequence_number"], "data": orjson.dumps(event).decode()} for event in events],
+        )

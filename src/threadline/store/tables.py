@@ -1,6 +1,6 @@
 """The schema, as SQLAlchemy Core tables. JSON is stored as text that Threadline encodes itself."""
 
-from sqlalchemy import BigInteger, Boolean, Column, ForeignKey, Index, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, Float, ForeignKey, Index, MetaData, String, Table, Text, false as sa_false
 
 metadata = MetaData()
 
@@ -42,6 +42,12 @@ responses = Table(
     Column("conversation_id", String(80), nullable=True),
     # The Response object as the API returns it, output included.
     Column("data", Text, nullable=False),
+    Column("background", Boolean, nullable=False, server_default=sa_false()),
+    # The process generating it, while queued or in progress work is owned by one.
+    Column("owner", String(80), nullable=True),
+    # What a worker needs to run a queued background response.
+    Column("job", Text, nullable=True),
+    Index("ix_responses_status", "status"),
 )
 
 # A response's input items and then its output items, in order: for input_items listings,
@@ -55,4 +61,21 @@ response_items = Table(
     Column("is_output", Boolean, nullable=False),
     Column("data", Text, nullable=False),
     Index("ix_response_items_id", "id"),
+)
+
+# The durable, ordered event log of background responses, for streams that resume.
+response_events = Table(
+    "response_events",
+    metadata,
+    Column("response_id", String(80), ForeignKey("responses.id", ondelete="CASCADE"), primary_key=True),
+    Column("sequence_number", BigInteger, primary_key=True),
+    Column("data", Text, nullable=False),
+)
+
+# Live Threadline processes: work owned by a process whose heartbeat stops is recovered.
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(80), primary_key=True),
+    Column("heartbeat_at", Float, nullable=False),
 )

@@ -1,4 +1,4 @@
-"""Responses and their input and output items.
+"""Responses, their items and event logs, and the workers that run them.
 
 Revision ID: 0002
 Revises: 0001
@@ -23,7 +23,11 @@ def upgrade() -> None:
         sa.Column("previous_response_id", sa.String(80), nullable=True),
         sa.Column("conversation_id", sa.String(80), nullable=True),
         sa.Column("data", sa.Text, nullable=False),
+        sa.Column("background", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("owner", sa.String(80), nullable=True),
+        sa.Column("job", sa.Text, nullable=True),
     )
+    op.create_index("ix_responses_status", "responses", ["status"])
     op.create_table(
         "response_items",
         sa.Column(
@@ -38,8 +42,26 @@ def upgrade() -> None:
         sa.Column("data", sa.Text, nullable=False),
     )
     op.create_index("ix_response_items_id", "response_items", ["id"])
+    op.create_table(
+        "response_events",
+        sa.Column(
+            "response_id",
+            sa.String(80),
+            sa.ForeignKey("responses.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("sequence_number", sa.BigInteger, primary_key=True),
+        sa.Column("data", sa.Text, nullable=False),
+    )
+    op.create_table(
+        "workers",
+        sa.Column("id", sa.String(80), primary_key=True),
+        sa.Column("heartbeat_at", sa.Float, nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("workers")
+    op.drop_table("response_events")
     op.drop_table("response_items")
     op.drop_table("responses")

@@ -1,0 +1,39 @@
+"""Following a background response's event log, live, from any process.
+
+Events written by this process wake followers at once; events written by another process
+are seen within one poll interval (`workers.poll_s`, 0.25 s by default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from threadline.engine.events import TERMINAL_EVENTS
+from threadline.engine.runner import Runner
+
+TERMINAL_TYPES = set(TERMINAL_EVENTS.values())
+
+
+async def follow(runner: Runner, project: str, response_id: str, after: int, poll_s: float) -> AsyncIterator[dict]:
+    """Every logged event after sequence number `after`, once each and in order, until the end."""
+    while True:
+        signal = runner.signal(response_id)
+        events = await runner.jobs.events_after(response_id, after)
+        progressed = False
+        for event in events:
+            # The log is written in order, but a reader never skips a gap: it waits and re-reads.
+            if event["sequence_number"] != after + 1:
+                break
+            yield event
+            progressed = True
+            after = event["sequence_number"]
+            if event["type"] in TERMINAL_TYPES:
+                return
+        if progressed:
+            continue
+        if await runner.jobs.log_complete(project, response_id) and not await runner.jobs.events_after(response_id, after, limit=1):
+            return  # the log has ended, and `after` was at or past its end
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(signal.wait(), timeout=poll_s)

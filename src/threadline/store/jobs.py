@@ -1,0 +1,216 @@
+"""Background work in the database: the queue, owners' heartbeats, cancels and event logs.
+
+Every rule that keeps several processes honest is a conditional UPDATE here: a queued
+response is claimed by exactly one process, only its owner can finish it, and work whose
+owner stopped heartbeating is recovered by whichever process notices first.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import orjson
+from sqlalchemy import delete, func, insert, select, update
+
+from threadline.errors import invalid, not_found
+from threadline.store.database import Database
+from threadline.store.responses import insert_events
+from threadline.store.tables import response_events, responses, workers
+
+FINISHED = ("completed", "failed", "incomplete", "cancelled")
+
+
+@dataclass
+class ClaimedJob:
+    response_id: str
+    project: str
+    response: dict
+    job: dict
+
+
+class JobStore:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    # -- processes ---------------------------------------------------------------
+
+    async def heartbeat(self, owner: str) -> None:
+        async with self.database.write() as connection:
+            updated = await connection.execute(update(workers).where(workers.c.id == owner).values(heartbeat_at=time.time()))
+            if updated.rowcount == 0:
+                await connection.execute(insert(workers).values(id=owner, heartbeat_at=time.time()))
+
+    async def retire(self, owner: str) -> None:
+        async with self.database.write() as connection:
+            await connection.execute(delete(workers).where(workers.c.id == owner))
+
+    # -- the queue -----------------------------------------------------------------
+
+    async def claim(self, owner: str) -> ClaimedJob | None:
+        """Take the oldest queued response, or None; no two processes get the same one."""
+        oldest = select(responses.c.id).where(responses.c.status == "queued").order_by(responses.c.created_at).limit(1)
+        if not self.database.is_sqlite:
+            oldest = oldest.with_for_update(skip_locked=True)
+        async with self.database.write() as connection:
+            row = (
+                await connection.execute(
+                    update(responses)
+                    .where(responses.c.id == oldest.scalar_subquery(), responses.c.status == "queued")
+                    .values(status="in_progress", owner=owner)
+                    .returning(responses.c.id, responses.c.project, responses.c.data, responses.c.job)
+                )
+            ).first()
+        if row is None:
+            return None
+        return ClaimedJob(row.id, row.project, orjson.loads(row.data), orjson.loads(row.job))
+
+    async def cancel(self, project: str, response_id: str) -> dict:
+        """Mark a queued or running background response cancelled; its owner stops when it sees it."""
+        async with self.database.write() as connection:
+            row = (
+                await connection.execute(
+                    select(responses.c.data, responses.c.status, responses.c.background, responses.c.owner).where(
+                        responses.c.id == response_id, responses.c.project == project
+                    )
+                )
+            ).first()
+            if row is None:
+                raise not_found("Response", response_id)
+            response = orjson.loads(row.data)
+            if not row.background:
+                raise invalid("Only background responses can be cancelled.", param="response_id")
+            if row.status == "cancelled":
+                return response
+            if row.status in FINISHED:
+                raise invalid(
+                    f"Cannot cancel a response that is {row.status}: only queued or in-progress background responses can be cancelled.",
+                    param="response_id",
+                )
+            response["status"] = "cancelled"
+            values = {"status": "cancelled", "data": orjson.dumps(response).decode()}
+            if row.status == "queued":
+                # Nobody runs it, so the log is ended here.
+                values["job"] = None
+                await insert_events(connection, response_id, [await _terminal_event(connection, response_id, response)])
+            await connection.execute(update(responses).where(responses.c.id == response_id).values(**values))
+        return response
+
+    async def cancelled_among(self, owner: str) -> list[str]:
+        """Responses this process runs that were cancelled, perhaps through another process."""
+        async with self.database.read() as connection:
+            rows = await connection.execute(
+                select(responses.c.id).where(responses.c.owner == owner, responses.c.status == "cancelled")
+            )
+            return [row.id for row in rows]
+
+    async def end_cancelled(self, response: dict, owner: str, events: list[dict]) -> None:
+        """Record what a cancelled response had produced, and end its event log."""
+        async with self.database.write() as connection:
+            await connection.execute(
+                update(responses)
+                .where(responses.c.id == response["id"], responses.c.owner == owner, responses.c.status == "cancelled")
+                .values(data=orjson.dumps(response).decode(), owner=None, job=None)
+            )
+            await insert_events(connection, response["id"], events)
+
+    async def requeue(self, response_id: str, owner: str, first_sequence_number: int) -> bool:
+        """Give back a response that produced no output yet, so another process runs it anew."""
+        async with self.database.write() as connection:
+            updated = await connection.execute(
+                update(responses)
+                .where(responses.c.id == response_id, responses.c.owner == owner, responses.c.status == "in_progress")
+                .values(status="queued", owner=None)
+            )
+            if updated.rowcount:
+                await connection.execute(
+                    delete(response_events).where(
+                        response_events.c.response_id == response_id,
+                        response_events.c.sequence_number >= first_sequence_number,
+                    )
+                )
+            return bool(updated.rowcount)
+
+    async def recover(self, lease_s: float) -> list[str]:
+        """End the work of processes whose heartbeat is older than the lease.
+
+        A response they left in progress is marked failed; one cancelled under them is left
+        cancelled. Either way its event log gets the terminal event its owner never wrote.
+        """
+        stale_before = time.time() - lease_s
+        live = select(workers.c.id).where(workers.c.heartbeat_at >= stale_before)
+        async with self.database.read() as connection:
+            rows = (
+                await connection.execute(
+                    select(responses.c.id, responses.c.owner, responses.c.status, responses.c.data).where(
+                        responses.c.status.in_(("in_progress", "cancelled")),
+                        responses.c.owner.is_not(None),
+                        responses.c.owner.not_in(live),
+                    )
+                )
+            ).all()
+        recovered = []
+        for row in rows:
+            response = orjson.loads(row.data)
+            if row.status == "in_progress":
+                response["status"] = "failed"
+                response["error"] = {
+                    "code": "server_error",
+                    "message": "The Threadline process generating this response stopped before it finished.",
+                }
+            async with self.database.write() as connection:
+                updated = await connection.execute(
+                    update(responses)
+                    .where(responses.c.id == row.id, responses.c.status == row.status, responses.c.owner == row.owner)
+                    .values(status=response["status"], data=orjson.dumps(response).decode(), owner=None, job=None)
+                )
+                if updated.rowcount:
+                    await insert_events(connection, row.id, [await _terminal_event(connection, row.id, response)])
+                    recovered.append(row.id)
+        async with self.database.write() as connection:
+            await connection.execute(delete(workers).where(workers.c.heartbeat_at < stale_before))
+        return recovered
+
+    # -- event logs ------------------------------------------------------------------
+
+    async def append_events(self, response_id: str, events: list[dict]) -> None:
+        async with self.database.write() as connection:
+            await insert_events(connection, response_id, events)
+
+    async def events_after(self, response_id: str, after: int, limit: int = 500) -> list[dict]:
+        async with self.database.read() as connection:
+            rows = await connection.execute(
+                select(response_events.c.data)
+                .where(response_events.c.response_id == response_id, response_events.c.sequence_number > after)
+                .order_by(response_events.c.sequence_number)
+                .limit(limit)
+            )
+            return [orjson.loads(row.data) for row in rows]
+
+    async def log_complete(self, project: str, response_id: str) -> bool:
+        """Whether the response's event log has ended: it is finished and nobody owns it.
+
+        Whoever ends a response writes its terminal event in the same transaction that
+        clears its owner, so this never says True before the last event is readable.
+        """
+        async with self.database.read() as connection:
+            row = (
+                await connection.execute(
+                    select(responses.c.status, responses.c.owner).where(
+                        responses.c.id == response_id, responses.c.project == project
+                    )
+                )
+            ).first()
+        if row is None:
+            raise not_found("Response", response_id)
+        return row.status in FINISHED and row.owner is None
+
+
+async def _terminal_event(connection, response_id: str, response: dict) -> dict:
+    """The event that ends a log when no run is there to end it."""
+    last = (
+        await connection.execute(
+            select(func.max(response_events.c.sequence_number)).where(response_events.c.response_id == response_id)
+        )
+    ).scalar()
+    return {"type": "response.failed", "sequence_number": (-1 if last is None else last) + 1, "response": response}
