@@ -19,6 +19,8 @@ from tests.servers import ThreadlineServer, postgres_database, write_config
 
 DATABASES = os.environ.get("THREADLINE_TEST_DATABASES", "sqlite,postgresql").split(",")
 KEYS = {"alpha": "sk-alpha-test-key", "beta": "sk-beta-test-key"}
+# Short heartbeats and leases, so recovery and cross-process cancels show within a test.
+FAST_WORKERS = {"heartbeat_s": 0.2, "lease_s": 1.5, "poll_s": 0.05}
 
 
 @pytest.fixture(scope="session", params=DATABASES)
@@ -45,6 +47,7 @@ def server(database_url, tmp_path_factory):
                 {"id": "scripted", **scripted},
                 {"id": "scripted-small", "context_window": 60, **scripted},
             ],
+            "workers": FAST_WORKERS,
         },
     )
     with ThreadlineServer(database_url, config) as running:

@@ -77,6 +77,12 @@ class ThreadlineServer:
             time.sleep(0.05)
         raise RuntimeError(f"threadline did not become healthy; see {self.log.name}")
 
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to clean up, as in a crash."""
+        self.process.kill()
+        self.process.wait()
+        self.log.close()
+
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()
@@ -85,7 +91,8 @@ class ThreadlineServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        self.log.close()
+        if not self.log.closed:
+            self.log.close()
 
     def __enter__(self) -> ThreadlineServer:
         return self.start()

@@ -72,6 +72,6 @@ def include_values(request: Request) -> list[str]:
     values = request.query_params.getlist("include") + request.query_params.getlist("include[]")
     for value in values:
         if value not in INCLUDABLE:
-            supported = ", ".join(f"'{option}'" for option in INCLUDABLE)
+            supported = ", ".join(f"'{option}'" for option in INCLUDABLE[:-1]) + f" and '{INCLUDABLE[-1]}'"
             raise invalid(f"Invalid value: '{value}'. Supported values are: {supported}.", param="include")
     return values
