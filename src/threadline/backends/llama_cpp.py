@@ -279,10 +279,10 @@ class ForcedToolCall:
             return [finish]
         try:
             call = json.loads("".join(self.text))
-        except ValueError as exc:
+            name, arguments = call["name"], json.dumps(call["arguments"], ensure_ascii=False)
+        except (ValueError, TypeError, KeyError) as exc:  # the grammar should make this impossible
             raise BackendError(f"The model's constrained tool call did not parse: {exc}") from exc
-        arguments = json.dumps(call["arguments"], ensure_ascii=False)
-        return [ToolCallDelta(index=0, call_id=new_call_id(), name=call["name"], arguments=arguments), Finish("tool_calls", finish.usage)]
+        return [ToolCallDelta(index=0, call_id=new_call_id(), name=name, arguments=arguments), Finish("tool_calls", finish.usage)]
 
 
 class ToolCallScanner:

@@ -15,7 +15,7 @@ from threadline.backends.registry import Models
 from threadline.engine.context import fit_to_window
 from threadline.errors import invalid
 from threadline.ids import new_id
-from threadline.items import new_item_id, normalize_item
+from threadline.items import is_item_reference, new_item_id, normalize_item
 from threadline.store.conversations import ConversationStore
 from threadline.store.database import Database
 from threadline.store.items import resolve_item_references
@@ -155,8 +155,9 @@ class Preparer:
         choice = tool_choice(body, tools)
         new_items = input_items(body)
         earlier = await self.earlier_items(body, project)
-        async with self.database.read() as connection:
-            new_items = await resolve_item_references(connection, project, new_items, param="input")
+        if any(is_item_reference(item) for item in new_items):
+            async with self.database.read() as connection:
+                new_items = await resolve_item_references(connection, project, new_items, param="input")
         include = set(body.include or [])
         model_request = ModelRequest(
             model=model_id,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import orjson
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from threadline.errors import APIError, not_found
 from threadline.store.conversations import ItemPage, append_items
 from threadline.store.database import Database
-from threadline.store.tables import response_events, response_items, responses
+from threadline.store.tables import ObjectId, response_events, response_items, responses
 
 # Every ancestor of a response through previous_response_id, oldest first, with its items.
 CHAIN_ITEMS = text(
@@ -25,7 +25,7 @@ CHAIN_ITEMS = text(
     FROM chain LEFT JOIN response_items ON response_items.response_id = chain.id
     ORDER BY chain.depth DESC, response_items.position
     """
-)
+).bindparams(bindparam("response_id", type_=ObjectId(80)))
 
 APPENDED_STATUSES = ("completed", "incomplete")
 

@@ -1,13 +1,26 @@
 """The schema, as SQLAlchemy Core tables. JSON is stored as text that Threadline encodes itself."""
 
-from sqlalchemy import BigInteger, Boolean, Column, Float, ForeignKey, Index, MetaData, String, Table, Text, false as sa_false
+from sqlalchemy import BigInteger, Boolean, Column, Float, ForeignKey, Index, MetaData, String, Table, Text, TypeDecorator
+from sqlalchemy import false as sa_false
 
 metadata = MetaData()
+
+
+class ObjectId(TypeDecorator):
+    """An object's id. PostgreSQL refuses a NUL character in a query parameter; no issued id
+    holds one, so it becomes a character no id holds either, and the lookup finds nothing."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+
 
 conversations = Table(
     "conversations",
     metadata,
-    Column("id", String(80), primary_key=True),
+    Column("id", ObjectId(80), primary_key=True),
     Column("project", String(200), nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("metadata", Text, nullable=False),
@@ -20,12 +33,12 @@ conversation_items = Table(
     metadata,
     Column(
         "conversation_id",
-        String(80),
+        ObjectId(80),
         ForeignKey("conversations.id", ondelete="CASCADE"),
         primary_key=True,
     ),
     Column("position", BigInteger, primary_key=True),
-    Column("id", String(120), nullable=False),
+    Column("id", ObjectId(120), nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("data", Text, nullable=False),
     Index("ix_conversation_items_id", "id", unique=True),
@@ -34,17 +47,17 @@ conversation_items = Table(
 responses = Table(
     "responses",
     metadata,
-    Column("id", String(80), primary_key=True),
+    Column("id", ObjectId(80), primary_key=True),
     Column("project", String(200), nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("status", String(20), nullable=False),
-    Column("previous_response_id", String(80), nullable=True),
-    Column("conversation_id", String(80), nullable=True),
+    Column("previous_response_id", ObjectId(80), nullable=True),
+    Column("conversation_id", ObjectId(80), nullable=True),
     # The Response object as the API returns it, output included.
     Column("data", Text, nullable=False),
     Column("background", Boolean, nullable=False, server_default=sa_false()),
     # The process generating it, while queued or in progress work is owned by one.
-    Column("owner", String(80), nullable=True),
+    Column("owner", ObjectId(80), nullable=True),
     # What a worker needs to run a queued background response.
     Column("job", Text, nullable=True),
     Index("ix_responses_status", "status"),
@@ -55,9 +68,9 @@ responses = Table(
 response_items = Table(
     "response_items",
     metadata,
-    Column("response_id", String(80), ForeignKey("responses.id", ondelete="CASCADE"), primary_key=True),
+    Column("response_id", ObjectId(80), ForeignKey("responses.id", ondelete="CASCADE"), primary_key=True),
     Column("position", BigInteger, primary_key=True),
-    Column("id", String(120), nullable=False),
+    Column("id", ObjectId(120), nullable=False),
     Column("is_output", Boolean, nullable=False),
     Column("data", Text, nullable=False),
     Index("ix_response_items_id", "id"),
@@ -67,7 +80,7 @@ response_items = Table(
 response_events = Table(
     "response_events",
     metadata,
-    Column("response_id", String(80), ForeignKey("responses.id", ondelete="CASCADE"), primary_key=True),
+    Column("response_id", ObjectId(80), ForeignKey("responses.id", ondelete="CASCADE"), primary_key=True),
     Column("sequence_number", BigInteger, primary_key=True),
     Column("data", Text, nullable=False),
 )
@@ -76,6 +89,6 @@ response_events = Table(
 workers = Table(
     "workers",
     metadata,
-    Column("id", String(80), primary_key=True),
+    Column("id", ObjectId(80), primary_key=True),
     Column("heartbeat_at", Float, nullable=False),
 )

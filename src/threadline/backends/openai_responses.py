@@ -1,0 +1,350 @@
+"""A backend for an upstream that speaks the Responses API itself (OpenAI, vLLM).
+
+Threadline keeps the state: every call sends the whole context with `store: false`, so the
+upstream neither keeps anything nor looks anything up. Its answer (events when streaming, a
+Response otherwise) is read back into `ModelEvent`s. Errors, retries and timeouts are
+upstream.py's, shared with every OpenAI-style upstream.
+
+Options (`options` in the model's config, besides upstream.py's retry_base_s):
+    extra_body      fields merged into every request body
+    send_reasoning  false leaves `reasoning` out for upstreams that reject it
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import httpx
+import orjson
+
+from threadline.backends.base import (
+    BackendError,
+    ContextLengthExceeded,
+    Finish,
+    ModelEvent,
+    ModelRequest,
+    ReasoningDelta,
+    RefusalDelta,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
+from threadline.backends.upstream import (
+    CONTEXT_LENGTH_MESSAGE,
+    Emit,
+    UpstreamBackend,
+    UpstreamError,
+    answers_with_events,
+    error_from_body,
+    parse_json,
+    response_logprobs,
+    server_error,
+    sse_data,
+)
+from threadline.config import ModelSettings
+
+# The error codes a failed Response may carry (ResponseErrorCode in OpenAI's spec); others
+# are reported as server_error, so what Threadline stores stays within the spec.
+RESPONSE_ERROR_CODES = frozenset(
+    "server_error rate_limit_exceeded invalid_prompt data_residency_mismatch bio_policy vector_store_timeout invalid_image"
+    " invalid_image_format invalid_base64_image invalid_image_url image_too_large image_too_small image_parse_error"
+    " image_content_policy_violation invalid_image_mode image_file_too_large unsupported_image_media_type empty_image_file"
+    " failed_to_download_image image_file_not_found".split()
+)
+# What POST /responses/input_tokens takes of a request body.
+INPUT_TOKENS_FIELDS = ("model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "text", "reasoning")
+TOOL_FIELDS = ("type", "name", "description", "parameters", "strict")
+ESTIMATED_TOKENS_PER_ITEM = 4
+ESTIMATED_TOKENS_PER_ATTACHMENT = 768
+# Reasoning comes as one text per item; its parts (summary paragraphs, mostly) are joined so.
+PART_SEPARATOR = "\n\n"
+
+
+# --- Request: ModelRequest -> /responses body ------------------------------------------------
+
+
+def responses_body(request: ModelRequest, model: str, options: dict | None = None) -> dict:
+    options = options or {}
+    body: dict[str, Any] = {"model": model, "input": upstream_items(request.input), "store": False, "stream": request.stream}
+    if request.instructions:
+        body["instructions"] = request.instructions
+    # Without tools, some upstreams reject tool_choice and parallel_tool_calls, so send neither.
+    if request.tools:
+        body["tools"] = [{key: tool[key] for key in TOOL_FIELDS if tool.get(key) is not None} for tool in request.tools]
+        body["tool_choice"] = request.tool_choice
+        body["parallel_tool_calls"] = request.parallel_tool_calls
+    if request.text_format:
+        body["text"] = {"format": request.text_format}
+    for name in ("max_output_tokens", "temperature", "top_p", "user"):
+        if getattr(request, name) is not None:
+            body[name] = getattr(request, name)
+    if request.logprobs:
+        body["include"] = ["message.output_text.logprobs"]
+        if request.top_logprobs is not None:
+            body["top_logprobs"] = request.top_logprobs
+    if request.reasoning and options.get("send_reasoning", True):
+        body["reasoning"] = request.reasoning
+    body.update(options.get("extra_body") or {})
+    return body
+
+
+def upstream_items(items: list[dict]) -> list[dict]:
+    """The context as the upstream takes it: Threadline's item ids stripped, call_id kept.
+
+    The upstream never issued those ids, and with store false it must not look them up.
+    Earlier reasoning is left out: without the upstream's own encrypted_content it cannot be
+    sent back (OpenAI refuses reasoning items it did not sign, and templates drop it anyway).
+    """
+    sent = []
+    for item in items:
+        if item.get("type") == "reasoning":
+            continue
+        item = {key: value for key, value in item.items() if key != "id"}
+        if isinstance(item.get("content"), list):
+            # Logprobs are metadata of earlier output; the model does not read them.
+            item["content"] = [{key: value for key, value in part.items() if key != "logprobs"} for part in item["content"]]
+        sent.append(item)
+    return sent
+
+
+# --- Response: events or a whole Response -> ModelEvents ------------------------------------
+
+
+class ResponseReader:
+    """Turns one upstream answer into ModelEvents, and its terminal event into one Finish.
+
+    Deltas are passed on as they come. A finished output item (and the final Response) fills
+    in whatever its deltas left out, so an upstream that streams sparsely, or a non-streaming
+    Response read as one finished whole, gives the same events.
+    """
+
+    def __init__(self) -> None:
+        self.status: str | None = None  # "completed" or "incomplete" once the upstream says so
+        self.incomplete_reason: str | None = None
+        self.usage: Usage | None = None
+        self._sent: dict[tuple, str] = {}  # (kind, output_index, content_index) -> text passed on
+        self._calls: dict[int, str] = {}  # output_index -> arguments passed on
+        self._reasoning: dict[int, tuple[str, int]] = {}  # output_index -> (kind of text read, its last part)
+
+    @property
+    def finished(self) -> bool:
+        return self.status is not None
+
+    def finish(self) -> Finish:
+        if self.status == "incomplete":
+            return Finish("content_filter" if self.incomplete_reason == "content_filter" else "length", self.usage)
+        return Finish("tool_calls" if self._calls else "stop", self.usage)
+
+    def read(self, event: dict) -> list[ModelEvent]:
+        kind = event.get("type")
+        index = event.get("output_index", 0)
+        if kind == "response.output_text.delta":
+            logprobs = event.get("logprobs")
+            return self._text(("output_text", index, event.get("content_index", 0)), event.get("delta") or "", response_logprobs(logprobs) if logprobs else None)
+        if kind == "response.refusal.delta":
+            return self._text(("refusal", index, event.get("content_index", 0)), event.get("delta") or "")
+        if kind == "response.reasoning_text.delta":
+            return self._reasoning_delta(index, "content", event.get("content_index", 0), event.get("delta") or "")
+        if kind == "response.reasoning_summary_text.delta":
+            return self._reasoning_delta(index, "summary", event.get("summary_index", 0), event.get("delta") or "")
+        if kind == "response.output_item.added" and (event.get("item") or {}).get("type") == "function_call":
+            return self._call(index, event["item"])
+        if kind == "response.function_call_arguments.delta":
+            return self._call(index, {"arguments": event.get("delta") or ""}, delta=True)
+        if kind == "response.output_item.done":
+            return self._rest_of_item(index, event.get("item") or {})
+        if kind in ("response.completed", "response.incomplete", "response.failed"):
+            return self.read_response(event.get("response") or {})
+        if kind == "error":
+            raise upstream_failure(event["error"] if isinstance(event.get("error"), dict) else event)
+        return []
+
+    def read_response(self, response: dict) -> list[ModelEvent]:
+        """A finished Response: the output its events did not carry, and how it ended."""
+        if response.get("status") == "failed" or response.get("error"):
+            raise upstream_failure(response.get("error") or {})
+        if response.get("status") not in ("completed", "incomplete"):
+            raise server_error(f"The upstream model's response ended as '{response.get('status')}'.")
+        events = [event for index, item in enumerate(response.get("output") or []) for event in self._rest_of_item(index, item)]
+        self.usage = usage_from(response.get("usage"))
+        self.incomplete_reason = (response.get("incomplete_details") or {}).get("reason")
+        self.status = response["status"]
+        return events
+
+    def _text(self, key: tuple, delta: str, logprobs: list[dict] | None = None) -> list[ModelEvent]:
+        if not delta:
+            return []
+        self._sent[key] = self._sent.get(key, "") + delta
+        return [TextDelta(delta, logprobs) if key[0] == "output_text" else RefusalDelta(delta)]
+
+    def _reasoning_delta(self, index: int, kind: str, part: int, delta: str) -> list[ModelEvent]:
+        # Summary and full text tell the same thinking: keep the first kind an item shows.
+        read_kind, last_part = self._reasoning.setdefault(index, (kind, part))
+        if kind != read_kind or not delta:
+            return []
+        sent = self._sent.get(("reasoning", index), "")
+        if part != last_part and sent:
+            delta = PART_SEPARATOR + delta
+        self._reasoning[index] = (kind, part)
+        self._sent[("reasoning", index)] = sent + delta
+        return [ReasoningDelta(delta)]
+
+    def _call(self, index: int, item: dict, delta: bool = False) -> list[ModelEvent]:
+        first = index not in self._calls
+        arguments = item.get("arguments") or ""
+        self._calls[index] = self._calls.get(index, "") + arguments
+        if first and not delta:
+            return [ToolCallDelta(index=index, call_id=item.get("call_id"), name=item.get("name"), arguments=arguments)]
+        return [ToolCallDelta(index=index, arguments=arguments)] if arguments or first else []
+
+    def _rest_of_item(self, index: int, item: dict) -> list[ModelEvent]:
+        kind = item.get("type")
+        if kind == "function_call":
+            if index not in self._calls:
+                return self._call(index, item)
+            return self._call(index, {"arguments": rest(self._calls[index], item.get("arguments") or "")}, delta=True)
+        if kind == "message":
+            events: list[ModelEvent] = []
+            for position, part in enumerate(item.get("content") or []):
+                if part.get("type") == "output_text":
+                    key = ("output_text", index, position)
+                    logprobs = part.get("logprobs") if key not in self._sent else None
+                    events += self._text(key, rest(self._sent.get(key, ""), part.get("text") or ""), response_logprobs(logprobs) if logprobs else None)
+                elif part.get("type") == "refusal":
+                    key = ("refusal", index, position)
+                    events += self._text(key, rest(self._sent.get(key, ""), part.get("refusal") or ""))
+            return events
+        if kind == "reasoning":
+            read_kind = self._reasoning.get(index, (None, 0))[0]
+            texts = {name: [part.get("text") or "" for part in item.get(name) or []] for name in ("content", "summary")}
+            read_kind = read_kind or ("content" if any(texts["content"]) else "summary")
+            self._reasoning[index] = (read_kind, len(texts[read_kind]) - 1)
+            missing = rest(self._sent.get(("reasoning", index), ""), PART_SEPARATOR.join(texts[read_kind]))
+            if missing:
+                self._sent[("reasoning", index)] = self._sent.get(("reasoning", index), "") + missing
+                return [ReasoningDelta(missing)]
+        return []  # other item types come from tools Threadline never offers
+
+
+def rest(sent: str, whole: str) -> str:
+    """What `whole` adds to the `sent` part of it; nothing if the two disagree."""
+    return whole[len(sent) :] if whole.startswith(sent) else ""
+
+
+def usage_from(usage: dict | None) -> Usage | None:
+    if not usage:
+        return None
+    return Usage(
+        input_tokens=usage.get("input_tokens") or 0,
+        output_tokens=usage.get("output_tokens") or 0,
+        cached_tokens=(usage.get("input_tokens_details") or {}).get("cached_tokens") or 0,
+        reasoning_tokens=(usage.get("output_tokens_details") or {}).get("reasoning_tokens") or 0,
+    )
+
+
+def upstream_failure(error: dict) -> BackendError:
+    """A failure the upstream reported in a response.failed or error event."""
+    code = error.get("code")
+    message = str(error.get("message") or "The upstream model failed.")
+    if CONTEXT_LENGTH_MESSAGE.search(f"{code} {message}"):
+        return ContextLengthExceeded(message)
+    if code == "rate_limit_exceeded":
+        return UpstreamError(f"The upstream model is rate limited: {message}", code=code, status=429, retryable=True)
+    if code in RESPONSE_ERROR_CODES and code != "server_error":
+        return BackendError(message, code=code, status=400)
+    return server_error(message, retryable=True)
+
+
+# --- The backend --------------------------------------------------------------------------
+
+
+class OpenAIResponsesBackend(UpstreamBackend):
+    path = "/responses"
+
+    def __init__(self, settings: ModelSettings, http: httpx.AsyncClient | None = None) -> None:
+        super().__init__(settings, http)
+        self._input_tokens_served: bool | None = None
+
+    def request_body(self, request: ModelRequest) -> dict:
+        return responses_body(request, self.upstream_model, self.settings.options)
+
+    def new_reader(self) -> ResponseReader:
+        return ResponseReader()
+
+    async def read_answer(self, response: httpx.Response, body: dict, reader: ResponseReader, emit: Emit) -> None:
+        if answers_with_events(body, response):
+            await self._read_stream(response, reader, emit)
+            return
+        answer = parse_json(await response.aread())
+        if not isinstance(answer, dict):
+            raise server_error("The upstream model's answer was not a JSON object.")
+        if "error" in answer and "output" not in answer:
+            raise error_from_body(answer)
+        for event in reader.read_response(answer):
+            emit(event)
+
+    async def _read_stream(self, response: httpx.Response, reader: ResponseReader, emit: Emit) -> None:
+        async for data in sse_data(response.aiter_lines()):
+            if data.strip() == "[DONE]":
+                break
+            event = parse_json(data)
+            if not isinstance(event, dict):
+                raise server_error("The upstream model sent a malformed stream event.")
+            if "type" not in event and "error" in event:  # a chat-style error object mid-stream
+                raise error_from_body(event)
+            for model_event in reader.read(event):
+                emit(model_event)
+            if reader.finished:  # the terminal event; nothing after it matters
+                return
+        if not reader.finished:
+            raise server_error("The upstream stream ended early.", retryable=True)
+
+    # --- Token counts -------------------------------------------------------------------
+
+    async def count_tokens(self, request: ModelRequest) -> int:
+        body = self.request_body(request)
+        if self._input_tokens_served is not False:
+            counted = await self._count_upstream({key: body[key] for key in INPUT_TOKENS_FIELDS if key in body})
+            if counted is not None:
+                return counted
+        return estimate_tokens(body)
+
+    async def _count_upstream(self, body: dict) -> int | None:
+        try:
+            response = await self._http.post(
+                f"{self.base_url}/responses/input_tokens", content=orjson.dumps(body), headers=self.headers, timeout=self.metadata_timeout
+            )
+        except httpx.HTTPError:
+            return None
+        if 400 <= response.status_code < 500:  # not served (vLLM), or not for this request
+            self._input_tokens_served = False
+            return None
+        try:
+            count = response.json().get("input_tokens") if response.status_code == 200 else None
+        except (ValueError, AttributeError):
+            count = None
+        if not isinstance(count, int) or isinstance(count, bool):
+            return None
+        self._input_tokens_served = True
+        return count
+
+
+def estimate_tokens(body: dict) -> int:
+    """About four characters a token, a few tokens per item, a flat guess per image or file."""
+    characters = len(body.get("instructions") or "") + (len(orjson.dumps(body["tools"])) if body.get("tools") else 0)
+    attachments = 0
+    for item in body["input"]:
+        for key in ("arguments", "output", "content"):
+            value = item.get(key)
+            if isinstance(value, str):
+                characters += len(value)
+            elif isinstance(value, list):
+                for part in value:
+                    text = part.get("text", part.get("refusal")) if isinstance(part, dict) else None
+                    if text is not None:
+                        characters += len(text)
+                    else:
+                        attachments += 1
+        characters += len(item.get("name") or "")
+    return math.ceil(characters / 4) + ESTIMATED_TOKENS_PER_ITEM * len(body["input"]) + ESTIMATED_TOKENS_PER_ATTACHMENT * attachments
