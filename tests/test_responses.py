@@ -428,3 +428,15 @@ def test_models_list_and_retrieve(client):
     assert model.object == "model" and model.id == "scripted"
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("nope")
+
+
+def test_input_is_required_without_a_chain_or_conversation(http):
+    response = http.post("/v1/responses", json={"model": "scripted"})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "input"
+
+
+def test_a_conversation_alone_is_enough_input(client):
+    conversation = client.conversations.create(items=[{"role": "user", "content": "from the conversation"}])
+    response = client.responses.create(model="scripted", conversation=conversation.id)
+    assert response.output_text == "Reply to: from the conversation"

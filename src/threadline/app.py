@@ -39,6 +39,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.conversations = ConversationStore(database)
         app.state.responses = ResponseStore(database)
         app.state.models = Models(settings)
+        await app.state.models.start()
         app.state.preparer = Preparer(database, app.state.models, app.state.responses, app.state.conversations)
         app.state.jobs = JobStore(database)
         app.state.runner = Runner(app.state.responses, app.state.jobs, owner=new_id("proc"))
@@ -63,6 +64,8 @@ def create_app(settings: Settings) -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
     )
+    # /v1/conversations/ is not /v1/conversations: answer 404 rather than redirect.
+    app.router.redirect_slashes = False
     app.state.settings = settings
     app.state.ready = False
     app.state.authenticator = Authenticator(settings.projects_by_key)

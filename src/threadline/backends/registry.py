@@ -40,6 +40,14 @@ class Models:
     def ids(self) -> list[str]:
         return list(self.settings)
 
+    async def start(self) -> None:
+        """Build every backend now, loading embedded models, so the first request waits for none."""
+        for model_id in self.settings:
+            backend = self.get(model_id)
+            start = getattr(backend, "start", None)
+            if start is not None:
+                await start()
+
     def get(self, model_id: str | None) -> Backend:
         model_id = model_id or self.default_id
         if model_id not in self.settings:

@@ -147,6 +147,8 @@ class Preparer:
     async def prepare(self, body: CreateResponseBody, project: str) -> PreparedResponse:
         if body.conversation is not None and body.previous_response_id is not None:
             raise invalid("'conversation' and 'previous_response_id' cannot be used together.", param="previous_response_id")
+        if body.input is None and body.previous_response_id is None and body.conversation is None:
+            raise invalid("Missing required parameter: 'input'.", param="input")
         if body.background and body.store is False:
             raise invalid("Background responses must be stored: 'background' requires 'store' to be true.", param="background")
         backend = self.models.get(body.model)
