@@ -13,6 +13,7 @@ from threadline.api import conversations, models, responses
 from threadline.api.auth import Authenticator
 from threadline.api.errors import install_error_handlers
 from threadline.api.json import JSON
+from threadline.api.limits import BodySizeLimit
 from threadline.config import Settings
 from threadline.backends.registry import Models
 from threadline.engine.prepare import Preparer
@@ -20,6 +21,7 @@ from threadline.engine.runner import Runner
 from threadline.ids import new_id
 from threadline.jobs.worker import Worker
 from threadline.store.conversations import ConversationStore
+from threadline.store.idempotency import IdempotencyStore
 from threadline.store.jobs import JobStore
 from threadline.store.responses import ResponseStore
 from threadline.store.database import Database
@@ -42,6 +44,7 @@ def create_app(settings: Settings) -> FastAPI:
         await app.state.models.start()
         app.state.preparer = Preparer(database, app.state.models, app.state.responses, app.state.conversations)
         app.state.jobs = JobStore(database)
+        app.state.idempotency = IdempotencyStore(database, settings.server.idempotency_ttl_s)
         app.state.runner = Runner(app.state.responses, app.state.jobs, owner=new_id("proc"))
         app.state.worker = Worker(app.state.runner, app.state.models, settings.workers)
         await app.state.jobs.heartbeat(app.state.runner.owner)
@@ -72,6 +75,7 @@ def create_app(settings: Settings) -> FastAPI:
     if app.state.authenticator.is_open:
         log.warning("No API keys are configured: every request is accepted, in one open project.")
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_body_bytes=settings.limits.max_body_bytes)
     app.include_router(conversations.router)
     app.include_router(responses.router)
     app.include_router(models.router)

@@ -51,6 +51,12 @@ class WorkerSettings(_Section):
 
 class ServerSettings(_Section):
     shutdown_grace_s: float = Field(default=30.0, ge=0)  # SIGTERM grace for running responses
+    idempotency_ttl_s: float = Field(default=86400.0, gt=0)  # how long Idempotency-Key answers are kept
+    idempotency_wait_s: float = Field(default=60.0, ge=0)  # how long a repeat waits for the first answer
+
+
+class LimitsSettings(_Section):
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)  # larger request bodies get 413
 
 
 class Settings(_Section):
@@ -61,6 +67,7 @@ class Settings(_Section):
     models: list[ModelSettings] = []
     default_model: str | None = None
     server: ServerSettings = ServerSettings()
+    limits: LimitsSettings = LimitsSettings()
     workers: WorkerSettings = WorkerSettings()
 
     @model_validator(mode="after")

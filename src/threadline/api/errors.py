@@ -80,7 +80,8 @@ async def _http_error(request: Request, error: HTTPException) -> JSON:
         message = f"Method {request.method} is not allowed for {request.url.path}"
     else:
         message = str(error.detail)
-    envelope = APIError(error.status_code, message, type=HTTP_ERROR_TYPES.get(error.status_code, "invalid_request_error")).envelope()
+    code = "request_too_large" if error.status_code == 413 else None
+    envelope = APIError(error.status_code, message, type=HTTP_ERROR_TYPES.get(error.status_code, "invalid_request_error"), code=code).envelope()
     return JSON(envelope, status_code=error.status_code, headers=getattr(error, "headers", None))
 
 

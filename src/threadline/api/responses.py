@@ -6,15 +6,17 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
+from starlette.datastructures import State
 
 from threadline.api.auth import project
 from threadline.api.conversations import item_list
+from threadline.api.idempotency import fingerprint, record_failure, record_run, repeat
 from threadline.api.json import JSON
 from threadline.api.response_body import CreateResponseBody
 from threadline.api.schemas import Order, include_values
 from threadline.api.sse import event_stream
 from threadline.engine.replay import replay_events
-from threadline.errors import invalid
+from threadline.errors import APIError, invalid
 from threadline.jobs.follow import follow
 
 router = APIRouter(prefix="/v1/responses", tags=["Responses"])
@@ -26,13 +28,32 @@ Include = Annotated[list[str], Depends(include_values)]
 @router.post("", summary="Create a model response")
 async def create_response(body: CreateResponseBody, project: Project, request: Request):
     state = request.app.state
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return await start_response(state, body, project)
+    request_fingerprint = fingerprint(await request.body())
+    earlier = await state.idempotency.claim(project, key, request_fingerprint)
+    if earlier is not None:
+        return await repeat(state, project, key, request_fingerprint, earlier, bool(body.stream))
+    try:
+        return await start_response(state, body, project, idempotency_key=key)
+    except APIError as error:
+        await record_failure(state, project, key, error)
+        raise
+
+
+async def start_response(state: State, body: CreateResponseBody, project: str, idempotency_key: str | None = None):
     prepared = await state.preparer.prepare(body, project)
     if body.background:
         await state.worker.enqueue(prepared)
+        if idempotency_key:
+            await state.idempotency.record(project, idempotency_key, 200, prepared.response)
         if body.stream:
             return event_stream(follow(state.runner, project, prepared.response["id"], -1, state.settings.workers.poll_s))
         return JSON(prepared.response)
     run = await state.runner.start(prepared)
+    if idempotency_key:
+        state.runner.keep(record_run(state, project, idempotency_key, run))
     if not body.stream:
         return JSON(await run.result())
     events = run.stream()

@@ -36,6 +36,7 @@ class ResponseRun:
         self.background = background
         self.events = ResponseEvents(prepared.response, sequence_number=QUEUED_EVENTS if background else 0)
         self.stop_reason: str | None = None  # "cancelled" or "shutdown", when stopped from outside
+        self.error: APIError | None = None  # why the request was refused, if it was
         self._queue: asyncio.Queue[dict | APIError | None] = asyncio.Queue()
         self._unlogged: list[dict] = []
         self._log_lock = asyncio.Lock()
@@ -59,8 +60,9 @@ class ResponseRun:
 
     async def result(self) -> dict:
         """The finished Response; a failure of the model is raised in OpenAI's envelope."""
-        async for _event in self.stream():
-            pass
+        await asyncio.shield(self.task)
+        if self.error is not None:
+            raise self.error
         error = self.response.get("error")
         if self.response["status"] == "failed" and error:
             code = error["code"]
@@ -79,13 +81,16 @@ class ResponseRun:
         try:
             await self._generate(generator)
         except APIError as error:
-            self._queue.put_nowait(error)
+            if self.prepared.store and not self.background:
+                # Refused input changes nothing: the response recorded at the start goes too.
+                await self.runner.responses.delete(self.prepared.project, self.response_id)
+            self._refuse(error)
         except asyncio.CancelledError:
             await self._stopped()
         except Exception:
             # Storing failed: nothing more can be recorded, so say so loudly.
             log.exception("response %s could not be stored", self.response_id)
-            self._queue.put_nowait(APIError(500, "The server had an error while saving this response.", type="server_error"))
+            self._refuse(APIError(500, "The server had an error while saving this response.", type="server_error"))
         finally:
             if flusher:
                 flusher.cancel()
@@ -116,6 +121,10 @@ class ResponseRun:
             await self._fail([], error)
             return
         await self._finish(self.events.finish(model_event))
+
+    def _refuse(self, error: APIError) -> None:
+        self.error = error
+        self._queue.put_nowait(error)
 
     def _opening_events(self) -> list[dict]:
         return self.events.resume() if self.background else self.events.start()
@@ -195,6 +204,7 @@ class Runner:
         self.owner = owner
         self.runs: dict[str, ResponseRun] = {}
         self._signals: dict[str, asyncio.Event] = {}
+        self._chores: set[asyncio.Task] = set()
 
     async def start(self, prepared: PreparedResponse) -> ResponseRun:
         """Start a foreground response, recorded first so a crash cannot leave it in progress."""
@@ -206,6 +216,12 @@ class Runner:
         self.runs[run.response_id] = run
         run.task.add_done_callback(lambda _task: self.runs.pop(run.response_id, None))
         return run
+
+    def keep(self, chore) -> None:
+        """Run a coroutine to its end in the background, holding a reference until then."""
+        task = asyncio.create_task(chore)
+        self._chores.add(task)
+        task.add_done_callback(self._chores.discard)
 
     # -- followers of event logs ------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """The schema, as SQLAlchemy Core tables. JSON is stored as text that Threadline encodes itself."""
 
-from sqlalchemy import BigInteger, Boolean, Column, Float, ForeignKey, Index, MetaData, String, Table, Text, TypeDecorator
+from sqlalchemy import BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text, TypeDecorator
 from sqlalchemy import false as sa_false
 
 metadata = MetaData()
@@ -91,4 +91,18 @@ workers = Table(
     metadata,
     Column("id", ObjectId(80), primary_key=True),
     Column("heartbeat_at", Float, nullable=False),
+)
+
+# Outcomes of create requests that carried an Idempotency-Key, so a retry gets the same answer.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("project", String(200), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    # Null while the first request is still running.
+    Column("status_code", Integer, nullable=True),
+    Column("body", Text, nullable=True),
+    Index("ix_idempotency_keys_created_at", "created_at"),
 )

@@ -1,4 +1,4 @@
-"""Responses, their items and event logs, and the workers that run them.
+"""Responses, their items and event logs, the workers that run them, idempotency keys.
 
 Revision ID: 0002
 Revises: 0001
@@ -58,9 +58,20 @@ def upgrade() -> None:
         sa.Column("id", sa.String(80), primary_key=True),
         sa.Column("heartbeat_at", sa.Float, nullable=False),
     )
+    op.create_table(
+        "idempotency_keys",
+        sa.Column("project", sa.String(200), primary_key=True),
+        sa.Column("key", sa.String(255), primary_key=True),
+        sa.Column("fingerprint", sa.String(64), nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("status_code", sa.Integer, nullable=True),
+        sa.Column("body", sa.Text, nullable=True),
+    )
+    op.create_index("ix_idempotency_keys_created_at", "idempotency_keys", ["created_at"])
 
 
 def downgrade() -> None:
+    op.drop_table("idempotency_keys")
     op.drop_table("workers")
     op.drop_table("response_events")
     op.drop_table("response_items")
