@@ -14,10 +14,10 @@ def script(*steps: dict) -> str:
     return "#script " + json.dumps(list(steps))
 
 
-def sse_events(http: httpx.Client, path: str, body: dict | None = None, method: str = "POST") -> list[dict]:
+def sse_events(http: httpx.Client, path: str, body: dict | None = None, method: str = "POST", headers: dict | None = None) -> list[dict]:
     """Raw server-sent events, each checked: `event:` names its type, and it validates against the spec."""
     events = []
-    with http.stream(method, path, json=body) as response:
+    with http.stream(method, path, json=body, headers=headers) as response:
         assert response.status_code == 200, response.read()
         assert response.headers["content-type"].startswith("text/event-stream")
         name = None

@@ -71,19 +71,10 @@ def test_a_repeated_stream_replays_the_first_response(http, model_requests):
     body = {"model": "scripted", "input": "stream once", "stream": True}
     events = []
     for _ in range(2):
-        events.append(sse_events_with_headers(http, body, headers))
+        events.append(sse_events(http, "/v1/responses", body, headers=headers))
     assert events[0][-1]["response"]["id"] == events[1][-1]["response"]["id"]
     assert events[1][-1]["response"]["output"] == events[0][-1]["response"]["output"]
     assert len(model_requests()) == 1
-
-
-def sse_events_with_headers(http, body, headers):
-    original = http.headers.copy()
-    http.headers.update(headers)
-    try:
-        return sse_events(http, "/v1/responses", body)
-    finally:
-        http.headers = original
 
 
 def test_a_key_reused_with_another_body_is_refused(http):
