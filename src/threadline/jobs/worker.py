@@ -83,12 +83,12 @@ class Worker:
     async def _heartbeat_loop(self) -> None:
         while True:
             try:
-                await self.runner.jobs.heartbeat(self.runner.owner)
+                await self.runner.jobs.heartbeat(self.runner.owner, self.settings.lease_s)
                 for response_id in await self.runner.jobs.cancelled_among(self.runner.owner):
                     run = self.runner.runs.get(response_id)
                     if run is not None and run.stop_reason is None:
                         run.stop("cancelled")
-                for response_id in await self.runner.jobs.recover(self.settings.lease_s):
+                for response_id in await self.runner.jobs.recover():
                     log.warning("response %s was left by a stopped process and is marked failed", response_id)
                     self.runner.notify(response_id)
             except Exception:

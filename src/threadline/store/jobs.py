@@ -35,11 +35,16 @@ class JobStore:
 
     # -- processes ---------------------------------------------------------------
 
-    async def heartbeat(self, owner: str) -> None:
+    async def heartbeat(self, owner: str, lease_s: float) -> None:
+        """Say this process is alive for another `lease_s` seconds.
+
+        Each process states its own lease, so processes configured differently still agree
+        on when one of them is gone."""
+        expires_at = time.time() + lease_s
         async with self.database.write() as connection:
-            updated = await connection.execute(update(workers).where(workers.c.id == owner).values(heartbeat_at=time.time()))
+            updated = await connection.execute(update(workers).where(workers.c.id == owner).values(lease_expires_at=expires_at))
             if updated.rowcount == 0:
-                await connection.execute(insert(workers).values(id=owner, heartbeat_at=time.time()))
+                await connection.execute(insert(workers).values(id=owner, lease_expires_at=expires_at))
 
     async def retire(self, owner: str) -> None:
         async with self.database.write() as connection:
@@ -131,14 +136,14 @@ class JobStore:
                 )
             return bool(updated.rowcount)
 
-    async def recover(self, lease_s: float) -> list[str]:
-        """End the work of processes whose heartbeat is older than the lease.
+    async def recover(self) -> list[str]:
+        """End the work of processes whose lease ran out without a heartbeat.
 
         A response they left in progress is marked failed; one cancelled under them is left
         cancelled. Either way its event log gets the terminal event its owner never wrote.
         """
-        stale_before = time.time() - lease_s
-        live = select(workers.c.id).where(workers.c.heartbeat_at >= stale_before)
+        now = time.time()
+        live = select(workers.c.id).where(workers.c.lease_expires_at >= now)
         async with self.database.read() as connection:
             rows = (
                 await connection.execute(
@@ -168,7 +173,7 @@ class JobStore:
                     await insert_events(connection, row.id, [await _terminal_event(connection, row.id, response)])
                     recovered.append(row.id)
         async with self.database.write() as connection:
-            await connection.execute(delete(workers).where(workers.c.heartbeat_at < stale_before))
+            await connection.execute(delete(workers).where(workers.c.lease_expires_at < now))
         return recovered
 
     # -- event logs ------------------------------------------------------------------

@@ -90,7 +90,7 @@ workers = Table(
     "workers",
     metadata,
     Column("id", ObjectId(80), primary_key=True),
-    Column("heartbeat_at", Float, nullable=False),
+    Column("lease_expires_at", Float, nullable=False),
 )
 
 # Outcomes of create requests that carried an Idempotency-Key, so a retry gets the same answer.

@@ -56,7 +56,7 @@ def upgrade() -> None:
     op.create_table(
         "workers",
         sa.Column("id", sa.String(80), primary_key=True),
-        sa.Column("heartbeat_at", sa.Float, nullable=False),
+        sa.Column("lease_expires_at", sa.Float, nullable=False),
     )
     op.create_table(
         "idempotency_keys",
