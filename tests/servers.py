@@ -59,10 +59,14 @@ class ThreadlineServer:
         self.env = env or {}
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> ThreadlineServer:
-        command = [sys.executable, "-m", "threadline", "serve", "--port", str(self.port), "--database", self.database_url]
-        if self.config:
-            command += ["--config", str(self.config)]
+    def start(self, flags_from_environment: bool = False) -> ThreadlineServer:
+        settings = {"port": str(self.port), "database": self.database_url, "config": str(self.config) if self.config else None}
+        command = [sys.executable, "-m", "threadline", "serve"]
+        if flags_from_environment:
+            names = {"port": "THREADLINE_PORT", "database": "THREADLINE_DATABASE_URL", "config": "THREADLINE_CONFIG"}
+            self.env.update({names[flag]: value for flag, value in settings.items() if value})
+        else:
+            command += [part for flag, value in settings.items() if value for part in (f"--{flag}", value)]
         self.log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"threadline-{self.port}.log", "w")
         self.process = subprocess.Popen(
             command, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
