@@ -14,6 +14,7 @@ from threadline.api.auth import Authenticator
 from threadline.api.errors import install_error_handlers
 from threadline.api.json import JSON
 from threadline.api.limits import BodySizeLimit
+from threadline.api.openapi import openapi_document
 from threadline.config import Settings
 from threadline.backends.registry import Models
 from threadline.engine.prepare import Preparer
@@ -79,6 +80,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(conversations.router)
     app.include_router(responses.router)
     app.include_router(models.router)
+    # Built on first request and kept; it documents answers as well as request bodies.
+    app.openapi = lambda: openapi_document(app)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> JSON:

@@ -8,12 +8,14 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field
 
 from threadline.api.auth import project
-from threadline.api.json import JSON
+from threadline.api.json import JSON, JSONRoute
+from threadline.api.openapi import Conversation, ConversationDeleted, Item, ItemList, answers
 from threadline.api.schemas import Body, Metadata, Order, include_values
+from threadline.errors import invalid
 from threadline.items import InputItem, is_item_reference, new_item_id, normalize_item
 from threadline.store.conversations import ConversationStore
 
-router = APIRouter(prefix="/v1/conversations", tags=["Conversations"])
+router = APIRouter(prefix="/v1/conversations", tags=["Conversations"], route_class=JSONRoute)
 
 Project = Annotated[str, Depends(project)]
 
@@ -62,35 +64,38 @@ Store = Annotated[ConversationStore, Depends(store)]
 Include = Annotated[list[str], Depends(include_values)]
 
 
-@router.post("", summary="Create a conversation")
+@router.post("", summary="Create a conversation", responses=answers(Conversation, 400, 404, 413))
 async def create_conversation(
-    project: Project, conversations: Store, body: CreateConversationBody | None = None
+    request: Request, project: Project, conversations: Store, body: CreateConversationBody | None = None
 ) -> JSON:
-    # Every field is optional, so a POST without a body creates an empty conversation.
+    # Every field is optional, so a POST without a body creates an empty conversation; a
+    # body of JSON `null` is refused as any other body that is not an object.
+    if body is None and (await request.body()).strip():
+        raise invalid("Invalid type for request body: expected an object, but got null instead.")
     body = body or CreateConversationBody()
     created = await conversations.create(project, body.metadata, prepare_items(body.items or []))
     return JSON(created)
 
 
-@router.get("/{conversation_id}", summary="Retrieve a conversation")
+@router.get("/{conversation_id}", summary="Retrieve a conversation", responses=answers(Conversation, 404))
 async def retrieve_conversation(conversation_id: str, project: Project, conversations: Store) -> JSON:
     return JSON(await conversations.get(project, conversation_id))
 
 
-@router.post("/{conversation_id}", summary="Update a conversation's metadata")
+@router.post("/{conversation_id}", summary="Update a conversation's metadata", responses=answers(Conversation, 400, 404, 413))
 async def update_conversation(
     conversation_id: str, body: UpdateConversationBody, project: Project, conversations: Store
 ) -> JSON:
     return JSON(await conversations.update(project, conversation_id, body.metadata))
 
 
-@router.delete("/{conversation_id}", summary="Delete a conversation and its items")
+@router.delete("/{conversation_id}", summary="Delete a conversation and its items", responses=answers(ConversationDeleted, 404))
 async def delete_conversation(conversation_id: str, project: Project, conversations: Store) -> JSON:
     await conversations.delete(project, conversation_id)
     return JSON({"id": conversation_id, "object": "conversation.deleted", "deleted": True})
 
 
-@router.post("/{conversation_id}/items", summary="Add items to a conversation")
+@router.post("/{conversation_id}/items", summary="Add items to a conversation", responses=answers(ItemList, 400, 404, 413))
 async def create_items(
     conversation_id: str, body: CreateItemsBody, project: Project, conversations: Store, include: Include
 ) -> JSON:
@@ -98,7 +103,7 @@ async def create_items(
     return JSON(item_list(added, has_more=False))
 
 
-@router.get("/{conversation_id}/items", summary="List a conversation's items")
+@router.get("/{conversation_id}/items", summary="List a conversation's items", responses=answers(ItemList, 400, 404))
 async def list_items(
     conversation_id: str,
     project: Project,
@@ -112,13 +117,18 @@ async def list_items(
     return JSON(item_list(page.items, page.has_more))
 
 
-@router.get("/{conversation_id}/items/{item_id}", summary="Retrieve an item")
+@router.get("/{conversation_id}/items/{item_id}", summary="Retrieve an item", responses=answers(Item, 400, 404))
 async def retrieve_item(
     conversation_id: str, item_id: str, project: Project, conversations: Store, include: Include
 ) -> JSON:
     return JSON(await conversations.get_item(project, conversation_id, item_id))
 
 
-@router.delete("/{conversation_id}/items/{item_id}", summary="Delete an item")
+@router.delete(
+    "/{conversation_id}/items/{item_id}",
+    summary="Delete an item",
+    description="Answers with the conversation the item was deleted from.",
+    responses=answers(Conversation, 404),
+)
 async def delete_item(conversation_id: str, item_id: str, project: Project, conversations: Store) -> JSON:
     return JSON(await conversations.delete_item(project, conversation_id, item_id))

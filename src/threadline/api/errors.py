@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
-from threadline.api.json import JSON
+from threadline.api.json import JSON, TOO_DEEP
 from threadline.errors import APIError
 from threadline.items import describe_errors
 
@@ -41,10 +41,19 @@ async def _validation_error(request: Request, error: RequestValidationError) -> 
             detail["input"] = _number_or_text(detail["input"])
     if source == "body" and any(detail["type"] == "json_invalid" for detail in errors):
         param, message = None, "We could not parse the JSON body of your request. Expected a JSON object."
+        if any((detail.get("ctx") or {}).get("error") == TOO_DEEP for detail in errors):
+            message = f"We could not parse the JSON body of your request: it is {TOO_DEEP}."
+    elif source == "body" and isinstance(data, (bytes, bytearray)):
+        # FastAPI reads a body as JSON only when its Content-Type says it is JSON.
+        content_type = request.headers.get("content-type")
+        sent = f"Content-Type '{content_type}'" if content_type else "no Content-Type"
+        param, message = None, f"The request body was sent with {sent}. Send it as JSON, with Content-Type: application/json."
+    elif source == "body" and data is None and (empty := _errors_for_empty_body(request)) is None:
+        param, message = None, "The request body is empty. Expected a JSON object."
     else:
         if source == "body" and data is None:
             # No body at all: say which fields are required, as for an empty object.
-            errors, data = _errors_for_empty_body(request) or errors, {}
+            errors, data = empty, {}
         param, message = describe_errors(errors, data)
     return JSON(APIError(400, message, param=param).envelope(), status_code=400)
 

@@ -10,6 +10,8 @@ from threadline.api.schemas import Body, Includable, Metadata
 from threadline.items import InputItem
 
 FunctionName = Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
+# Counts are stored and echoed as JSON numbers that orjson (and most clients) hold as 64-bit.
+INT64_MAX = 2**63 - 1
 
 
 class Tolerant(BaseModel):
@@ -128,8 +130,8 @@ class CreateResponseBody(Body):
     tools: list[Tool] | None = None
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
-    max_tool_calls: Annotated[int, Field(ge=1)] | None = None
-    max_output_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_tool_calls: Annotated[int, Field(ge=1, le=INT64_MAX)] | None = None
+    max_output_tokens: Annotated[int, Field(ge=1, le=INT64_MAX)] | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     top_p: Annotated[float, Field(ge=0, le=1)] | None = None
     top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.datastructures import State
 
 from threadline.api.auth import project
 from threadline.api.conversations import item_list
 from threadline.api.idempotency import fingerprint, record_failure, record_run, repeat
-from threadline.api.json import JSON
+from threadline.api.json import JSON, JSONRoute
+from threadline.api.openapi import InputTokens, ItemList, ResponseDeleted, answers
+from threadline.api.openapi import Response as ResponseObject
 from threadline.api.response_body import CreateResponseBody
 from threadline.api.schemas import Order, include_values
 from threadline.api.sse import event_stream
@@ -19,17 +21,30 @@ from threadline.engine.replay import replay_events
 from threadline.errors import APIError, invalid
 from threadline.jobs.follow import follow
 
-router = APIRouter(prefix="/v1/responses", tags=["Responses"])
+router = APIRouter(prefix="/v1/responses", tags=["Responses"], route_class=JSONRoute)
 
 Project = Annotated[str, Depends(project)]
 Include = Annotated[list[str], Depends(include_values)]
 
 
-@router.post("", summary="Create a model response")
-async def create_response(body: CreateResponseBody, project: Project, request: Request):
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        description="A repeated request with the same key gets the first one's answer instead of running again.",
+    ),
+]
+
+
+@router.post(
+    "",
+    summary="Create a model response",
+    responses=answers(ResponseObject, 400, 404, 409, 413, 422, 429, stream=True, description="The Response, or its events when `stream` is true."),
+)
+async def create_response(body: CreateResponseBody, project: Project, request: Request, key: IdempotencyKey = None):
     state = request.app.state
-    key = request.headers.get("idempotency-key")
-    if key is None:
+    if not key:  # an empty header names no key
         return await start_response(state, body, project)
     request_fingerprint = fingerprint(await request.body())
     earlier = await state.idempotency.claim(project, key, request_fingerprint)
@@ -68,14 +83,18 @@ async def _prepend(first: dict, rest: AsyncIterator[dict]) -> AsyncIterator[dict
         yield event
 
 
-@router.post("/input_tokens", summary="Count a request's input tokens")
+@router.post("/input_tokens", summary="Count a request's input tokens", responses=answers(InputTokens, 400, 404, 413, 429))
 async def count_input_tokens(body: CreateResponseBody, project: Project, request: Request) -> JSON:
     prepared = await request.app.state.preparer.prepare(body, project)
     tokens = await prepared.backend.count_tokens(prepared.model_request)
     return JSON({"object": "response.input_tokens", "input_tokens": tokens})
 
 
-@router.get("/{response_id}", summary="Retrieve a response, or replay its events")
+@router.get(
+    "/{response_id}",
+    summary="Retrieve a response, or replay its events",
+    responses=answers(ResponseObject, 400, 404, stream=True, description="The Response, or its events when `stream` is true."),
+)
 async def retrieve_response(
     response_id: str,
     project: Project,
@@ -102,7 +121,7 @@ async def retrieve_response(
     return event_stream(events())
 
 
-@router.post("/{response_id}/cancel", summary="Cancel a background response")
+@router.post("/{response_id}/cancel", summary="Cancel a background response", responses=answers(ResponseObject, 400, 404))
 async def cancel_response(response_id: str, project: Project, request: Request) -> JSON:
     state = request.app.state
     cancelled = await state.jobs.cancel(project, response_id)
@@ -112,13 +131,13 @@ async def cancel_response(response_id: str, project: Project, request: Request) 
     return JSON(cancelled)
 
 
-@router.delete("/{response_id}", summary="Delete a response")
+@router.delete("/{response_id}", summary="Delete a response", responses=answers(ResponseDeleted, 404))
 async def delete_response(response_id: str, project: Project, request: Request) -> JSON:
     await request.app.state.responses.delete(project, response_id)
     return JSON({"id": response_id, "object": "response", "deleted": True})
 
 
-@router.get("/{response_id}/input_items", summary="List a response's input items")
+@router.get("/{response_id}/input_items", summary="List a response's input items", responses=answers(ItemList, 400, 404))
 async def list_input_items(
     response_id: str,
     project: Project,

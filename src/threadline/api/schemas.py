@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import Request
+from fastapi import Query, Request
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from pydantic_core import PydanticCustomError
 
@@ -67,7 +67,19 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-def include_values(request: Request) -> list[str]:
+_INCLUDE_DOC = {
+    "description": "Extra output data to include; repeat the parameter for several.",
+    "json_schema_extra": {"items": {"type": "string", "enum": list(Includable.__args__)}},
+}
+
+
+def include_values(
+    request: Request,
+    # Declared for the OpenAPI description only: the values are checked below, so that an
+    # unknown one is reported as OpenAI reports it, on `include` whichever spelling was used.
+    include: Annotated[list[str], Query(**_INCLUDE_DOC)] = [],  # noqa: B006 - never mutated
+    include_brackets: Annotated[list[str], Query(alias="include[]", **_INCLUDE_DOC)] = [],  # noqa: B006
+) -> list[str]:
     """`include` from the query string, in either SDK spelling: include=a or include[]=a."""
     values = request.query_params.getlist("include") + request.query_params.getlist("include[]")
     for value in values:

@@ -15,6 +15,14 @@ from collections.abc import Iterator
 from threadline.backends.base import Finish, ModelEvent, ReasoningDelta, RefusalDelta, TextDelta, ToolCallDelta, Usage
 from threadline.ids import new_id
 
+# The codes a Response's `error` may carry; any other failure is reported as server_error.
+RESPONSE_ERROR_CODES = {
+    "server_error", "rate_limit_exceeded", "invalid_prompt", "vector_store_timeout", "invalid_image",
+    "invalid_image_format", "invalid_base64_image", "invalid_image_url", "image_too_large", "image_too_small",
+    "image_parse_error", "image_content_policy_violation", "invalid_image_mode", "image_file_too_large",
+    "unsupported_image_media_type", "empty_image_file", "failed_to_download_image", "image_file_not_found",
+}
+
 TERMINAL_EVENTS = {
     "completed": "response.completed",
     "incomplete": "response.incomplete",
@@ -73,7 +81,7 @@ class ResponseEvents:
 
     def fail(self, code: str, message: str) -> list[dict]:
         events = self.close_all("incomplete")
-        self.response["error"] = {"code": code, "message": message}
+        self.response["error"] = {"code": code if code in RESPONSE_ERROR_CODES else "server_error", "message": message}
         return events + self.end("failed")
 
     def end(self, status: str) -> list[dict]:

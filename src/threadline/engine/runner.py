@@ -21,8 +21,9 @@ from threadline.store.responses import ResponseStore
 
 log = logging.getLogger("threadline")
 
-# How a failed response is answered when the client did not stream.
-FAILURE_STATUS = {"rate_limit_exceeded": 429}
+# How a failed response is answered when the client did not stream: every code but these
+# two names a problem with the input.
+FAILURE_STATUS = {"rate_limit_exceeded": 429, "server_error": 500}
 FAILURE_TYPE = {"rate_limit_exceeded": "requests", "server_error": "server_error"}
 
 # Background logs start with response.created and response.queued, written when queued.
@@ -66,7 +67,7 @@ class ResponseRun:
         error = self.response.get("error")
         if self.response["status"] == "failed" and error:
             code = error["code"]
-            raise APIError(FAILURE_STATUS.get(code, 500), error["message"], type=FAILURE_TYPE.get(code, "server_error"), code=code)
+            raise APIError(FAILURE_STATUS.get(code, 400), error["message"], type=FAILURE_TYPE.get(code, "invalid_request_error"), code=code)
         return self.response
 
     def stop(self, reason: str) -> None:
@@ -100,11 +101,13 @@ class ResponseRun:
     async def _generate(self, generator) -> None:
         try:
             model_event = await anext(generator)
-        except ContextLengthExceeded as error:
-            if self.background:
-                await self._fail([], error)
+        except BackendError as error:
+            if error.status != 400 or self.background:
+                await self._fail(self._opening_events(), error)
                 return
-            raise APIError(400, error.message, param="input", code="context_length_exceeded") from error
+            # The model refused the request itself before any output: that is the client's 400.
+            param = "input" if isinstance(error, ContextLengthExceeded) else None
+            raise APIError(400, error.message, param=param, code=error.code) from error
         except asyncio.CancelledError:
             raise
         except Exception as error:  # noqa: BLE001 - any failure of the model is recorded, not lost
@@ -148,8 +151,13 @@ class ResponseRun:
                     self.prepared.project, self.response, self.prepared.input_items, owner=self.runner.owner, events=logged
                 )
             if not stored:
+                # Cancelled or recovered meanwhile: the client gets the end that was stored.
                 log.info("response %s was cancelled or recovered before it finished", self.response_id)
-                return
+                self.events.response = await self.runner.responses.get(self.prepared.project, self.response_id)
+                self.prepared.response = self.events.response
+                events = self.events.end(self.events.response["status"])
+                if self.background:
+                    return
         self._publish(events, logged=True)
 
     async def _stopped(self) -> None:

@@ -70,7 +70,7 @@ class Worker:
             claimed = None
             if self._background_runs() < self.settings.max_background_jobs:
                 try:
-                    claimed = await self.runner.jobs.claim(self.runner.owner)
+                    claimed = await self.runner.jobs.claim(self.runner.owner, self.models.ids())
                 except Exception:
                     log.exception("claiming a background response failed")
             if claimed is not None:
@@ -99,6 +99,7 @@ class Worker:
         return sum(1 for run in self.runner.runs.values() if run.background)
 
     def _run(self, claimed: ClaimedJob) -> None:
+        # Only jobs for this process's models are claimed, so the backend is there.
         model_request = ModelRequest(**claimed.job["model_request"])
         prepared = PreparedResponse(
             project=claimed.project,

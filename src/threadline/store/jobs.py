@@ -52,9 +52,15 @@ class JobStore:
 
     # -- the queue -----------------------------------------------------------------
 
-    async def claim(self, owner: str) -> ClaimedJob | None:
-        """Take the oldest queued response, or None; no two processes get the same one."""
-        oldest = select(responses.c.id).where(responses.c.status == "queued").order_by(responses.c.created_at).limit(1)
+    async def claim(self, owner: str, model_ids: list[str]) -> ClaimedJob | None:
+        """Take the oldest queued response for one of these models, or None; no two
+        processes get the same one."""
+        oldest = (
+            select(responses.c.id)
+            .where(responses.c.status == "queued", responses.c.model.in_(model_ids))
+            .order_by(responses.c.created_at)
+            .limit(1)
+        )
         if not self.database.is_sqlite:
             oldest = oldest.with_for_update(skip_locked=True)
         async with self.database.write() as connection:

@@ -56,6 +56,7 @@ class ResponseStore:
                     project=project,
                     created_at=response["created_at"],
                     status=response["status"],
+                    model=response["model"],
                     previous_response_id=response.get("previous_response_id"),
                     conversation_id=conversation_id_of(response),
                     data=orjson.dumps(response).decode(),

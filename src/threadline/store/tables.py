@@ -51,6 +51,7 @@ responses = Table(
     Column("project", String(200), nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("status", String(20), nullable=False),
+    Column("model", String(200), nullable=False),
     Column("previous_response_id", ObjectId(80), nullable=True),
     Column("conversation_id", ObjectId(80), nullable=True),
     # The Response object as the API returns it, output included.

@@ -20,6 +20,7 @@ def upgrade() -> None:
         sa.Column("project", sa.String(200), nullable=False),
         sa.Column("created_at", sa.BigInteger, nullable=False),
         sa.Column("status", sa.String(20), nullable=False),
+        sa.Column("model", sa.String(200), nullable=False),
         sa.Column("previous_response_id", sa.String(80), nullable=True),
         sa.Column("conversation_id", sa.String(80), nullable=True),
         sa.Column("data", sa.Text, nullable=False),
