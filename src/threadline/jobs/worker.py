@@ -15,9 +15,12 @@ from threadline.config import WorkerSettings
 from threadline.engine.events import ResponseEvents
 from threadline.engine.prepare import PreparedResponse
 from threadline.engine.runner import ResponseRun, Runner
+from threadline.store.idempotency import IdempotencyStore
 from threadline.store.jobs import ClaimedJob
 
 log = logging.getLogger("threadline")
+
+EXPIRE_EVERY_S = 60
 
 
 def job_for(prepared: PreparedResponse) -> dict:
@@ -26,10 +29,11 @@ def job_for(prepared: PreparedResponse) -> dict:
 
 
 class Worker:
-    def __init__(self, runner: Runner, models: Models, settings: WorkerSettings) -> None:
+    def __init__(self, runner: Runner, models: Models, settings: WorkerSettings, idempotency: IdempotencyStore) -> None:
         self.runner = runner
         self.models = models
         self.settings = settings
+        self.idempotency = idempotency
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._claiming = True
@@ -44,7 +48,11 @@ class Worker:
         self._wake.set()
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._claim_loop()), asyncio.create_task(self._heartbeat_loop())]
+        self._tasks = [
+            asyncio.create_task(self._claim_loop()),
+            asyncio.create_task(self._heartbeat_loop()),
+            asyncio.create_task(self._expire_loop()),
+        ]
 
     async def stop(self, grace_s: float) -> None:
         """Stop claiming, give running responses the grace period, then stop the rest."""
@@ -94,6 +102,14 @@ class Worker:
             except Exception:
                 log.exception("worker heartbeat failed")
             await asyncio.sleep(self.settings.heartbeat_s)
+
+    async def _expire_loop(self) -> None:
+        while True:
+            try:
+                await self.idempotency.expire()
+            except Exception:
+                log.exception("expiring idempotency keys failed")
+            await asyncio.sleep(EXPIRE_EVERY_S)
 
     def _background_runs(self) -> int:
         return sum(1 for run in self.runner.runs.values() if run.background)
