@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 
 import httpx
@@ -19,7 +20,11 @@ SMALL_LIMIT = 4096
 def small_server(database_url, tmp_path_factory):
     config = write_config(
         tmp_path_factory.mktemp("limits") / "threadline.toml",
-        {"models": [{"id": "scripted", "provider": "scripted"}], "limits": {"max_body_bytes": SMALL_LIMIT}},
+        {
+            "models": [{"id": "scripted", "provider": "scripted"}],
+            "limits": {"max_body_bytes": SMALL_LIMIT},
+            "server": {"idempotency_ttl_s": 1},
+        },
     )
     with ThreadlineServer(database_url, config) as server:
         yield server
@@ -99,3 +104,13 @@ def test_keys_belong_to_their_project(client, beta_client):
     mine = client.responses.create(model="scripted", input="same key", extra_headers=headers)
     theirs = beta_client.responses.create(model="scripted", input="same key", extra_headers=headers)
     assert mine.id != theirs.id
+
+
+def test_keys_are_forgotten_after_their_time_to_live(small_server):
+    headers = key()
+    with httpx.Client(base_url=small_server.url, timeout=30) as http:
+        body = {"model": "scripted", "input": "twice, a while apart"}
+        first = http.post("/v1/responses", json=body, headers=headers).json()
+        assert http.post("/v1/responses", json=body, headers=headers).json()["id"] == first["id"]
+        time.sleep(1.2)
+        assert http.post("/v1/responses", json=body, headers=headers).json()["id"] != first["id"]
