@@ -25,7 +25,8 @@ from pathlib import Path
 import llama_cpp
 
 from threadline.backends.base import Finish, ModelRequest
-from threadline.backends.llama_cpp import DEFAULT_CONTEXT_CAP, DEFAULT_MODEL_ID, DEFAULT_SAMPLING, LlamaCppBackend, default_model_path, plan_output
+from threadline.backends.llama_cpp import DEFAULT_MODEL_ID, LlamaCppBackend, default_model_path
+from threadline.backends.llama_cpp.backend import DEFAULT_CONTEXT_CAP, DEFAULT_SAMPLING
 from threadline.config import ModelSettings
 
 RESULTS = Path(__file__).parent / "results" / "embedded_model.json"
@@ -66,7 +67,7 @@ async def main(tokens: int, runs: int) -> dict:
     backend = LlamaCppBackend(ModelSettings(id=DEFAULT_MODEL_ID, provider="llama-cpp"))
     await backend.start()
     llm = llama_cpp.Llama(str(default_model_path()), n_ctx=DEFAULT_CONTEXT_CAP, verbose=False)
-    prompt = backend._prompt_tokens(request, plan_output(request))  # the very tokens the backend runs
+    prompt = await backend.prompt_tokens(request)  # the very tokens the backend runs
 
     direct, through_backend = [], []
     for _ in range(runs + 1):  # the first pair warms caches and is not counted
