@@ -121,7 +121,8 @@ def response_object(body: CreateResponseBody, model_id: str, tools_choice: str |
         "prompt_cache_key": body.prompt_cache_key,
         "reasoning": reasoning,
         "safety_identifier": body.safety_identifier,
-        "service_tier": body.service_tier or "default",
+        # The tier that served it: "auto" resolves to the default one.
+        "service_tier": body.service_tier if body.service_tier not in (None, "auto") else "default",
         "store": body.store is not False,
         "temperature": 1.0 if body.temperature is None else body.temperature,
         "text": text,
