@@ -67,7 +67,8 @@ def test_cancel_a_running_background_response(client):
 
 
 def test_cancel_a_queued_response_ends_its_stream(client, http):
-    blockers = [client.responses.create(model="scripted", input=script({"delay": 1.0}), background=True) for _ in range(20)]
+    # Sixteen run at once (workers.max_background_jobs); these keep every slot busy.
+    blockers = [client.responses.create(model="scripted", input=script({"delay": 30}), background=True) for _ in range(20)]
     queued = client.responses.create(model="scripted", input="never run", background=True)
     assert client.responses.cancel(queued.id).status == "cancelled"
     events = read_events(http, "GET", f"/v1/responses/{queued.id}?stream=true")

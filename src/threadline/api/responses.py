@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -22,6 +23,9 @@ from threadline.errors import APIError, invalid
 from threadline.jobs.follow import follow
 
 router = APIRouter(prefix="/v1/responses", tags=["Responses"], route_class=JSONRoute)
+
+# How long a cancel waits for a response running in this process to stop.
+CANCEL_WAIT_S = 2.0
 
 Project = Annotated[str, Depends(project)]
 Include = Annotated[list[str], Depends(include_values)]
@@ -121,13 +125,17 @@ async def retrieve_response(
     return event_stream(events())
 
 
-@router.post("/{response_id}/cancel", summary="Cancel a background response", responses=answers(ResponseObject, 400, 404))
+@router.post("/{response_id}/cancel", summary="Cancel a background response")
 async def cancel_response(response_id: str, project: Project, request: Request) -> JSON:
     state = request.app.state
     cancelled = await state.jobs.cancel(project, response_id)
     run = state.runner.runs.get(response_id)
     if run is not None and run.stop_reason is None:
-        run.stop("cancelled")  # here already; other processes notice at their next heartbeat
+        # Running here: stop it now and answer with what it had produced. Elsewhere, its
+        # process notices at its next heartbeat.
+        run.stop("cancelled")
+        await asyncio.wait([run.task], timeout=CANCEL_WAIT_S)
+        cancelled = await state.responses.get(project, response_id)
     return JSON(cancelled)
 
 

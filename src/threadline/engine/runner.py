@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from threadline.backends.base import BackendError, ContextLengthExceeded, Finish
-from threadline.engine.events import ResponseEvents
+from threadline.engine.events import TERMINAL_EVENTS, ResponseEvents
 from threadline.engine.prepare import PreparedResponse
 from threadline.errors import APIError
 from threadline.store.jobs import JobStore
@@ -39,7 +39,8 @@ class ResponseRun:
         self.stop_reason: str | None = None  # "cancelled" or "shutdown", when stopped from outside
         self.error: APIError | None = None  # why the request was refused, if it was
         self._queue: asyncio.Queue[dict | APIError | None] = asyncio.Queue()
-        self._unlogged: list[dict] = []
+        self._finishing = False  # storing the end: a stop now is seen by the store, not by cancelling
+        self._unlogged: list[dict] = []  # a background response's events not yet in its log
         self._log_lock = asyncio.Lock()
         self._log_dirty = asyncio.Event()
         self.task = asyncio.create_task(self._run())
@@ -72,7 +73,8 @@ class ResponseRun:
 
     def stop(self, reason: str) -> None:
         self.stop_reason = reason
-        self.task.cancel()
+        if not self._finishing:
+            self.task.cancel()
 
     # -- the run ---------------------------------------------------------------------
 
@@ -143,22 +145,42 @@ class ResponseRun:
         await self._finish(events + self.events.fail(code, message))
 
     async def _finish(self, events: list[dict]) -> None:
-        """Store the response, then let the terminal event out: what a client sees is saved."""
+        """Store the response, then let the terminal event out: what a client sees is saved.
+
+        A background response's last events go into its log in the same transaction."""
         if self.prepared.store:
+            self._finishing = True
             async with self._log_lock:
-                logged = self._take_unlogged() + events if self.background else []
-                stored = await self.runner.responses.complete(
-                    self.prepared.project, self.response, self.prepared.input_items, owner=self.runner.owner, events=logged
-                )
-            if not stored:
-                # Cancelled or recovered meanwhile: the client gets the end that was stored.
-                log.info("response %s was cancelled or recovered before it finished", self.response_id)
-                self.events.response = await self.runner.responses.get(self.prepared.project, self.response_id)
-                self.prepared.response = self.events.response
-                events = self.events.end(self.events.response["status"])
                 if self.background:
-                    return
+                    self._unlogged.extend(events)
+                stored = await self.runner.responses.complete(
+                    self.prepared.project,
+                    self.response,
+                    self.prepared.input_items,
+                    owner=self.runner.owner,
+                    events=self._unlogged,
+                )
+                if stored:
+                    self._unlogged.clear()
+                else:
+                    events = await self._ended_elsewhere(events)
         self._publish(events, logged=True)
+
+    async def _ended_elsewhere(self, events: list[dict]) -> list[dict]:
+        """The response was cancelled (or recovered) while it finished: end as it was stored.
+
+        Called holding the log lock, so no flush can slip the abandoned ending into the log."""
+        stored = await self.runner.responses.get(self.prepared.project, self.response_id)
+        log.info("response %s was %s before it finished", self.response_id, stored["status"])
+        if stored["status"] == "cancelled":
+            stored = {**self.response, "status": "cancelled", "completed_at": None}
+        ending = events[:-1] + [{**events[-1], "type": TERMINAL_EVENTS[stored["status"]], "response": stored}]
+        if self.background and stored["status"] == "cancelled":
+            self._unlogged[-1] = ending[-1]
+            await self.runner.jobs.end_cancelled(stored, self.runner.owner, self._unlogged)
+        self._unlogged.clear()
+        self.events.response = self.prepared.response = stored
+        return ending
 
     async def _stopped(self) -> None:
         """Stopped from outside: by a cancel, or by a shutdown whose grace period ran out."""
@@ -166,7 +188,9 @@ class ResponseRun:
         if self.stop_reason == "cancelled":
             events += self.events.end("cancelled")
             async with self._log_lock:
-                await self.runner.jobs.end_cancelled(self.response, self.runner.owner, self._take_unlogged() + events)
+                self._unlogged.extend(events)
+                await self.runner.jobs.end_cancelled(self.response, self.runner.owner, self._unlogged)
+                self._unlogged.clear()
             self._publish(events, logged=True)
             return
         has_output = bool(self.response["output"])
@@ -188,18 +212,14 @@ class ResponseRun:
                 self._unlogged.extend(events)
                 self._log_dirty.set()
 
-    def _take_unlogged(self) -> list[dict]:
-        events, self._unlogged = self._unlogged, []
-        return events
-
     async def _flush_log(self) -> None:
         while True:
             await self._log_dirty.wait()
             self._log_dirty.clear()
             async with self._log_lock:
-                events = self._take_unlogged()
-                if events:
-                    await self.runner.jobs.append_events(self.response_id, events)
+                if self._unlogged:
+                    await self.runner.jobs.append_events(self.response_id, self._unlogged)
+                    self._unlogged.clear()
             self.runner.notify(self.response_id)
 
 

@@ -20,7 +20,8 @@ async def follow(runner: Runner, project: str, response_id: str, after: int, pol
     """Every logged event after sequence number `after`, once each and in order, until the end."""
     while True:
         signal = runner.signal(response_id)
-        events = await runner.jobs.events_after(response_id, after)
+        # Shielded: a client that leaves mid-read must not leave a database connection half closed.
+        events = await asyncio.shield(runner.jobs.events_after(response_id, after))
         progressed = False
         for event in events:
             # The log is written in order, but a reader never skips a gap: it waits and re-reads.
@@ -33,7 +34,8 @@ async def follow(runner: Runner, project: str, response_id: str, after: int, pol
                 return
         if progressed:
             continue
-        if await runner.jobs.log_complete(project, response_id) and not await runner.jobs.events_after(response_id, after, limit=1):
+        ended = await asyncio.shield(runner.jobs.log_complete(project, response_id))
+        if ended and not await asyncio.shield(runner.jobs.events_after(response_id, after, limit=1)):
             return  # the log has ended, and `after` was at or past its end
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(signal.wait(), timeout=poll_s)

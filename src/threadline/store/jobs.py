@@ -77,18 +77,20 @@ class JobStore:
         return ClaimedJob(row.id, row.project, orjson.loads(row.data), orjson.loads(row.job))
 
     async def cancel(self, project: str, response_id: str) -> dict:
-        """Mark a queued or running background response cancelled; its owner stops when it sees it."""
+        """Mark a queued or running background response cancelled; its owner stops when it sees it.
+
+        The row is locked while deciding, so a cancel and a finish (or a claim) never both win."""
+        row_query = select(responses.c.data, responses.c.status, responses.c.background).where(
+            responses.c.id == response_id, responses.c.project == project
+        )
+        if not self.database.is_sqlite:
+            row_query = row_query.with_for_update()
         async with self.database.write() as connection:
-            row = (
-                await connection.execute(
-                    select(responses.c.data, responses.c.status, responses.c.background, responses.c.owner).where(
-                        responses.c.id == response_id, responses.c.project == project
-                    )
-                )
-            ).first()
+            row = (await connection.execute(row_query)).first()
             if row is None:
                 raise not_found("Response", response_id)
             response = orjson.loads(row.data)
+            response["status"] = row.status
             if not row.background:
                 raise invalid("Only background responses can be cancelled.", param="response_id")
             if row.status == "cancelled":
