@@ -164,3 +164,13 @@ def test_a_failed_background_response_is_recorded(client, http):
     assert failed.status == "failed" and failed.error.message == "Upstream broke."
     events = sse_events(http, f"/v1/responses/{response.id}?stream=true", method="GET")
     assert events[-1]["type"] == "response.failed"
+
+
+def test_a_fast_background_stream_logs_every_event(client, http):
+    # Deltas arrive while earlier ones are being written: none may be lost between writes.
+    fast = {"text": "x" * 400, "chunks": 400, "chunk_delay": 0.0005}
+    response = client.responses.create(model="scripted", input=script(fast), background=True)
+    wait_for(client, response.id)
+    events = read_events(http, "GET", f"/v1/responses/{response.id}?stream=true")
+    assert [event["sequence_number"] for event in events] == list(range(len(events)))
+    assert sum(event["type"] == "response.output_text.delta" for event in events) == 400

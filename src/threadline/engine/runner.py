@@ -28,6 +28,8 @@ FAILURE_TYPE = {"rate_limit_exceeded": "requests", "server_error": "server_error
 
 # Background logs start with response.created and response.queued, written when queued.
 QUEUED_EVENTS = 2
+# How long a background response's events wait to be written together.
+LOG_BATCH_S = 0.01
 
 
 class ResponseRun:
@@ -215,11 +217,15 @@ class ResponseRun:
     async def _flush_log(self) -> None:
         while True:
             await self._log_dirty.wait()
+            # Gather the deltas of a few milliseconds into one write.
+            await asyncio.sleep(LOG_BATCH_S)
             self._log_dirty.clear()
             async with self._log_lock:
-                if self._unlogged:
-                    await self.runner.jobs.append_events(self.response_id, self._unlogged)
-                    self._unlogged.clear()
+                # Events keep arriving while this write waits: remove only the ones written.
+                written = list(self._unlogged)
+                if written:
+                    await self.runner.jobs.append_events(self.response_id, written)
+                    del self._unlogged[: len(written)]
             self.runner.notify(self.response_id)
 
 

@@ -14,6 +14,8 @@ from threadline.engine.events import TERMINAL_EVENTS
 from threadline.engine.runner import Runner
 
 TERMINAL_TYPES = set(TERMINAL_EVENTS.values())
+# A safety net only: a response running in this process wakes its followers itself.
+LOCAL_WAIT_S = 1.0
 
 
 async def follow(runner: Runner, project: str, response_id: str, after: int, poll_s: float) -> AsyncIterator[dict]:
@@ -37,5 +39,7 @@ async def follow(runner: Runner, project: str, response_id: str, after: int, pol
         ended = await asyncio.shield(runner.jobs.log_complete(project, response_id))
         if ended and not await asyncio.shield(runner.jobs.events_after(response_id, after, limit=1)):
             return  # the log has ended, and `after` was at or past its end
+        # A response running here signals each write; one running elsewhere is polled for.
+        wait_s = LOCAL_WAIT_S if response_id in runner.runs else poll_s
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(signal.wait(), timeout=poll_s)
+            await asyncio.wait_for(signal.wait(), timeout=wait_s)
