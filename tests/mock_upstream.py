@@ -23,14 +23,22 @@ chat.completion or Response otherwise. A reply is a list of steps, read by eithe
                                         response.failed (or, with event="error", an error event);
                                         a non-streaming Response comes back failed
     sleep(0.2)                          a pause between chunks (streams)
-    cut()                               drop the connection here (streams)
+    cut()                               drop the connection here (streams; a non-streaming
+                                        answer is dropped halfway through its JSON body)
+    reset()                             the same, with a TCP reset (RST) instead of a close
     raw("data: {oops\\n\\n")            bytes sent as they are (streams)
 
 `reply(..., delay=0.5)` waits before the first byte, `done=False` ends the stream without
 [DONE] (chat) or without a terminal event unless finish() sent one (Responses),
-`forever=True` keeps the stream open (empty chunks, or keep-alive comments) until the client
-goes away. `error(503)` and friends answer with an HTTP error, `malformed(...)` with a
-broken JSON body.
+`forever=True` keeps the stream open (empty chunks, or keep-alive comments; a non-streaming
+answer sends whitespace and never its JSON) until the client goes away. `error(503)` and
+friends answer with an HTTP error, `malformed(...)` with a broken JSON body.
+
+With nothing scripted, `responder(body)` (when set) makes the reply for a request; otherwise
+the answer is a 418. `request_times` holds when each generation request arrived (monotonic).
+
+For an upstream that is not there at all: `BlackHole()` is an address whose connections
+never complete (connecting times out), `Refused()` one that refuses them.
 
 GET /v1/models lists the model with `max_model_len`; POST /tokenize answers {"count": ...}
 (or 404 with tokenize=False), POST /v1/responses/input_tokens {"input_tokens": ...} (or 404
@@ -44,9 +52,11 @@ import asyncio
 import contextlib
 import json
 import socket
+import struct
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,6 +144,10 @@ def sleep(seconds: float) -> dict:
 
 def cut() -> dict:
     return {"cut": True}
+
+
+def reset() -> dict:
+    return {"reset": True}
 
 
 def raw(data: str) -> dict:
@@ -409,7 +423,9 @@ class MockUpstream:
         self.input_tokens = input_tokens
         self.token_count = token_count
         self.replies: deque[Reply] = deque()
+        self.responder: Callable[[dict], Reply] | None = None
         self.requests: list[dict] = []
+        self.request_times: list[float] = []
         self.headers: list[dict] = []
         self.models_requests = 0
         self.tokenize_requests: list[dict] = []
@@ -424,8 +440,14 @@ class MockUpstream:
         """The request's body, the reply scripted for it, and the fixed answer when it has one."""
         body = await request.json()
         self.requests.append(body)
+        self.request_times.append(time.monotonic())
         self.headers.append(dict(request.headers))
-        scripted = self.replies.popleft() if self.replies else error(418, "mock upstream: no reply scripted")
+        if self.replies:
+            scripted = self.replies.popleft()
+        elif self.responder is not None:
+            scripted = self.responder(body)
+        else:
+            scripted = error(418, "mock upstream: no reply scripted")
         await asyncio.sleep(scripted.delay)
         if scripted.body is not None:
             return body, scripted, Response(scripted.body, status_code=scripted.status, headers=scripted.headers, media_type="application/json")
@@ -437,18 +459,46 @@ class MockUpstream:
             return fixed
         if not body.get("stream"):
             await asyncio.sleep(sum(step.get("sleep", 0) for step in scripted.steps))
-            return JSONResponse(completion(body.get("model", self.model), scripted.steps))
+            return self._whole(completion(body.get("model", self.model), scripted.steps), scripted, request)
         include_usage = (body.get("stream_options") or {}).get("include_usage", False)
-        return StreamingResponse(self._stream(body.get("model", self.model), scripted, include_usage), media_type="text/event-stream")
+        return StreamingResponse(self._stream(body.get("model", self.model), scripted, include_usage, request), media_type="text/event-stream")
 
-    async def _stream(self, model: str, scripted: Reply, include_usage: bool):
+    def _whole(self, answer: dict, scripted: Reply, request: Request) -> Response:
+        """A non-streaming answer, which cut()/reset() break halfway and forever=True never sends."""
+        trouble = next((step for step in scripted.steps if "cut" in step or "reset" in step), None)
+        if trouble is None and not scripted.forever:
+            return JSONResponse(answer)
+        content = json.dumps(answer).encode()
+
+        async def broken():
+            while scripted.forever:  # whitespace may lead a JSON text, so this is a body that never ends
+                yield b" "
+                await asyncio.sleep(0.05)
+            yield content[: len(content) // 2]
+            await self._break(trouble, request)
+
+        headers = {} if scripted.forever else {"content-length": str(len(content))}
+        return StreamingResponse(broken(), media_type="application/json", headers=headers)
+
+    async def _break(self, step: dict, request: Request) -> None:
+        """End the answer here: a plain close for cut(), a TCP reset (RST) for reset()."""
+        if "reset" in step:
+            await asyncio.sleep(0.05)  # what was written reaches the client before the reset does
+            for connection in list(self._server.server_state.connections):
+                if tuple(getattr(connection, "client", None) or ()) == tuple(request.scope.get("client") or ()):
+                    # Lingering for 0 s makes closing the socket send RST, dropping anything unsent.
+                    connection.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    connection.transport.abort()
+        raise Cut()
+
+    async def _stream(self, model: str, scripted: Reply, include_usage: bool, request: Request):
         yield event(chunk(model, delta={"role": "assistant", "content": ""}))
         counts = None
         for step in scripted.steps:
             if "sleep" in step:
                 await asyncio.sleep(step["sleep"])
-            elif "cut" in step:
-                raise Cut()
+            elif "cut" in step or "reset" in step:
+                await self._break(step, request)
             elif "raw" in step:
                 yield step["raw"].encode()
             elif "usage" in step:
@@ -471,21 +521,21 @@ class MockUpstream:
             return fixed
         answer = ResponsesAnswer(body, scripted.steps)
         if body.get("stream"):
-            return StreamingResponse(self._response_events(answer, scripted), media_type="text/event-stream")
+            return StreamingResponse(self._response_events(answer, scripted, request), media_type="text/event-stream")
         await asyncio.sleep(sum(step.get("sleep", 0) for step in scripted.steps))
         for step in scripted.steps:
             if not answer.ended:
                 answer.step(step)
-        return JSONResponse(answer.final())
+        return self._whole(answer.final(), scripted, request)
 
-    async def _response_events(self, answer: ResponsesAnswer, scripted: Reply):
+    async def _response_events(self, answer: ResponsesAnswer, scripted: Reply, request: Request):
         for started in answer.start():
             yield named_event(started)
         for step in scripted.steps:
             if "sleep" in step:
                 await asyncio.sleep(step["sleep"])
-            elif "cut" in step:
-                raise Cut()
+            elif "cut" in step or "reset" in step:
+                await self._break(step, request)
             elif "raw" in step:
                 yield step["raw"].encode()
             else:
@@ -540,3 +590,45 @@ class MockUpstream:
         self._thread.join(timeout=5)
         with contextlib.suppress(OSError):
             self._socket.close()
+
+
+class BlackHole:
+    """An address on 127.0.0.1 that never completes a connection, so connecting times out.
+
+    A listening socket that never accepts, its queue of one pending connection filled: the
+    kernel then drops every new connection attempt, as a firewall or a dead host would.
+    """
+
+    def __enter__(self) -> BlackHole:
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(0)
+        address = self._listener.getsockname()
+        self.base_url = f"http://127.0.0.1:{address[1]}/v1"
+        self._fillers = []
+        for _ in range(8):  # until one of them does not get through
+            filler = socket.socket()
+            filler.settimeout(0.2)
+            self._fillers.append(filler)
+            try:
+                filler.connect(address)
+            except TimeoutError:
+                return self
+        raise RuntimeError("connections to a listening socket that never accepts did not stall")
+
+    def __exit__(self, *_exc: object) -> None:
+        for sock in [*self._fillers, self._listener]:
+            sock.close()
+
+
+class Refused:
+    """An address on 127.0.0.1 that refuses connections: a bound port nobody listens on."""
+
+    def __enter__(self) -> Refused:
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))  # held, so no other process takes the port meanwhile
+        self.base_url = f"http://127.0.0.1:{self._socket.getsockname()[1]}/v1"
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._socket.close()

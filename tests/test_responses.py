@@ -440,3 +440,9 @@ def test_a_conversation_alone_is_enough_input(client):
     conversation = client.conversations.create(items=[{"role": "user", "content": "from the conversation"}])
     response = client.responses.create(model="scripted", conversation=conversation.id)
     assert response.output_text == "Reply to: from the conversation"
+
+
+def test_line_separators_in_text_survive_streaming(http):
+    text = "one\u2028two\u2029three\u0085four"
+    events = sse_events(http, "/v1/responses", {"model": "scripted", "stream": True, "input": script({"text": text, "chunks": 2})})
+    assert events[-1]["response"]["output"][0]["content"][0]["text"] == text

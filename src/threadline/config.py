@@ -36,6 +36,11 @@ class ModelSettings(_Section):
     model_path: str | None = None
     timeout_s: float = Field(default=600.0, gt=0)
     max_retries: int = Field(default=2, ge=0)
+    # How long connecting to the upstream may take, within timeout_s: a host that drops
+    # connection attempts fails each attempt after this long, not after the system's ~2 min.
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    # The most an upstream's answer (streamed or not) may hold; a larger one fails the response.
+    max_answer_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     # Backend-specific options (e.g. a scripted backend's script, llama.cpp's n_ctx).
     options: dict = {}
 

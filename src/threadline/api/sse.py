@@ -8,8 +8,16 @@ import orjson
 from starlette.responses import StreamingResponse
 
 
+# Line separators JSON leaves raw inside strings but many line readers split on: escaped.
+UNSAFE_IN_LINES = ((b"\xe2\x80\xa8", b"\\u2028"), (b"\xe2\x80\xa9", b"\\u2029"), (b"\xc2\x85", b"\\u0085"))
+
+
 def encode(event: dict) -> bytes:
-    return b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+    data = orjson.dumps(event)
+    for raw, escaped in UNSAFE_IN_LINES:
+        if raw in data:
+            data = data.replace(raw, escaped)
+    return b"event: " + event["type"].encode() + b"\ndata: " + data + b"\n\n"
 
 
 async def _encoded(events: AsyncIterable[dict]) -> AsyncIterator[bytes]:

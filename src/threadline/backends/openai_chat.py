@@ -328,11 +328,11 @@ class OpenAIChatBackend(UpstreamBackend):
         if answers_with_events(body, response):
             await self._read_stream(response, reader, emit)
         else:
-            for event in reader.read(completion_as_chunk(parse_json(await response.aread()))):
+            for event in reader.read(completion_as_chunk(parse_json(await self.answer_body(response)))):
                 emit(event)
 
     async def _read_stream(self, response: httpx.Response, reader: ChunkReader, emit: Emit) -> None:
-        async for data in sse_data(response.aiter_lines()):
+        async for data in sse_data(self.answer_lines(response)):
             if data.strip() == "[DONE]":
                 return
             chunk = parse_json(data)

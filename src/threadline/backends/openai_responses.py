@@ -276,7 +276,7 @@ class OpenAIResponsesBackend(UpstreamBackend):
         if answers_with_events(body, response):
             await self._read_stream(response, reader, emit)
             return
-        answer = parse_json(await response.aread())
+        answer = parse_json(await self.answer_body(response))
         if not isinstance(answer, dict):
             raise server_error("The upstream model's answer was not a JSON object.")
         if "error" in answer and "output" not in answer:
@@ -285,7 +285,7 @@ class OpenAIResponsesBackend(UpstreamBackend):
             emit(event)
 
     async def _read_stream(self, response: httpx.Response, reader: ResponseReader, emit: Emit) -> None:
-        async for data in sse_data(response.aiter_lines()):
+        async for data in sse_data(self.answer_lines(response)):
             if data.strip() == "[DONE]":
                 break
             event = parse_json(data)

@@ -2,7 +2,8 @@
 
 An upstream's failures become OpenAI's error codes (HTTP statuses, error bodies, dropped
 connections); retryable ones are retried with backoff as long as nothing has reached the
-caller; each whole call is bounded by the model's `timeout_s`; answers arrive as
+caller; each whole call is bounded by the model's `timeout_s` (connecting by its
+`connect_timeout_s`), and each answer by its `max_answer_bytes`; answers arrive as
 server-sent events or one JSON body. `UpstreamBackend` holds this plumbing, and a backend
 for one API adds how it writes a request and reads an answer.
 
@@ -13,6 +14,7 @@ Options shared by every upstream backend (`options` in the model's config):
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import email.utils
 import random
@@ -29,10 +31,20 @@ from threadline.config import ModelSettings
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 MAX_BACKOFF_S = 8.0
+# Idle connections kept open to one upstream for the next call; more are closed once done.
+KEEPALIVE_CONNECTIONS = 32
 # A longer Retry-After than this is not worth holding the client's request open for.
 MAX_RETRY_AFTER_S = 60.0
 # /models, /tokenize and token counts are quick metadata calls; don't let them hang a request.
 METADATA_TIMEOUT_S = 10.0
+# A context window lookup that could not connect is tried again after this long, not by the
+# next request: an upstream that is down would otherwise make every request wait for it twice.
+LOOKUP_RETRY_S = 30.0
+# An error body is read for its message only (500 characters of it are kept); the rest is left unread.
+ERROR_BODY_BYTES = 64 * 1024
+# Server-sent events end lines with CRLF, LF or CR, and with nothing else: U+2028, U+0085 and
+# the like, which JSON encoders may leave unescaped inside strings, are text.
+SSE_LINE_END = re.compile(r"\r\n|\r|\n")
 
 # How upstreams word "the prompt does not fit": OpenAI and vLLM ("maximum context length",
 # code context_length_exceeded), llama.cpp ("exceeds the available context size"), TGI
@@ -113,7 +125,13 @@ def error_from_body(body: dict) -> BackendError:
     """An error the upstream sent as a JSON object, inside a stream or a 200 answer."""
     error = body.get("error")
     code = error.get("code") if isinstance(error, dict) else None
-    status = code if isinstance(code, int) and 400 <= code < 600 else 500
+    kind = error.get("type") if isinstance(error, dict) else None
+    if isinstance(code, int) and 400 <= code < 600:  # vLLM and others put the HTTP status there
+        status = code
+    elif "rate_limit" in f"{code} {kind}":  # OpenAI's words: code rate_limit_exceeded, type rate_limit_error
+        status = 429
+    else:
+        status = 500
     return http_error(status, orjson.dumps(body), {})
 
 
@@ -127,17 +145,97 @@ def retry_after_seconds(value: str | None) -> float | None:
     return None
 
 
+def answer_too_large(limit: int) -> BackendError:
+    # Not retried: the same request would most likely get the same answer.
+    return server_error(f"The upstream model's answer was larger than this model's max_answer_bytes ({limit}).")
+
+
 def transport_error(error: httpx.TransportError) -> BackendError:
-    if isinstance(error, httpx.TimeoutException):
+    if isinstance(error, httpx.ConnectTimeout):
+        message = "Connecting to the upstream model timed out."
+    elif isinstance(error, httpx.TimeoutException):
         message = "The upstream model timed out."
     elif isinstance(error, httpx.ConnectError):
-        message = f"Could not connect to the upstream model: {error}"
+        message = f"Could not connect to the upstream model: {described(error)}"
     else:
-        message = f"The connection to the upstream model failed: {error}"
+        message = f"The connection to the upstream model failed: {described(error)}"
     return server_error(message, retryable=True)
 
 
+def described(error: BaseException) -> str:
+    """What went wrong, in words: httpx's async errors often have none of their own, only their cause
+    (a ReadError from "[Errno 104] Connection reset by peer")."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if str(current):
+            return str(current)
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return type(error).__name__
+
+
 # --- Reading answers ------------------------------------------------------------------------
+
+
+async def bounded_chunks(response: httpx.Response, limit: int) -> AsyncIterator[bytes]:
+    """The answer's bytes as they arrive; more than `limit` of them raise instead of piling up."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise answer_too_large(limit)
+    received = 0
+    async with contextlib.aclosing(response.aiter_bytes()) as chunks:
+        async for chunk in chunks:
+            received += len(chunk)
+            if received > limit:
+                raise answer_too_large(limit)
+            yield chunk
+
+
+async def read_bounded(response: httpx.Response, limit: int) -> bytes:
+    """The whole answer body, as long as it is no larger than `limit`."""
+    chunks = []
+    async with contextlib.aclosing(bounded_chunks(response, limit)) as read:
+        async for chunk in read:
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_error_body(response: httpx.Response) -> bytes:
+    """The start of an error answer, which is all its message needs; the rest is never read."""
+    body = bytearray()
+    async with contextlib.aclosing(response.aiter_bytes()) as chunks:
+        async for chunk in chunks:
+            body += chunk
+            if len(body) >= ERROR_BODY_BYTES:
+                break
+    return bytes(body[:ERROR_BODY_BYTES])
+
+
+async def sse_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
+    """Lines of a server-sent event stream: split at CRLF, LF or CR only, decoded as UTF-8."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    pending: list[str] = []  # the start of a line still being received
+    after_cr = False  # the last text ended with CR, so an LF starting the next one belongs to it
+    async with contextlib.aclosing(chunks) as received:
+        async for chunk in received:
+            text = decoder.decode(chunk)
+            if not text:
+                continue
+            if after_cr and text[0] == "\n":
+                text = text[1:]
+            after_cr = text.endswith("\r")
+            *ended, rest = SSE_LINE_END.split(text)
+            if ended:
+                yield "".join(pending) + ended[0]
+                for line in ended[1:]:
+                    yield line
+                pending = []
+            if rest:
+                pending.append(rest)
+    rest = "".join(pending) + decoder.decode(b"", final=True)
+    if rest:
+        yield rest
 
 
 async def sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
@@ -227,9 +325,10 @@ class UpstreamBackend:
         self.upstream_model = settings.upstream_model or settings.id
         self.base_url = (settings.base_url or DEFAULT_BASE_URL).rstrip("/")
         # Streams are bounded by timeout_s per call, not by httpx's pool, so don't cap them.
-        self._http = http or httpx.AsyncClient(limits=httpx.Limits(max_connections=None, max_keepalive_connections=32))
+        self._http = http or httpx.AsyncClient(limits=httpx.Limits(max_connections=None, max_keepalive_connections=KEEPALIVE_CONNECTIONS))
         self._owns_http = http is None
         self._context_window_looked_up = False
+        self._lookup_failed_at: float | None = None
         self._lookup_lock = asyncio.Lock()
 
     def request_body(self, request: ModelRequest) -> dict:
@@ -239,8 +338,19 @@ class UpstreamBackend:
         raise NotImplementedError
 
     async def read_answer(self, response: httpx.Response, body: dict, reader: Any, emit: Emit) -> None:
-        """Read a successful answer into events; raise BackendError for one that says it failed."""
+        """Read a successful answer into events; raise BackendError for one that says it failed.
+
+        Read it through `answer_lines` or `answer_body`, which hold it to max_answer_bytes.
+        """
         raise NotImplementedError
+
+    def answer_lines(self, response: httpx.Response) -> AsyncIterator[str]:
+        """The lines of an answer streamed as server-sent events."""
+        return sse_lines(bounded_chunks(response, self.settings.max_answer_bytes))
+
+    async def answer_body(self, response: httpx.Response) -> bytes:
+        """A whole answer's body."""
+        return await read_bounded(response, self.settings.max_answer_bytes)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -316,10 +426,10 @@ class UpstreamBackend:
                 f"{self.base_url}{self.path}",
                 content=orjson.dumps(body),
                 headers=self.headers,
-                timeout=httpx.Timeout(self.settings.timeout_s),
+                timeout=self.call_timeout(self.settings.timeout_s),
             ) as response:
                 if response.status_code >= 400:
-                    raise http_error(response.status_code, await response.aread(), response.headers)
+                    raise http_error(response.status_code, await read_error_body(response), response.headers)
                 await self.read_answer(response, body, reader, emit)
         except httpx.TransportError as error:
             if not reader.finished:
@@ -330,15 +440,20 @@ class UpstreamBackend:
     async def resolve_context_window(self) -> int | None:
         """The upstream's own context length from GET /models when it reports one, else the configured one.
 
-        Asked once; a lookup that fails to connect is tried again next time.
+        Asked once; a lookup that fails to connect is tried again LOOKUP_RETRY_S later.
         """
         if self._context_window_looked_up:
             return self.context_window
+        failed_at = self._lookup_failed_at
+        if failed_at is not None and time.monotonic() - failed_at < LOOKUP_RETRY_S:
+            return self.context_window
         async with self._lookup_lock:
-            if not self._context_window_looked_up:
+            # Another request may have looked it up, or failed to, while this one waited.
+            if not self._context_window_looked_up and self._lookup_failed_at == failed_at:
                 try:
                     response = await self._http.get(f"{self.base_url}/models", headers=self.headers, timeout=self.metadata_timeout)
                 except httpx.HTTPError:
+                    self._lookup_failed_at = time.monotonic()
                     return self.context_window
                 self._context_window_looked_up = True
                 if response.status_code == 200:
@@ -348,9 +463,13 @@ class UpstreamBackend:
                             self.context_window = window
         return self.context_window
 
+    def call_timeout(self, total: float) -> httpx.Timeout:
+        """httpx's limits for one call: `total` for each step, connecting no longer than connect_timeout_s."""
+        return httpx.Timeout(total, connect=min(total, self.settings.connect_timeout_s))
+
     @property
-    def metadata_timeout(self) -> float:
-        return min(self.settings.timeout_s, METADATA_TIMEOUT_S)
+    def metadata_timeout(self) -> httpx.Timeout:
+        return self.call_timeout(min(self.settings.timeout_s, METADATA_TIMEOUT_S))
 
     async def close(self) -> None:
         if self._owns_http:
