@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field
 
 from threadline.api.auth import project
-from threadline.api.json import JSON, JSONRoute
+from threadline.api.json import JSON, JSONRoute, body_is_null
 from threadline.api.openapi import Conversation, ConversationDeleted, Item, ItemList, answers
 from threadline.api.schemas import Body, Metadata, Order, include_values
 from threadline.errors import invalid
@@ -70,7 +70,7 @@ async def create_conversation(
 ) -> JSON:
     # Every field is optional, so a POST without a body creates an empty conversation; a
     # body of JSON `null` is refused as any other body that is not an object.
-    if body is None and (await request.body()).strip():
+    if body is None and body_is_null(request):
         raise invalid("Invalid type for request body: expected an object, but got null instead.")
     body = body or CreateConversationBody()
     created = await conversations.create(project, body.metadata, prepare_items(body.items or []))

@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
-from threadline.api.json import JSON, TOO_DEEP
+from threadline.api.json import JSON, TOO_DEEP, body_is_null
 from threadline.errors import APIError
 from threadline.items import describe_errors
 
@@ -48,6 +48,8 @@ async def _validation_error(request: Request, error: RequestValidationError) -> 
         content_type = request.headers.get("content-type")
         sent = f"Content-Type '{content_type}'" if content_type else "no Content-Type"
         param, message = None, f"The request body was sent with {sent}. Send it as JSON, with Content-Type: application/json."
+    elif source == "body" and data is None and body_is_null(request):
+        param, message = None, "Invalid type for request body: expected an object, but got null instead."
     elif source == "body" and data is None and (empty := _errors_for_empty_body(request)) is None:
         param, message = None, "The request body is empty. Expected a JSON object."
     else:

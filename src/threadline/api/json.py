@@ -54,10 +54,20 @@ def _deeper_than(value: Any, limit: int) -> bool:
     return False
 
 
+# Set in the request's scope when its body is JSON `null`, which FastAPI takes for no body.
+BODY_IS_NULL = "threadline.body_is_null"
+
+
+def body_is_null(request: Request) -> bool:
+    return bool(request.scope.get(BODY_IS_NULL))
+
+
 class JSONRequest(Request):
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
             self._json = loads(await self.body())
+            if self._json is None:
+                self.scope[BODY_IS_NULL] = True
         return self._json
 
 

@@ -226,8 +226,24 @@ class StreamEvent(BaseModel):
     item: Item = Field(None, json_schema_extra=_no_default)
 
 
-# Before OpenAPI 3.2, the schema of an event stream describes each of its events.
-EVENT_STREAM = {"text/event-stream": {"schema": {"$ref": "#/components/schemas/StreamEvent"}}}
+# Before OpenAPI 3.2, the schema of an event stream describes each of its events: here an
+# `event:` line naming the type, and a `data:` line holding the event as JSON.
+EVENT_STREAM = {
+    "text/event-stream": {
+        "schema": {
+            "type": "object",
+            "required": ["event", "data"],
+            "properties": {
+                "event": {"type": "string"},
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": {"$ref": "#/components/schemas/StreamEvent"},
+                },
+            },
+        }
+    }
+}
 
 
 def answers(ok: type[BaseModel], *errors: int, stream: bool = False, description: str = "Success") -> dict:

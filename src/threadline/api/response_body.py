@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
 from threadline.api.schemas import Body, Includable, Metadata
 from threadline.items import InputItem
+from threadline.items.models import ItemReference
 
 FunctionName = Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
 # Counts are stored and echoed as JSON numbers that orjson (and most clients) hold as 64-bit.
 INT64_MAX = 2**63 - 1
+# Scalars are checked strictly, as OpenAI checks them: "1" is not a number, nor "true" a boolean.
+Bool = Annotated[bool, Field(strict=True)]
+# An id names an object: an empty one names none, and is refused rather than taken for no id.
+ObjectId = Annotated[str, Field(min_length=1)]
 
 
 class Tolerant(BaseModel):
@@ -107,7 +112,7 @@ class ReasoningConfig(Tolerant):
 
 
 class ConversationParam(Tolerant):
-    id: str
+    id: ObjectId
 
 
 class PromptParam(Tolerant):
@@ -120,21 +125,21 @@ class CreateResponseBody(Body):
     model: str | None = None
     input: str | list[InputItem] | None = None
     instructions: str | None = None
-    previous_response_id: str | None = None
-    conversation: str | ConversationParam | None = None
-    store: bool | None = True
-    stream: bool | None = False
+    previous_response_id: ObjectId | None = None
+    conversation: ObjectId | ConversationParam | None = None
+    store: Bool | None = True
+    stream: Bool | None = False
     stream_options: dict[str, Any] | None = None
-    background: bool | None = False
+    background: Bool | None = False
     include: list[Includable] | None = None
     tools: list[Tool] | None = None
     tool_choice: ToolChoice | None = None
-    parallel_tool_calls: bool | None = None
-    max_tool_calls: Annotated[int, Field(ge=1, le=INT64_MAX)] | None = None
-    max_output_tokens: Annotated[int, Field(ge=1, le=INT64_MAX)] | None = None
-    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
-    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
-    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+    parallel_tool_calls: Bool | None = None
+    max_tool_calls: Annotated[int, Field(ge=1, le=INT64_MAX, strict=True)] | None = None
+    max_output_tokens: Annotated[int, Field(ge=1, le=INT64_MAX, strict=True)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2, strict=True)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1, strict=True)] | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=20, strict=True)] | None = None
     text: TextConfig | None = None
     reasoning: ReasoningConfig | None = None
     truncation: Literal["auto", "disabled"] | None = None
@@ -146,6 +151,16 @@ class CreateResponseBody(Body):
     safety_identifier: Annotated[str, Field(max_length=64)] | None = None
     user: str | None = None
     context_management: list[dict[str, Any]] | None = None
+
+    @field_validator("input", mode="after")
+    @classmethod
+    def _references_say_their_type(cls, value: Any) -> Any:
+        """An item reference may leave out its type; from here on it says it, as every item does."""
+        if isinstance(value, list):
+            for item in value:
+                if isinstance(item, ItemReference) and item.type is None:
+                    item.type = "item_reference"
+        return value
 
     @property
     def conversation_id(self) -> str | None:

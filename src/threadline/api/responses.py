@@ -125,7 +125,7 @@ async def retrieve_response(
     return event_stream(events())
 
 
-@router.post("/{response_id}/cancel", summary="Cancel a background response")
+@router.post("/{response_id}/cancel", summary="Cancel a background response", responses=answers(ResponseObject, 400, 404))
 async def cancel_response(response_id: str, project: Project, request: Request) -> JSON:
     state = request.app.state
     cancelled = await state.jobs.cancel(project, response_id)

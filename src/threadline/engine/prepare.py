@@ -41,7 +41,7 @@ def input_items(body: CreateResponseBody) -> list[dict]:
     else:
         raw = [item.model_dump(mode="json", exclude_unset=True, by_alias=True) for item in body.input]
     return [
-        item if item.get("type") == "item_reference" else normalize_item(item, new_item_id(item.get("type", "message")))
+        item if is_item_reference(item) else normalize_item(item, new_item_id(item.get("type", "message")))
         for item in raw
     ]
 

@@ -152,7 +152,7 @@ class InputMessage(APIModel):
     type: Literal["message"] | None = None
     status: Status | None = None
     role: Literal["user", "system", "developer"]
-    content: Annotated[str | InputContentList, one_of("a string or an array of content parts", str, list)]
+    content: Annotated[LongText | InputContentList, one_of("a string or an array of content parts", str, list)]
     phase: MessagePhase | None = None
 
 
@@ -163,7 +163,7 @@ class OutputMessage(APIModel):
     type: Literal["message"] | None = None
     status: Status | None = None
     role: Literal["assistant"]
-    content: Annotated[str | list[OutputContent], one_of("a string or an array of content parts", str, list)]
+    content: Annotated[LongText | list[OutputContent], one_of("a string or an array of content parts", str, list)]
     phase: MessagePhase | None = None
 
 
