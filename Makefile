@@ -22,5 +22,12 @@ test: $(STAMP)
 test-quick: $(STAMP)
 	$(PYTHON) -m pytest -m "not slow"
 
-bench: $(STAMP)
-	$(PYTHON) bench/conversation_pages.py
+# The benchmark suite (bench/README.md): `make bench`, or `make bench BENCH_ARGS=--quick`.
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): $(STAMP)
+	$(PYTHON) -m pip install --quiet -e '.[embedded,test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(PYTHON) bench/run.py --readme $(BENCH_ARGS)

@@ -1,0 +1,1129 @@
+"""The benchmark suite of issue 6: what Threadline costs on top of the model, as ratios.
+
+    make bench                       # the whole suite, under 15 minutes
+    .venv/bin/python bench/run.py [--quick] [--only 1,3] [--target URL --target-model M]
+
+Every figure is measured against a baseline taken in the same run (these machines are
+shared and noisy), with the mock upstream (bench/mock_upstream.py) standing in for the
+model and the load generator (bench/load.py) in processes of their own:
+
+  0  the harness itself: the mock called directly with `hey`, and load.py against hey
+  1  added latency: stored non-streaming responses through Threadline vs the same request
+     to the mock directly, concurrency 1, 16 and 64, upstream answering at once
+  2  streaming: 256 concurrent streams of 200 tokens at 50 tokens/s: time to first event
+     vs the upstream's first token, and tokens relayed per second vs the mock directly
+  3  saturation: responses per second with 1-4 Threadline processes on PostgreSQL (the
+     load spread over their ports) and 1 on SQLite, CPU per response of every process
+     involved, and a py-spy flame graph of a Threadline process at saturation
+  4  chain growth: latency of turn N of a previous_response_id chain, N = 1, 10, 100, 1000
+  5  conversation growth: responses.create (truncation auto) in conversations of 10, 1,000
+     and 10,000 items, and listing a page of their items
+  6  memory per open stream: RSS growth over 1,000 streams held open before their first token
+  7  embedded model: bench/embedded_model.py (tokens/s vs llama-cpp-python directly)
+  8  peers: the issue's reference figures, and with --target any /v1/responses server
+     measured by the same harness (point its upstream at the mock: --mock-port fixes its port)
+
+It prints a table (figure, value, baseline, ratio, target, met or missed by how much) and
+writes bench/results/benchmarks.json, PNG plots, flamegraph.svg and profile.txt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import orjson
+import psutil
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+from common import REPO, RESULTS, ThreadlineServer, database_url, machine, summarize  # noqa: E402
+from load import connect, fetch, raw_request  # noqa: E402
+from mock_upstream import MockUpstream  # noqa: E402
+from tests.servers import write_config  # noqa: E402
+
+PYTHON = sys.executable
+OUT = RESULTS  # where this run writes; --quick runs write to bench/results/quick/ and leave the full results alone
+PY_SPY = shutil.which("py-spy") or str(Path(PYTHON).parent / "py-spy")
+
+# The models Threadline is configured with; the mock reads its behaviour from the names.
+INSTANT = "ttft=0,tps=0,n=16"
+STREAM_TTFT = 0.05
+STREAM = f"ttft={STREAM_TTFT},tps=50,n=200"
+HOLD = "ttft=3600,tps=50,n=16"
+CONTEXT_WINDOW = 8192  # what the mock reports as max_model_len (the embedded model's cap)
+# Chains and conversations set max_output_tokens: truncation then leaves room for the answer.
+# (Without it, truncation "auto" cuts the history to exactly the estimated window and the
+# exact count afterwards can come out a few tokens over: a 400 "even after truncation".)
+MAX_OUTPUT_TOKENS = 64
+
+# Figures the issue quotes for other servers (2 cores; 2,000 requests at concurrency 16).
+PEER_REFERENCES = {
+    "mock upstream directly": (11000, 14000),
+    "ogx 1.5.0 (SQLite)": (55, 87),
+    "LiteLLM 1.106 proxy (stores nothing)": (90, 210),
+    "Hugging Face responses.js (stores nothing)": (800, 1300),
+}
+
+FULL = {
+    "hey_seconds": 5.0,
+    "lat_rounds": 2, "lat_seconds": 5.0, "lat_warmup": 1.5, "lat_databases": ["sqlite", "postgresql"],
+    "stream_seconds": 15.0, "stream_warmup": 5.0, "stream_profile": True,
+    "sat_processes": [1, 2, 3, 4], "sat_concurrency": [16, 64], "sat_seconds": 10.0, "sat_warmup": 3.0, "profile_seconds": 12.0,
+    "chain_depths": [1, 10, 100, 1000], "chain_samples": 15,
+    "conversation_sizes": [10, 1000, 10000], "conversation_samples": 20,
+    "open_streams": 1000, "embedded": "run",
+    "peer_requests": 2000, "peer_databases": ["sqlite", "postgresql"],
+}
+QUICK = {
+    "hey_seconds": 2.0,
+    "lat_rounds": 1, "lat_seconds": 2.0, "lat_warmup": 1.0, "lat_databases": ["sqlite"],
+    "stream_seconds": 8.0, "stream_warmup": 1.0, "stream_profile": False,  # measures the ramp-up too
+    "sat_processes": [1], "sat_concurrency": [64], "sat_seconds": 4.0, "sat_warmup": 1.5, "profile_seconds": 5.0,
+    "chain_depths": [1, 10, 100, 300], "chain_samples": 5,
+    "conversation_sizes": [10, 1000, 10000], "conversation_samples": 5,
+    "open_streams": 500, "embedded": "reuse",
+    "peer_requests": 300, "peer_databases": ["sqlite"],
+}
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+# --- The table -------------------------------------------------------------------------------
+
+
+class Table:
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def add(self, figure: str, name: str, value, unit: str, baseline=None, ratio=None, target: str = "", met: bool | None = None, by: str = "") -> None:
+        self.rows.append(
+            {"figure": figure, "name": name, "value": value, "unit": unit, "baseline": baseline, "ratio": ratio, "target": target, "met": met, "by": by}
+        )
+
+    def render(self) -> str:
+        def fmt(x) -> str:
+            if x is None:
+                return "—"
+            if isinstance(x, float):
+                return f"{x:,.3f}" if abs(x) < 10 else f"{x:,.1f}"
+            if isinstance(x, int):
+                return f"{x:,}"
+            return str(x)
+
+        header = ["fig", "measure", "value", "baseline", "ratio", "target", "result"]
+        lines = []
+        for row in self.rows:
+            result = "—" if row["met"] is None else ("met" if row["met"] else "MISSED")
+            if row["by"]:
+                result += f" ({row['by']})"
+            unit = f" {row['unit']}" if row["unit"] else ""
+            lines.append(
+                [row["figure"], row["name"], fmt(row["value"]) + unit, fmt(row["baseline"]) + (unit if isinstance(row["baseline"], (int, float)) else ""),
+                 "—" if row["ratio"] is None else f"{row['ratio']:.2f}x", row["target"] or "—", result]
+            )
+        widths = [max(len(str(x)) for x in column) for column in zip(header, *lines)]
+        out = [" | ".join(h.ljust(w) for h, w in zip(header, widths)), "-+-".join("-" * w for w in widths)]
+        out += [" | ".join(str(c).ljust(w) for c, w in zip(line, widths)) for line in lines]
+        return "\n".join(out)
+
+    def markdown(self) -> str:
+        def fmt(x) -> str:
+            if x is None:
+                return "—"
+            if isinstance(x, float):
+                return f"{x:,.3f}" if abs(x) < 10 else f"{x:,.1f}"
+            if isinstance(x, int):
+                return f"{x:,}"
+            return str(x)
+
+        out = ["| fig | measure | value | baseline | ratio | target | result |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        for row in self.rows:
+            unit = f" {row['unit']}" if row["unit"] else ""
+            result = "—" if row["met"] is None else ("met" if row["met"] else "**missed**")
+            if row["by"]:
+                result += f" ({row['by']})"
+            out.append(
+                f"| {row['figure']} | {row['name']} | {fmt(row['value'])}{unit} | {fmt(row['baseline'])}{unit if isinstance(row['baseline'], (int, float)) else ''} | "
+                f"{'—' if row['ratio'] is None else format(row['ratio'], '.2f') + 'x'} | {row['target'] or '—'} | {result} |"
+            )
+        return "\n".join(out)
+
+
+def ratio(value: float | None, baseline: float | None) -> float | None:
+    if value is None or not baseline:
+        return None
+    return value / baseline
+
+
+# --- Processes -------------------------------------------------------------------------------
+
+
+def run_load(urls: list[str] | str, *, timeout: float = 900, **options) -> dict:
+    """bench/load.py in a process of its own; options are its flags (underscores for dashes)."""
+    urls = [urls] if isinstance(urls, str) else urls
+    with tempfile.NamedTemporaryFile(prefix="load-", suffix=".json") as output:
+        command = [PYTHON, str(BENCH / "load.py"), "--url", ",".join(urls), "--output", output.name]
+        for name, value in options.items():
+            flag = "--" + name.replace("_", "-")
+            if value is True:
+                command.append(flag)
+            elif value not in (None, False):
+                command += [flag, json.dumps(value) if isinstance(value, dict) else str(value)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            raise RuntimeError(f"load.py failed: {done.stderr[-2000:]}")
+        return json.loads(Path(output.name).read_text())
+
+
+class Fleet:
+    """N `threadline serve` processes on one database, each on its own port."""
+
+    def __init__(self, database: str, config: Path, count: int = 1) -> None:
+        self.servers = [ThreadlineServer(database, config) for _ in range(count)]
+
+    def __enter__(self) -> Fleet:
+        try:
+            for server in self.servers:  # one at a time: the first migrates the database
+                server.start()
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        for server in self.servers:
+            if server.process is not None:
+                server.stop()
+
+    @property
+    def urls(self) -> list[str]:
+        return [server.url for server in self.servers]
+
+    @property
+    def pids(self) -> list[int]:
+        return [server.process.pid for server in self.servers]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            times = psutil.Process(pid).cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU of the whole PostgreSQL server: live processes, plus backends that have exited
+    (the postmaster collects their times). Other databases on the server count too."""
+    total = 0.0
+    for process in psutil.process_iter(["name"]):
+        if process.info["name"] != "postgres":
+            continue
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            total += times.user + times.system
+            parent = process.parent()
+            if parent is None or parent.name() != "postgres":  # the postmaster
+                total += times.children_user + times.children_system
+    return total
+
+
+def postgres_sessions(url: str) -> int:
+    """Connections ever opened to this database (pg_stat_database.sessions, PostgreSQL 14+)."""
+    import asyncpg
+
+    async def query() -> int:
+        connection = await asyncpg.connect(url)
+        try:
+            return await connection.fetchval("SELECT sessions FROM pg_stat_database WHERE datname = current_database()") or 0
+        finally:
+            await connection.close()
+
+    with contextlib.suppress(Exception):
+        return asyncio.run(query())
+    return 0
+
+
+# --- Suite -----------------------------------------------------------------------------------
+
+
+class Suite:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.settings = QUICK if args.quick else FULL
+        self.table = Table()
+        self.results: dict = {
+            "suite": "quick" if args.quick else "full",
+            "machine": {**machine(), "cpu_model": cpu_model(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1)},
+            "load_average": {"start": load_average()},
+            "source": git_state(),
+            "figures": {},
+        }
+        self.only = {part.strip() for part in args.only.split(",")} if args.only else None
+        self.folder = Path(tempfile.mkdtemp(prefix="threadline-bench-"))
+        self.mock: MockUpstream | None = None
+        self.config: Path | None = None
+
+    def update_readme(self) -> None:
+        """Rewrite the results block of bench/README.md (between its two markers) with this run."""
+        path = BENCH / "README.md"
+        text = path.read_text()
+        start, end = "<!-- run.py results: start -->", "<!-- run.py results: end -->"
+        if start not in text or end not in text:
+            log("bench/README.md has no results markers; not updated")
+            return
+        m = self.results["machine"]
+        figures = self.results["figures"]
+        when = m.get("first_at") or m["at"]
+        lines = [
+            start,
+            f"Latest full run: {when} ({self.results['suite']} suite, {self.results['seconds']:.0f} s"
+            + (f"; figures {', '.join(r['figures'][0] for r in self.results.get('partial_reruns', []))} re-run at "
+               f"{', '.join(r['at'] for r in self.results.get('partial_reruns', []))}" if self.results.get("partial_reruns") else "")
+            + f"), on {m['cpus']} × {m.get('cpu_model') or 'CPU'}, {m.get('memory_gib')} GiB, {m['platform']}, Python {m['python']}; "
+            + f"commit {self.results['source']['commit'][:10]} with {len(self.results['source']['modified'])} files modified in the tree. "
+            + "Load average (1, 5, 15 min) per figure: "
+            + "; ".join(f"{k}: {v['load_average'].get('start', ['?'])[0]}→{v['load_average'].get('end', ['?'])[0]}" for k, v in sorted(figures.items()))
+            + ". Other engineers' tests were running on the same 2 cores.",
+            "",
+            self.table.markdown(),
+            "",
+        ]
+        plots = sorted(p.name for p in OUT.glob("fig*.png"))
+        if plots:
+            lines += ["Plots (in the git-ignored `bench/results/`): " + ", ".join(f"[{name}](results/{name})" for name in plots)
+                      + "; flame graphs: [flamegraph.svg](results/flamegraph.svg), [flamegraph_streaming.svg](results/flamegraph_streaming.svg).", ""]
+        lines.append(end)
+        before, _, rest = text.partition(start)
+        _, _, after = rest.partition(end)
+        path.write_text(before + "\n".join(lines) + after)
+        log("bench/README.md results block updated")
+
+    def merge_earlier(self) -> None:
+        """A run of some figures (--only) keeps the other figures of the last results file."""
+        path = OUT / "benchmarks.json"
+        if not path.exists():
+            return
+        with contextlib.suppress(ValueError, KeyError):
+            earlier = json.loads(path.read_text())
+            if earlier.get("suite") != self.results["suite"]:
+                return
+            for key, figure in earlier["figures"].items():
+                if key not in self.results["figures"]:
+                    self.results["figures"][key] = {**figure, "from_earlier_run": earlier.get("machine", {}).get("at")}
+            kept = [row for row in earlier["table"] if row["figure"] not in self.only]
+            order = {key: index for index, key in enumerate("012345678")}
+            self.table.rows = sorted(kept + self.table.rows, key=lambda row: order.get(row["figure"], 99))
+            self.results["table"] = self.table.rows
+            self.results["partial_reruns"] = earlier.get("partial_reruns", []) + [{"figures": sorted(self.only), "at": self.results["machine"]["at"]}]
+            self.results["machine"]["first_at"] = earlier.get("machine", {}).get("first_at") or earlier.get("machine", {}).get("at")
+
+    def wanted(self, figure: str) -> bool:
+        return self.only is None or figure in self.only
+
+    def figure(self, key: str) -> dict:
+        return self.results["figures"].setdefault(key, {"load_average": {"start": load_average()}})
+
+    def end_figure(self, key: str) -> None:
+        self.results["figures"][key]["load_average"]["end"] = load_average()
+
+    def write_config(self) -> Path:
+        base_url = self.mock.url
+        models = [
+            {"id": "instant", "provider": "openai-chat", "base_url": base_url, "upstream_model": INSTANT},
+            {"id": "stream", "provider": "openai-chat", "base_url": base_url, "upstream_model": STREAM},
+            {"id": "hold", "provider": "openai-chat", "base_url": base_url, "upstream_model": HOLD, "timeout_s": 7200},
+        ]
+        return write_config(self.folder / "threadline.toml", {"default_model": "instant", "models": models})
+
+    def run(self) -> int:
+        started = time.monotonic()
+        OUT.mkdir(parents=True, exist_ok=True)
+        with MockUpstream(tokens=16, context=CONTEXT_WINDOW, port=self.args.mock_port) as mock:
+            self.mock = mock
+            self.config = self.write_config()
+            self.results["mock_upstream"] = {"url": mock.url, "models": {"instant": INSTANT, "stream": STREAM, "hold": HOLD}, "context_window": CONTEXT_WINDOW}
+            log(f"mock upstream at {mock.url} (pid {mock.pid}); Threadline config {self.config}")
+            steps = [
+                ("0", self.harness), ("1", self.added_latency), ("2", self.streaming), ("3", self.saturation),
+                ("4", self.chain_growth), ("5", self.conversation_growth), ("6", self.memory_per_stream),
+                ("7", self.embedded_model), ("8", self.peers),
+            ]
+            for key, step in steps:
+                if not self.wanted(key):
+                    continue
+                log(f"figure {key}: {step.__doc__.strip().splitlines()[0]}")
+                begun = time.monotonic()
+                try:
+                    step()
+                except Exception as error:  # one broken figure does not lose the others
+                    log(f"figure {key} failed: {error!r}")
+                    self.figure(key)["error"] = repr(error)
+                    self.table.add(key, f"figure {key} failed", None, "", target="", met=False, by=str(error)[:80])
+                self.figure(key)["seconds"] = round(time.monotonic() - begun, 1)
+                self.end_figure(key)
+        self.results["load_average"]["end"] = load_average()
+        self.results["seconds"] = round(time.monotonic() - started, 1)
+        self.results["table"] = self.table.rows
+        if self.only is not None:
+            self.merge_earlier()
+        path = OUT / "benchmarks.json"
+        path.write_text(json.dumps(self.results, indent=2) + "\n")
+        (OUT / "benchmarks.md").write_text(self.table.markdown() + "\n")
+        with contextlib.suppress(Exception):
+            self.plot()
+        if self.args.readme and not self.args.quick:  # the README shows full runs only
+            self.update_readme()
+        print()
+        print(self.table.render())
+        print()
+        log(f"done in {self.results['seconds']:.0f} s; load average {self.results['load_average']}; results in {path}")
+        shutil.rmtree(self.folder, ignore_errors=True)
+        return 0
+
+    # -- 0: the harness ----------------------------------------------------------------------
+
+    def harness(self) -> None:
+        """the harness: mock upstream called directly with hey, and load.py against hey"""
+        fig = self.figure("0")
+        body = json.dumps({"model": INSTANT, "messages": [{"role": "user", "content": "Say hello."}]})
+        seconds = self.settings["hey_seconds"]
+        hey = shutil.which("hey")
+        if hey:
+            out = subprocess.run(
+                [hey, "-z", f"{seconds}s", "-c", "16", "-m", "POST", "-T", "application/json", "-d", body, self.mock.url + "/chat/completions"],
+                capture_output=True, text=True, timeout=seconds + 60,
+            ).stdout
+            hey_rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+            fig["hey_rps"] = hey_rps
+            self.table.add("0", "mock directly, hey c=16", round(hey_rps), "req/s", target=">= 10,000 req/s", met=hey_rps >= 10000,
+                           by="" if hey_rps >= 10000 else f"{10000 - hey_rps:,.0f} req/s short")
+        else:
+            hey_rps = None
+        mine = run_load(self.mock.url, api="chat", model=INSTANT, concurrency=16, duration=seconds, warmup=1)
+        fig["load_py"] = mine
+        met = mine["throughput_rps"] >= 10000
+        self.table.add("0", "mock directly, load.py c=16", round(mine["throughput_rps"]), "req/s", baseline=round(hey_rps) if hey_rps else None,
+                       ratio=ratio(mine["throughput_rps"], hey_rps), target=">= 10,000 req/s (10x Threadline's target)", met=met,
+                       by=f"{mine['generator_cpu_us_per_request']:.0f} us CPU/request")
+
+    # -- 1: added latency --------------------------------------------------------------------
+
+    def added_latency(self) -> None:
+        """added latency of a stored non-streaming response vs the mock directly"""
+        fig = self.figure("1")
+        s = self.settings
+        for kind in s["lat_databases"]:
+            with database_url(kind) as url, Fleet(url, self.config) as fleet:
+                per_kind = fig.setdefault(kind, {})
+                for concurrency in (1, 16, 64):
+                    samples = {"direct": [], "threadline": []}
+                    rps = {"direct": [], "threadline": []}
+                    for _ in range(s["lat_rounds"]):
+                        for who in ("direct", "threadline"):
+                            if who == "direct":
+                                out = run_load(self.mock.url, api="chat", model=INSTANT, concurrency=concurrency,
+                                               duration=s["lat_seconds"], warmup=s["lat_warmup"], samples=True)
+                            else:
+                                out = run_load(fleet.urls, api="responses", model="instant", concurrency=concurrency,
+                                               duration=s["lat_seconds"], warmup=s["lat_warmup"], samples=True)
+                            samples[who] += out.pop("latency_samples_ms", [])
+                            rps[who].append(out["throughput_rps"])
+                            if out["errors"] or set(out["statuses"]) - {"200"}:
+                                per_kind.setdefault("problems", []).append({who: [out["statuses"], out["errors"]]})
+                    direct, through = summarize(samples["direct"]), summarize(samples["threadline"])
+                    per_kind[f"c{concurrency}"] = {
+                        "direct": direct, "threadline": through,
+                        "direct_rps": round(sum(rps["direct"]) / len(rps["direct"]), 1),
+                        "threadline_rps": round(sum(rps["threadline"]) / len(rps["threadline"]), 1),
+                        "added_p50_ms": round(through["p50"] - direct["p50"], 3),
+                        "added_p99_ms": round(through["p99"] - direct["p99"], 3),
+                    }
+                    log(f"  {kind} c={concurrency}: direct p50 {direct['p50']:.2f} p99 {direct['p99']:.2f} ms; "
+                        f"threadline p50 {through['p50']:.2f} p99 {through['p99']:.2f} ms, {per_kind[f'c{concurrency}']['threadline_rps']} req/s")
+                    for p, limit in (("p50", 3.0), ("p99", 15.0)):
+                        added = through[p] - direct[p]
+                        target = f"<= baseline + {limit:g} ms" if concurrency == 16 else ""
+                        met = added <= limit if concurrency == 16 else None
+                        self.table.add("1", f"latency {p}, c={concurrency}, {kind}", round(through[p], 2), "ms", baseline=round(direct[p], 3),
+                                       ratio=ratio(through[p], direct[p]), target=target, met=met,
+                                       by=f"+{added:.1f} ms" + (f", {added - limit:.1f} ms over" if met is False else ""))
+
+    # -- 2: streaming ------------------------------------------------------------------------
+
+    def streaming(self) -> None:
+        """streaming: 256 concurrent streams of 200 tokens at 50 tokens/s"""
+        fig = self.figure("2")
+        s = self.settings
+        common = {"concurrency": 256, "duration": s["stream_seconds"], "warmup": s["stream_warmup"], "stagger": 4.0, "stream": True, "timeout": 60}
+        with database_url("sqlite") as url, Fleet(url, self.config) as fleet:
+            direct = run_load(self.mock.url, api="chat", model=STREAM, **common)
+            before = cpu_seconds(fleet.pids)
+            through = run_load(fleet.urls, api="responses", model="stream", **common)
+            cpu = cpu_seconds(fleet.pids) - before
+            # A profile of the relay at a lighter load (64 streams), for where the CPU per token goes.
+            seconds = self.settings["profile_seconds"]
+            fig["profile_64_streams"] = None if not s["stream_profile"] else profile_during(
+                fleet.pids[0], seconds, "_streaming", "64 streams of 200 tokens at 50 tokens/s (ms are per stream)",
+                lambda: run_load(fleet.urls, api="responses", model="stream", concurrency=64, duration=seconds, warmup=1.0, stagger=1.0,
+                                 stream=True, timeout=60),
+                self.folder,
+            )
+        for who, out in (("direct", direct), ("Threadline", through)):
+            if not out["ok"]:
+                raise RuntimeError(f"no {who} stream started and ended in the measured window: {out['statuses']} {out['errors']}")
+        fig.update({"direct": direct, "threadline": through, "threadline_cpu_s": round(cpu, 2),
+                    "threadline_cpu_share_of_one_core": round(cpu / (s["stream_seconds"] + s["stream_warmup"]), 3)})
+        expected = 256 * 50
+        for name, key in (("time to first event p50", "first_event_ms"), ("time to first event p99", "first_event_ms")):
+            p = name.rsplit(" ", 1)[1]
+            value, base = through.get(key, {}).get(p), direct.get(key, {}).get(p)
+            if value is None or base is None:
+                continue
+            added = value - base
+            target = "<= first token + 3 ms" if p == "p50" else ""
+            met = added <= 3.0 if p == "p50" else None
+            self.table.add("2", name + " (256 streams)", round(value, 2), "ms", baseline=round(base, 2), ratio=ratio(value, base), target=target,
+                           met=met, by=f"+{added:.1f} ms" + (f", {added - 3:.1f} ms over" if met is False else ""))
+        value, base = through.get("tokens_received_per_s"), direct.get("tokens_received_per_s")
+        if value is not None and base:
+            met = value >= 0.98 * base
+            self.table.add("2", "relay tokens/s (256 x 50 tok/s)", round(value), "tok/s", baseline=round(base), ratio=ratio(value, base),
+                           target=">= 98% of direct", met=met, by="" if met else f"{(1 - value / base) * 100:.1f}% short")
+        value, base = through["stream_duration_ms"]["p99"], direct["stream_duration_ms"]["p99"]
+        self.table.add("2", "stream duration p99", round(value), "ms", baseline=round(base), ratio=ratio(value, base))
+        fig["expected_tokens_per_s"] = expected
+
+    # -- 3: saturation -----------------------------------------------------------------------
+
+    def saturation(self) -> None:
+        """saturation throughput of stored non-streaming responses, 1-4 processes"""
+        fig = self.figure("3")
+        s = self.settings
+        options = {"duration": s["sat_seconds"], "warmup": s["sat_warmup"]}
+        direct = run_load(self.mock.url, api="chat", model=INSTANT, concurrency=64, **options)
+        fig["direct"] = direct
+        runs = []
+        configs = [("postgresql", n) for n in s["sat_processes"]] + [("sqlite", 1)]
+        for kind, count in configs:
+            with database_url(kind) as url, Fleet(url, self.config, count) as fleet:
+                run_load(fleet.urls, api="responses", model="instant", concurrency=16, duration=1, warmup=0)  # pools and caches
+                for concurrency in s["sat_concurrency"]:
+                    pg = kind == "postgresql"
+                    sessions = postgres_sessions(url) if pg else 0
+                    before = {"threadline": cpu_seconds(fleet.pids), "mock": cpu_seconds([self.mock.pid]),
+                              "postgresql (whole server)": postgres_cpu_seconds() if pg else 0.0}
+                    out = run_load(fleet.urls, api="responses", model="instant", concurrency=concurrency, **options)
+                    after = {"threadline": cpu_seconds(fleet.pids), "mock": cpu_seconds([self.mock.pid]),
+                             "postgresql (whole server)": postgres_cpu_seconds() if pg else 0.0}
+                    measured = out["measured_s"] + s["sat_warmup"]
+                    total = max(1, out["ok"])
+                    cpu_ms = {name: round((after[name] - before[name]) * 1000 / total, 3) for name in after}
+                    cpu_ms["load generator"] = round(out["generator_cpu_us_per_request"] / 1000, 3)
+                    entry = {"database": kind, "processes": count, "concurrency": concurrency, "rps": out["throughput_rps"],
+                             "latency_ms": out.get("latency_ms"), "statuses": out["statuses"], "errors": out["errors"],
+                             "cpu_ms_per_response": cpu_ms,
+                             "threadline_cores_busy": round((after["threadline"] - before["threadline"]) / measured, 2),
+                             "postgres_connections_opened": (postgres_sessions(url) - sessions) if pg else None}
+                    runs.append(entry)
+                    log(f"  {kind} x{count} c={concurrency}: {out['throughput_rps']} responses/s, p99 {out.get('latency_ms', {}).get('p99')} ms, "
+                        f"CPU ms/response {cpu_ms}, PostgreSQL connections opened {entry['postgres_connections_opened']}")
+                if kind == "postgresql" and count == 1:
+                    self.profile(fleet, {"concurrency": 64})
+        fig["runs"] = runs
+        best = max(runs, key=lambda r: r["rps"])
+        fig["best"] = best
+        for entry in runs:
+            label = f"responses/s, {entry['database']} x{entry['processes']}, c={entry['concurrency']}"
+            self.table.add("3", label, round(entry["rps"]), "/s", baseline=round(direct["throughput_rps"]), ratio=ratio(entry["rps"], direct["throughput_rps"]))
+        met = best["rps"] >= 1000
+        self.table.add("3", f"saturation, best ({best['database']} x{best['processes']}, c={best['concurrency']})", round(best["rps"]), "/s",
+                       baseline=round(direct["throughput_rps"]), ratio=ratio(best["rps"], direct["throughput_rps"]),
+                       target=">= 1,000 /s", met=met, by="" if met else f"{1000 - best['rps']:,.0f}/s short ({best['rps'] / 10:.0f}% of target)")
+        for entry in runs:
+            if entry["processes"] != 1:
+                continue
+            cpu = entry["cpu_ms_per_response"]
+            self.table.add("3", f"CPU/response in Threadline, {entry['database']} x1 c={entry['concurrency']}", cpu["threadline"], "ms",
+                           target="(derived) <= 2 ms: 1,000/s on 2 cores", met=cpu["threadline"] <= 2.0,
+                           by=f"PostgreSQL server {cpu['postgresql (whole server)']:.2f} ms" if entry["database"] == "postgresql" else "")
+
+    def profile(self, fleet: Fleet, options: dict) -> None:
+        """py-spy on the first process while the fleet is loaded again: flamegraph.svg and profile.txt."""
+        seconds = self.settings["profile_seconds"]
+        summary = profile_during(
+            fleet.pids[0], seconds, "", "stored non-streaming responses at saturation",
+            lambda: run_load(fleet.urls, api="responses", model="instant", concurrency=options["concurrency"], duration=seconds + 1, warmup=0.5),
+            self.folder,
+        )
+        self.figure("3")["profile"] = summary
+        log(f"  profile written to {OUT}/flamegraph.svg and profile.txt")
+
+    # -- 4: chain growth ---------------------------------------------------------------------
+
+    def chain_growth(self) -> None:
+        """chain growth: latency of turn N of a previous_response_id chain"""
+        fig = self.figure("4")
+        s = self.settings
+        depths = s["chain_depths"]
+        with database_url("sqlite") as url, Fleet(url, self.config) as fleet:
+            result = asyncio.run(chain_latencies(fleet.urls[0], depths, s["chain_samples"]))
+        fig.update(result)
+        base = result["turns"]["1"]["p50"]
+        for depth in depths:
+            value = result["turns"][str(depth)]["p50"]
+            r = value / base
+            target = "<= 1.3x turn 1" if depth == 1000 else ("(target is at turn 1000)" if depth == depths[-1] else "")
+            met = (r <= 1.3) if depth == 1000 else None
+            self.table.add("4", f"turn {depth} of a chain, p50", round(value, 2), "ms", baseline=round(base, 2), ratio=r, target=target, met=met,
+                           by=f"{r / 1.3:.1f}x the limit" if met is False else "")
+
+    # -- 5: conversation growth --------------------------------------------------------------
+
+    def conversation_growth(self) -> None:
+        """conversation growth: create a response in, and list a page of, conversations of 10-10,000 items"""
+        fig = self.figure("5")
+        s = self.settings
+        with database_url("sqlite") as url, Fleet(url, self.config) as fleet:
+            result = asyncio.run(conversation_latencies(fleet.urls[0], s["conversation_sizes"], s["conversation_samples"]))
+        fig.update(result)
+        smallest = str(s["conversation_sizes"][0])
+        largest = s["conversation_sizes"][-1]
+        for what in ("create", "list"):
+            base = result[what][smallest]["p50"]
+            for size in s["conversation_sizes"]:
+                value = result[what][str(size)]["p50"]
+                r = value / base
+                target = f"<= 2x {smallest} items" if size == largest else ""
+                met = (r <= 2.0) if size == largest else None
+                label = "responses.create (truncation auto)" if what == "create" else "list a page of 20 items"
+                self.table.add("5", f"{label}, {size:,} items, p50", round(value, 2), "ms", baseline=round(base, 2), ratio=r, target=target, met=met,
+                               by=f"{r / 2:.1f}x the limit" if met is False else "")
+
+    # -- 6: memory per open stream -----------------------------------------------------------
+
+    def memory_per_stream(self) -> None:
+        """memory per open stream: RSS growth over 1,000 streams waiting for their first token"""
+        fig = self.figure("6")
+        count = self.settings["open_streams"]
+        with database_url("sqlite") as url, Fleet(url, self.config) as fleet:
+            process = psutil.Process(fleet.pids[0])
+            # Warm every code path a held stream takes, then let the allocator settle.
+            run_load(fleet.urls, api="responses", model="instant", concurrency=16, duration=2, warmup=0, stream=True)
+            time.sleep(1.0)
+            base_rss = process.memory_info().rss
+            waiting0 = self.mock.stats()["waiting_first_token"]
+            holder = subprocess.Popen(
+                [PYTHON, str(BENCH / "load.py"), "--url", fleet.urls[0], "--model", "hold", "--open-streams", str(count), "--hold", "600", "--json"],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            )
+            curve = []
+            deadline = time.monotonic() + 180
+            try:
+                while time.monotonic() < deadline:
+                    waiting = self.mock.stats()["waiting_first_token"] - waiting0
+                    curve.append((waiting, process.memory_info().rss))
+                    if waiting >= count:
+                        break
+                    time.sleep(0.25)
+                time.sleep(2.0)
+                waiting = self.mock.stats()["waiting_first_token"] - waiting0
+                rss = max(process.memory_info().rss for _ in range(3) if time.sleep(0.2) is None)
+                curve.append((waiting, rss))
+                connections = len(process.net_connections(kind="tcp"))
+            finally:
+                holder.kill()
+                holder.wait()
+                self.mock.release()
+            time.sleep(1.0)
+        per_stream = (rss - base_rss) / max(1, waiting)
+        fig.update({"streams_open": waiting, "rss_before_mib": round(base_rss / 2**20, 1), "rss_open_mib": round(rss / 2**20, 1),
+                    "kib_per_stream": round(per_stream / 1024, 1), "threadline_tcp_connections": connections,
+                    "curve": [(n, round(r / 2**20, 2)) for n, r in curve]})
+        kib = per_stream / 1024
+        met = kib <= 64 and waiting >= count
+        self.table.add("6", f"RSS per idle open stream ({waiting:,} open)", round(kib, 1), "KiB", baseline=f"RSS {base_rss / 2**20:.1f} MiB before",
+                       target="<= 64 KiB", met=met, by=f"{kib / 64:.2f}x the limit" if not met else "")
+
+    # -- 7: embedded model -------------------------------------------------------------------
+
+    def embedded_model(self) -> None:
+        """embedded model: tokens/s through the llama.cpp backend vs llama-cpp-python directly"""
+        fig = self.figure("7")
+        path = RESULTS / "embedded_model.json"
+        reused = self.settings["embedded"] == "reuse" and path.exists()
+        if not reused:
+            subprocess.run([PYTHON, str(BENCH / "embedded_model.py"), "--runs", "3"], check=True, timeout=600, capture_output=True)
+        result = json.loads(path.read_text())
+        fig.update({"result": result, "reused": reused, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(path.stat().st_mtime))})
+        value, base = result["backend_tokens_per_s"], result["llama_cpp_tokens_per_s"]
+        met = value >= 0.95 * base
+        self.table.add("7", "embedded smollm2 tokens/s" + (" (reused)" if reused else ""), value, "tok/s", baseline=base, ratio=ratio(value, base),
+                       target=">= 95% of llama-cpp-python", met=met, by="" if met else f"{(0.95 - value / base) * 100:.1f} points short")
+
+    # -- 8: peers ----------------------------------------------------------------------------
+
+    def peers(self) -> None:
+        """peers: 2,000 requests at concurrency 16, Threadline and --target, vs the issue's references"""
+        fig = self.figure("8")
+        requests = self.settings["peer_requests"]
+        options = {"concurrency": 16, "requests": requests, "warmup": 1.0}
+        direct = run_load(self.mock.url, api="chat", model=INSTANT, **options)
+        measured = {}
+        for kind in self.settings["peer_databases"]:
+            with database_url(kind) as url, Fleet(url, self.config) as fleet:
+                measured[f"Threadline ({kind}, 1 process)"] = run_load(fleet.urls, api="responses", model="instant", **options)
+        if self.args.target:
+            measured[f"--target {self.args.target}"] = run_load(
+                self.args.target, api="responses", model=self.args.target_model, api_key=self.args.target_api_key, **options
+            )
+            for concurrency in (1, 64):
+                measured[f"--target c={concurrency}"] = run_load(
+                    self.args.target, api="responses", model=self.args.target_model, api_key=self.args.target_api_key,
+                    concurrency=concurrency, duration=5, warmup=1,
+                )
+        fig.update({"direct": direct, "measured": measured, "references": PEER_REFERENCES})
+        best_peer = max(high for name, (low, high) in PEER_REFERENCES.items() if "mock" not in name)
+        for name, out in measured.items():
+            latency = out.get("latency_ms") or {}
+            value = out["throughput_rps"]
+            threadline = name.startswith("Threadline")
+            met = value > best_peer if threadline else None
+            self.table.add("8", f"{name}: {requests:,} req c=16" if "c=" not in name else name, round(value), "req/s", baseline=round(direct["throughput_rps"]),
+                           ratio=ratio(value, direct["throughput_rps"]),
+                           target=f"> every peer (best {best_peer:,}/s)" if threadline else "", met=met,
+                           by=f"p99 {latency.get('p99', 0):.0f} ms" + ("" if met is not False else f"; {best_peer - value:,.0f}/s short"))
+        for name, (low, high) in PEER_REFERENCES.items():
+            self.table.add("8", f"reference: {name}", f"{low:,}-{high:,}", "req/s", target="(issue's figures)")
+
+    # -- plots -------------------------------------------------------------------------------
+
+    def plot(self) -> None:
+        plot_figures(self.results["figures"])
+
+
+def profile_during(pid: int, seconds: float, suffix: str, what: str, load, folder: Path) -> dict:
+    """py-spy (GIL-holding samples, 200/s) on `pid` while `load()` runs: flamegraph{suffix}.svg, profile{suffix}.txt."""
+    raw = OUT / f"profile{suffix}.raw"  # collapsed stacks, for another look later
+    common = ["--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200", "--nolineno", "--gil", "--nonblocking"]
+    svg = subprocess.Popen([PY_SPY, "record", *common, "--format", "flamegraph", "--output", str(OUT / f"flamegraph{suffix}.svg")],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rawp = subprocess.Popen([PY_SPY, "record", *common, "--format", "raw", "--output", str(raw)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    before = cpu_seconds([pid])
+    out = load()
+    cpu = cpu_seconds([pid]) - before
+    svg.wait(timeout=60)
+    rawp.wait(timeout=60)
+    cpu_ms = cpu * 1000 / max(1, out["ok"])
+    summary, text = summarize_profile(raw, cpu_ms, out["throughput_rps"], what)
+    (OUT / f"profile{suffix}.txt").write_text(text)
+    return {**summary, "rps_while_profiled": out["throughput_rps"], "cpu_ms_per_response_while_profiled": round(cpu_ms, 3),
+            "tokens_per_s_while_profiled": out.get("tokens_received_per_s")}
+
+
+# --- Chains and conversations (sequential, timed with the raw client of load.py) -------------
+
+
+class Client:
+    """One keep-alive connection of the raw client, for sequential timed requests."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.connection = None
+
+    async def request(self, method: str, path: str, body: dict | None = None) -> tuple[float, dict]:
+        if self.connection is None or self.connection.closed:
+            self.connection = await connect(self.base)
+        raw = raw_request(self.base, path, orjson.dumps(body) if body is not None else None, None, method=method)
+        result, data = await fetch(self.connection, raw)
+        if result.error or result.status >= 300:
+            raise RuntimeError(f"{method} {path}: {result.status} {result.error} {data[:300]!r}")
+        return (result.end - result.sent) * 1000, orjson.loads(data)
+
+
+async def chain_latencies(base: str, depths: list[int], samples: int) -> dict:
+    client = Client(base)
+    # Build the chain; remember the response at every depth that is measured (turn N continues turn N-1).
+    wanted = {depth - 1 for depth in depths if depth > 1}
+    at_depth: dict[int, str] = {}
+    previous = None
+    build_started = time.monotonic()
+    build_ms: dict[int, float] = {}
+    for turn in range(1, max(depths)):
+        body = {"model": "instant", "input": f"Turn {turn}: say hello.", "truncation": "auto", "max_output_tokens": MAX_OUTPUT_TOKENS}
+        if previous:
+            body["previous_response_id"] = previous
+        elapsed, response = await client.request("POST", "/v1/responses", body)
+        previous = response["id"]
+        if turn in wanted:
+            at_depth[turn] = previous
+        if turn % 100 == 0 or turn in wanted:
+            build_ms[turn] = round(elapsed, 3)
+    build_seconds = time.monotonic() - build_started
+    timings: dict[int, list[float]] = defaultdict(list)
+    for _ in range(samples):  # interleaved, so drift hits every depth alike
+        for depth in depths:
+            body = {"model": "instant", "input": "One more turn: say hello.", "truncation": "auto", "max_output_tokens": MAX_OUTPUT_TOKENS}
+            if depth > 1:
+                body["previous_response_id"] = at_depth[depth - 1]
+            elapsed, response = await client.request("POST", "/v1/responses", body)
+            assert response["status"] == "completed", response["status"]
+            timings[depth].append(elapsed)
+    return {"turns": {str(d): summarize(timings[d]) for d in depths}, "build_seconds": round(build_seconds, 1), "build_turn_ms": build_ms,
+            "context_window": CONTEXT_WINDOW, "truncation": "auto"}
+
+
+async def conversation_latencies(base: str, sizes: list[int], samples: int) -> dict:
+    client = Client(base)
+    conversations = {}
+    build_started = time.monotonic()
+    for size in sizes:
+        _, conversation = await client.request("POST", "/v1/conversations", {})
+        for start in range(0, size, 20):
+            items = [
+                {"type": "message", "role": "user" if i % 2 == 0 else "assistant",
+                 "content": f"Message {i} of the conversation: a few words of ordinary text to make it look real."}
+                for i in range(start, min(size, start + 20))
+            ]
+            await client.request("POST", f"/v1/conversations/{conversation['id']}/items", {"items": items})
+        conversations[size] = conversation["id"]
+    build_seconds = time.monotonic() - build_started
+    create: dict[int, list[float]] = defaultdict(list)
+    listing: dict[int, list[float]] = defaultdict(list)
+    input_tokens: dict[int, int] = {}
+    for _ in range(samples):
+        for size in sizes:
+            body = {"model": "instant", "input": "Say hello.", "conversation": conversations[size], "truncation": "auto",
+                    "max_output_tokens": MAX_OUTPUT_TOKENS}
+            elapsed, response = await client.request("POST", "/v1/responses", body)
+            assert response["status"] == "completed", response["status"]
+            create[size].append(elapsed)
+            input_tokens[size] = response.get("usage", {}).get("input_tokens")
+            elapsed, page = await client.request("GET", f"/v1/conversations/{conversations[size]}/items?limit=20")
+            assert len(page["data"]) == 20 or size < 20
+            listing[size].append(elapsed)
+    return {
+        "create": {str(s): summarize(create[s]) for s in sizes},
+        "list": {str(s): summarize(listing[s]) for s in sizes},
+        "upstream_prompt_tokens_reported_by_mock": {str(s): input_tokens[s] for s in sizes},
+        "build_seconds": round(build_seconds, 1),
+        "context_window": CONTEXT_WINDOW,
+    }
+
+
+# --- Profile summary ---------------------------------------------------------------------------
+
+PACKAGES = [
+    ("threadline", "threadline (own code)"),
+    ("sqlalchemy", "SQLAlchemy"),
+    ("asyncpg", "asyncpg"),
+    ("aiosqlite", "aiosqlite / sqlite3"),
+    ("sqlite3", "aiosqlite / sqlite3"),
+    ("httpx", "httpx / httpcore (upstream client)"),
+    ("httpcore", "httpx / httpcore (upstream client)"),
+    ("h11", "httpx / httpcore (upstream client)"),
+    ("anyio", "anyio (threads, httpcore I/O)"),
+    ("fastapi", "FastAPI"),
+    ("starlette", "Starlette"),
+    ("pydantic", "pydantic"),
+    ("uvicorn", "uvicorn"),
+    ("logging", "logging"),
+    ("asyncio", "asyncio"),
+    ("json", "json / orjson"),
+    ("orjson", "json / orjson"),
+    ("secrets", "ids (secrets)"),
+    ("random", "ids (secrets)"),
+    ("uuid", "ids (secrets)"),
+    ("typing", "typing / copy / other stdlib"),
+    ("copy", "typing / copy / other stdlib"),
+]
+
+# Threadline frames whose inclusive time says what a response costs, in order of the request.
+STAGES = [
+    ("BodySizeLimit.__call__", "the whole request through the ASGI app"),
+    ("create_response", "create_response handler (after body parsing)"),
+    ("Preparer.prepare", "prepare: model, tools, context, Response echo"),
+    ("Runner.start", "record the response first (INSERT, 1st transaction)"),
+    ("ResponseRun._run", "the run task: upstream call + events + store"),
+    ("UpstreamBackend._exchange", "upstream HTTP call (httpx)"),
+    ("ResponseStore.complete", "store the result (UPDATE + INSERT, 2nd transaction)"),
+    ("JSON.render", "render the answer (orjson)"),
+    ("project", "auth dependency (sync: run in a worker thread)"),
+    ("serialize_response", "FastAPI response serialization"),
+    ("solve_dependencies", "FastAPI dependencies and body validation"),
+    ("RequestResponseCycle.send", "uvicorn write"),
+    ("HttpToolsProtocol.data_received", "uvicorn HTTP parsing"),
+    ("StreamHandler.emit", "logging (uvicorn access log)"),
+    ("Logger.info", "logging calls"),
+]
+
+
+def frame_package(frame: str) -> str:
+    match = re.search(r"\(([^)]*)\)$", frame)
+    path = match.group(1) if match else ""
+    for key, name in PACKAGES:
+        if re.search(rf"(^|/){key}(/|\.py|$)", path):
+            return name
+    if "site-packages" in path:
+        return path.split("site-packages/", 1)[1].split("/", 1)[0]
+    return path.split("/", 1)[0] if "/" in path else (path or "native / unknown")
+
+
+def task_root(frames: list[str]) -> str:
+    """The coroutine a sample's event loop step was running (or the thread it came from)."""
+    if frames and frames[0].startswith("Thread._bootstrap"):
+        for index, frame in enumerate(frames):
+            if frame.startswith("Thread.run ") and index + 1 < len(frames):
+                return "thread: " + frames[index + 1]
+        return "thread: " + frames[-1]
+    for index, frame in enumerate(frames):
+        if frame.startswith("Runner.run (asyncio/runners.py") or frame.startswith("run_until_complete (asyncio/"):
+            rest = [f for f in frames[index + 1 :] if not f.startswith(("Handle._run", "BaseEventLoop.", "_run_once", "Task."))]
+            return rest[0] if rest else "event loop itself (uvloop, native)"
+    return frames[0] if frames else "?"
+
+
+def summarize_profile(raw: Path, cpu_ms_per_response: float, rps: float, what: str = "stored non-streaming responses") -> tuple[dict, str]:
+    stacks = []
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            stacks.append((stack.split(";"), int(count)))
+    total = sum(count for _, count in stacks) or 1
+    own: Counter = Counter()
+    package: Counter = Counter()
+    inclusive: Counter = Counter()
+    roots: Counter = Counter()
+    for frames, count in stacks:
+        roots[task_root(frames)] += count
+        own[frames[-1]] += count
+        package[frame_package(frames[-1])] += count
+        for name in {frame.split(" (")[0] for frame in frames}:
+            inclusive[name] += count
+
+    def ms(share: float) -> float:
+        return round(share * cpu_ms_per_response, 3)
+
+    lines = [
+        f"Where a Threadline process spends CPU: {what} (py-spy, GIL-holding samples)",
+        f"{total} samples; the process used {cpu_ms_per_response:.2f} ms of CPU per response at {rps:.0f} responses/s.",
+        "Shares are of the samples that held the GIL; ms = share x CPU per response.",
+        "",
+        "Self time by package:",
+    ]
+    by_package = [(name, count / total) for name, count in package.most_common()]
+    lines += [f"  {share:6.1%}  {ms(share):6.3f} ms  {name}" for name, share in by_package[:16]]
+    by_root = [(name, count / total) for name, count in roots.most_common(12)]
+    lines += ["", "By task (the coroutine the event loop was running, or the thread):"]
+    lines += [f"  {share:6.1%}  {ms(share):6.3f} ms  {name}" for name, share in by_root]
+    lines += ["", "Stages (inclusive, a frame counted once per sample):"]
+    stages = []
+    for frame, label in STAGES:
+        count = sum(c for name, c in inclusive.items() if name == frame or name.endswith("." + frame))
+        if count:
+            stages.append((label, frame, count / total))
+    lines += [f"  {share:6.1%}  {ms(share):6.3f} ms  {label} [{frame}]" for label, frame, share in stages]
+    lines += ["", "Top functions by self time:"]
+    top_self = [(frame, count / total) for frame, count in own.most_common(25)]
+    lines += [f"  {share:6.1%}  {ms(share):6.3f} ms  {frame}" for frame, share in top_self]
+    lines += ["", "Top Threadline functions (inclusive):"]
+    own_frames = Counter()
+    for frames, count in stacks:
+        for name in {frame for frame in frames if "threadline/" in frame and "threadline/cli.py" not in frame and "__main__" not in frame}:
+            own_frames[name] += count
+    ours = [(frame, count / total) for frame, count in own_frames.most_common(20)]
+    lines += [f"  {share:6.1%}  {ms(share):6.3f} ms  {frame}" for frame, share in ours]
+    summary = {
+        "samples": total,
+        "cpu_ms_per_response": round(cpu_ms_per_response, 3),
+        "self_by_package": [{"package": n, "share": round(s, 4), "ms": ms(s)} for n, s in by_package[:16]],
+        "by_task": [{"task": n, "share": round(s, 4), "ms": ms(s)} for n, s in by_root],
+        "stages": [{"stage": label, "frame": frame, "share": round(s, 4), "ms": ms(s)} for label, frame, s in stages],
+        "top_self": [{"frame": f, "share": round(s, 4), "ms": ms(s)} for f, s in top_self],
+        "threadline_inclusive": [{"frame": f, "share": round(s, 4), "ms": ms(s)} for f, s in ours],
+    }
+    return summary, "\n".join(lines) + "\n"
+
+
+# --- Plots -----------------------------------------------------------------------------------
+
+
+def plot_figures(figures: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def save(fig, name: str) -> None:
+        fig.tight_layout()
+        fig.savefig(OUT / name, dpi=110)
+        plt.close(fig)
+
+    if "1" in figures and any(k in figures["1"] for k in ("sqlite", "postgresql")):
+        kinds = [k for k in ("sqlite", "postgresql") if k in figures["1"]]
+        fig, axes = plt.subplots(1, len(kinds), figsize=(6 * len(kinds), 4), squeeze=False)
+        for ax, kind in zip(axes[0], kinds):
+            data = figures["1"][kind]
+            labels, x = [], 0
+            for c in (1, 16, 64):
+                entry = data.get(f"c{c}")
+                if not entry:
+                    continue
+                for offset, who, color in ((0, "direct", "tab:gray"), (1, "threadline", "tab:blue")):
+                    values = [entry[who][p] for p in ("p50", "p90", "p99")]
+                    ax.bar([x + offset * 0.4 + i * 1.0 for i in range(3)], values, width=0.38, color=color, label=who if c == 1 else None)
+                labels.append((x + 1.2, f"c={c}"))
+                x += 3.6
+            ax.set_yscale("log")
+            ax.set_ylabel("latency (ms), bars: p50 p90 p99")
+            ax.set_xticks([p for p, _ in labels], [t for _, t in labels])
+            ax.set_title(f"1. stored non-streaming response vs mock directly ({kind})")
+            ax.legend()
+        save(fig, "fig1_added_latency.png")
+
+    if "2" in figures and "threadline" in figures["2"]:
+        data = figures["2"]
+        fig, ax = plt.subplots(figsize=(7, 4))
+        names = ["first event p50", "first event p99", "stream p50 (s/100)", "stream p99 (s/100)"]
+        for offset, who, color in ((0, "direct", "tab:gray"), (1, "threadline", "tab:blue")):
+            d = data[who]
+            values = [d["first_event_ms"]["p50"], d["first_event_ms"]["p99"], d["stream_duration_ms"]["p50"] / 100, d["stream_duration_ms"]["p99"] / 100]
+            ax.bar([i + offset * 0.4 for i in range(4)], values, width=0.38, color=color,
+                   label=f"{who}: {d.get('tokens_received_per_s', 0):,.0f} tokens/s")
+        ax.set_xticks([i + 0.2 for i in range(4)], names)
+        ax.set_ylabel("ms")
+        ax.set_title("2. 256 streams x 200 tokens at 50 tokens/s")
+        ax.legend()
+        save(fig, "fig2_streaming.png")
+
+    if "3" in figures and "runs" in figures["3"]:
+        runs = figures["3"]["runs"]
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+        pg = [r for r in runs if r["database"] == "postgresql"]
+        ax.plot([r["processes"] for r in pg], [r["rps"] for r in pg], "o-", label="PostgreSQL")
+        for r in runs:
+            if r["database"] == "sqlite":
+                ax.plot([r["processes"]], [r["rps"]], "s", color="tab:orange", label="SQLite")
+        ax.axhline(1000, color="tab:red", linestyle="--", label="target 1,000/s")
+        ax.set_xlabel("Threadline processes")
+        ax.set_ylabel("stored responses/s")
+        ax.set_title("3. saturation throughput (2 cores)")
+        ax.legend()
+        names = ["threadline", "postgresql (whole server)", "mock", "load generator"]
+        bottom = [0.0] * len(runs)
+        labels = [f"{'PG' if r['database'] == 'postgresql' else 'SQLite'} x{r['processes']}\nc={r.get('concurrency', '')}" for r in runs]
+        for name in names:
+            values = [r["cpu_ms_per_response"].get(name, 0.0) for r in runs]
+            ax2.bar(labels, values, bottom=bottom, label=name)
+            bottom = [b + v for b, v in zip(bottom, values)]
+        ax2.set_ylabel("CPU ms per response")
+        ax2.set_title("where the CPU goes")
+        ax2.legend()
+        save(fig, "fig3_saturation.png")
+
+    if "4" in figures and "turns" in figures["4"]:
+        turns = figures["4"]["turns"]
+        depths = sorted(int(d) for d in turns)
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for p in ("p50", "p90"):
+            ax.plot(depths, [turns[str(d)][p] for d in depths], "o-", label=p)
+        ax.axhline(turns["1"]["p50"] * 1.3, color="tab:red", linestyle="--", label="target: 1.3x turn 1 (p50)")
+        ax.set_xscale("log")
+        ax.set_xlabel("turn N of a previous_response_id chain")
+        ax.set_ylabel("latency (ms)")
+        ax.set_title("4. chain growth")
+        ax.legend()
+        save(fig, "fig4_chain_growth.png")
+
+    if "5" in figures and "create" in figures["5"]:
+        data = figures["5"]
+        sizes = sorted(int(s) for s in data["create"])
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for what, label in (("create", "responses.create (truncation auto)"), ("list", "list 20 items")):
+            ax.plot(sizes, [data[what][str(s)]["p50"] for s in sizes], "o-", label=label + " p50")
+        ax.axhline(data["create"][str(sizes[0])]["p50"] * 2, color="tab:red", linestyle="--", label="target: 2x create at 10 items")
+        ax.set_xscale("log")
+        ax.set_xlabel("items in the conversation")
+        ax.set_ylabel("latency (ms)")
+        ax.set_title("5. conversation growth")
+        ax.legend()
+        save(fig, "fig5_conversation_growth.png")
+
+    if "6" in figures and "curve" in figures["6"]:
+        curve = figures["6"]["curve"]
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot([n for n, _ in curve], [r for _, r in curve], ".-", label="Threadline RSS")
+        base = figures["6"]["rss_before_mib"]
+        ax.plot([0, 1000], [base, base + 1000 * 64 / 1024], "--", color="tab:red", label="target: 64 KiB per stream")
+        ax.set_xlabel("streams open (waiting for their first token)")
+        ax.set_ylabel("RSS (MiB)")
+        ax.set_title("6. memory per open stream")
+        ax.legend()
+        save(fig, "fig6_memory_per_stream.png")
+
+
+def git_state() -> dict:
+    """The commit measured, and the files other engineers had changed in the tree at the time."""
+
+    def git(*args: str) -> str:
+        with contextlib.suppress(Exception):
+            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+        return ""
+
+    return {"commit": git("rev-parse", "HEAD"), "modified": [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]}
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return ""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short version (2-3 minutes)")
+    parser.add_argument("--only", default=None, help="figures to run, e.g. 1,3 (0 is the harness check)")
+    parser.add_argument("--target", default=None, help="another server's base URL that speaks /v1/responses (figure 8)")
+    parser.add_argument("--target-model", default="instant", help="the model name to send to --target")
+    parser.add_argument("--target-api-key", default=None)
+    parser.add_argument("--readme", action="store_true", help="rewrite the results block of bench/README.md with this run")
+    parser.add_argument("--mock-port", type=int, default=0, help="a fixed port for the mock upstream, so a --target can be pointed at it")
+    args = parser.parse_args()
+    # A thousand open streams need a few thousand descriptors, in every process started from here.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+    global OUT
+    if args.quick:
+        OUT = RESULTS / "quick"
+    OUT.mkdir(parents=True, exist_ok=True)
+    return Suite(args).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
