@@ -41,6 +41,6 @@ class Authenticator:
         return found
 
 
-def project(request: Request) -> str:
-    """FastAPI dependency: the project of the request's API key."""
+async def project(request: Request) -> str:
+    """FastAPI dependency: the project of the request's API key (async: no worker thread needed)."""
     return request.app.state.authenticator.project_for(request.headers.get("authorization"))

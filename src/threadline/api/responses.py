@@ -70,7 +70,7 @@ async def start_response(state: State, body: CreateResponseBody, project: str, i
         if body.stream:
             return event_stream(follow(state.runner, project, prepared.response["id"], -1, state.settings.workers.poll_s))
         return JSON(prepared.response)
-    run = await state.runner.start(prepared)
+    run = await state.runner.start(prepared, streamed=bool(body.stream))
     if idempotency_key:
         state.runner.keep(record_run(state, project, idempotency_key, run))
     if not body.stream:

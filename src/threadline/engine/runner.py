@@ -33,10 +33,11 @@ LOG_BATCH_S = 0.01
 
 
 class ResponseRun:
-    def __init__(self, prepared: PreparedResponse, runner: Runner, *, background: bool = False) -> None:
+    def __init__(self, prepared: PreparedResponse, runner: Runner, *, background: bool = False, begun: bool = True) -> None:
         self.prepared = prepared
         self.runner = runner
         self.background = background
+        self.begun = begun  # stored as in progress before it ran, rather than only once it ends
         self.events = ResponseEvents(prepared.response, sequence_number=QUEUED_EVENTS if background else 0)
         self.stop_reason: str | None = None  # "cancelled" or "shutdown", when stopped from outside
         self.error: APIError | None = None  # why the request was refused, if it was
@@ -86,7 +87,7 @@ class ResponseRun:
         try:
             await self._generate(generator)
         except APIError as error:
-            if self.prepared.store and not self.background:
+            if self.prepared.store and self.begun and not self.background:
                 # Refused input changes nothing: the response recorded at the start goes too.
                 await self.runner.responses.delete(self.prepared.project, self.response_id)
             self._refuse(error)
@@ -161,6 +162,7 @@ class ResponseRun:
                     self.prepared.input_items,
                     owner=self.runner.owner,
                     events=self._unlogged,
+                    begun=self.begun,
                 )
                 if stored:
                     self._unlogged.clear()
@@ -240,11 +242,16 @@ class Runner:
         self._signals: dict[str, asyncio.Event] = {}
         self._chores: set[asyncio.Task] = set()
 
-    async def start(self, prepared: PreparedResponse) -> ResponseRun:
-        """Start a foreground response, recorded first so a crash cannot leave it in progress."""
-        if prepared.store:
+    async def start(self, prepared: PreparedResponse, *, streamed: bool) -> ResponseRun:
+        """Start a foreground response.
+
+        A streamed response's id is out with its first event, so it is recorded as in
+        progress first (and a crash is noticed by its owner's lapsed lease). Nobody sees a
+        non-streamed response's id before it ends, so it is written once, when it ends.
+        """
+        if prepared.store and streamed:
             await self.responses.begin(prepared.project, prepared.response, prepared.input_items, owner=self.owner)
-        return self.track(ResponseRun(prepared, self))
+        return self.track(ResponseRun(prepared, self, begun=streamed))
 
     def track(self, run: ResponseRun) -> ResponseRun:
         self.runs[run.response_id] = run

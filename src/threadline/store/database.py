@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+T = TypeVar("T")
+Work = Callable[[AsyncConnection], Awaitable[Any]]
+
+# The most writes one shared transaction takes; more wait for the next.
+MAX_BATCH = 64
 
 ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 
@@ -41,6 +48,8 @@ class Database:
         # SQLite takes one writer at a time; queueing writers here instead of inside
         # SQLite's busy handler keeps waits short and fair.
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        self._waiting: list[tuple[Work, asyncio.Future]] = []
+        self._committer: asyncio.Task | None = None
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -62,6 +71,50 @@ class Database:
                     yield connection
             finally:
                 await connection.close()
+
+    async def write_together(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run `work` in a transaction shared with the other writes waiting meanwhile: one commit for all.
+
+        Under load the writes of many requests then cost one BEGIN and one COMMIT (and, on
+        SQLite, one turn of the write lock). A write that fails takes the others' writes
+        with it, so they are run again, each in a transaction of its own.
+        """
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((work, future))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_waiting())
+        # Shielded: a caller cancelled now does not undo a write already under way.
+        return await asyncio.shield(future)
+
+    async def _commit_waiting(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+            try:
+                async with self.write() as connection:
+                    results = [await work(connection) for work, _ in batch]
+            except Exception as error:  # noqa: BLE001 - each write's own outcome is reported below
+                if len(batch) == 1:
+                    _settle(batch[0][1], error=error)
+                else:  # one write failed and took the others' with it: each on its own
+                    for work, future in batch:
+                        await self._write_alone(work, future)
+                continue
+            except BaseException as error:  # cancelled: nobody may wait forever
+                abandoned, self._waiting = batch + self._waiting, []
+                for _, future in abandoned:
+                    _settle(future, error=error)
+                raise
+            for (_, future), result in zip(batch, results):
+                _settle(future, result=result)
+
+    async def _write_alone(self, work: Work, future: asyncio.Future) -> None:
+        try:
+            async with self.write() as connection:
+                result = await work(connection)
+        except Exception as error:  # noqa: BLE001 - raised in the caller's task
+            _settle(future, error=error)
+        else:
+            _settle(future, result=result)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -85,3 +138,11 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         # another process wrote in between; IMMEDIATE takes the write lock at BEGIN.
         write = connection.get_execution_options().get("threadline_write", False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _settle(future: asyncio.Future, *, result: Any = None, error: BaseException | None = None) -> None:
+    if not future.done():
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
+
 import orjson
 from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -11,7 +13,8 @@ from threadline.store.conversations import ItemPage, append_items
 from threadline.store.database import Database
 from threadline.store.tables import ObjectId, response_events, response_items, responses
 
-# Every ancestor of a response through previous_response_id, oldest first, with its items.
+# A response and at most :responses - 1 of its ancestors through previous_response_id, newest
+# first, with their items newest first: one batch of a history read backwards.
 CHAIN_ITEMS = text(
     """
     WITH RECURSIVE chain(id, previous_response_id, depth) AS (
@@ -19,15 +22,28 @@ CHAIN_ITEMS = text(
         UNION ALL
         SELECT r.id, r.previous_response_id, chain.depth + 1
         FROM responses r JOIN chain ON r.id = chain.previous_response_id
-        WHERE r.project = :project
+        WHERE r.project = :project AND chain.depth + 1 < :responses
     )
-    SELECT chain.id AS response_id, response_items.data AS data
+    SELECT chain.previous_response_id AS previous_response_id, chain.depth AS depth, response_items.data AS data
     FROM chain LEFT JOIN response_items ON response_items.response_id = chain.id
-    ORDER BY chain.depth DESC, response_items.position
+    ORDER BY chain.depth, response_items.position DESC
     """
 ).bindparams(bindparam("response_id", type_=ObjectId(80)))
 
+# Responses in the first batch of a chain read backwards; then as many as the reader asks for.
+CHAIN_BATCH = 64
+
 APPENDED_STATUSES = ("completed", "incomplete")
+
+# Built once: SQLAlchemy then finds the compiled statement in its cache without rebuilding it.
+INSERT_RESPONSE = insert(responses)
+INSERT_ITEMS = insert(response_items)
+INSERT_EVENTS = insert(response_events)
+END_RESPONSE = (
+    update(responses)
+    .where(responses.c.id == bindparam("response_id"), responses.c.status == "in_progress", responses.c.owner == bindparam("running_owner"))
+    .values(status=bindparam("new_status"), data=bindparam("new_data"), owner=None, job=None)
+)
 
 
 class ResponseStore:
@@ -49,48 +65,51 @@ class ResponseStore:
         Recording it first is what lets a crash be noticed: a response whose owner stops
         heartbeating is marked failed instead of staying in progress forever.
         """
-        async with self.database.write() as connection:
-            await connection.execute(
-                insert(responses).values(
-                    id=response["id"],
-                    project=project,
-                    created_at=response["created_at"],
-                    status=response["status"],
-                    model=response["model"],
-                    previous_response_id=response.get("previous_response_id"),
-                    conversation_id=conversation_id_of(response),
-                    data=orjson.dumps(response).decode(),
-                    background=bool(response.get("background")),
-                    owner=owner,
-                    job=orjson.dumps(job).decode() if job is not None else None,
-                )
-            )
+        async def write(connection: AsyncConnection) -> None:
+            await connection.execute(INSERT_RESPONSE, response_row(project, response, owner=owner, job=job))
             await _insert_items(connection, response["id"], 0, input_items, is_output=False)
             await insert_events(connection, response["id"], events)
 
+        await self.database.write_together(write)
+
     async def complete(
-        self, project: str, response: dict, input_items: list[dict], *, owner: str, events: list[dict] = ()
+        self,
+        project: str,
+        response: dict,
+        input_items: list[dict],
+        *,
+        owner: str,
+        events: list[dict] = (),
+        begun: bool = True,
     ) -> bool:
         """Store how a response ended, in one transaction with its conversation append.
 
-        Only the owner of a response still in progress can end it: False means it was
-        cancelled or recovered meanwhile, and nothing was written. A response that failed
-        or was cancelled adds nothing to its conversation.
+        A response nobody could see before it ended (`begun` false: not streamed, not
+        queued) is written here whole. Otherwise only the owner of a response still in
+        progress can end it: False means it was cancelled or recovered meanwhile, and
+        nothing was written. A response that failed or was cancelled adds nothing to its
+        conversation.
         """
         conversation_id = conversation_id_of(response)
-        async with self.database.write() as connection:
-            updated = await connection.execute(
-                update(responses)
-                .where(responses.c.id == response["id"], responses.c.status == "in_progress", responses.c.owner == owner)
-                .values(status=response["status"], data=orjson.dumps(response).decode(), owner=None, job=None)
-            )
-            if updated.rowcount == 0:
-                return False
+
+        async def write(connection: AsyncConnection) -> bool:
+            if begun:
+                updated = await connection.execute(
+                    END_RESPONSE,
+                    {"response_id": response["id"], "running_owner": owner, "new_status": response["status"], "new_data": orjson.dumps(response).decode()},
+                )
+                if updated.rowcount == 0:
+                    return False
+            else:
+                await connection.execute(INSERT_RESPONSE, response_row(project, response, owner=None, job=None))
+                await _insert_items(connection, response["id"], 0, input_items, is_output=False)
             await _insert_items(connection, response["id"], len(input_items), response["output"], is_output=True)
             await insert_events(connection, response["id"], events)
             if conversation_id and response["status"] in APPENDED_STATUSES:
                 await append_items(connection, project, conversation_id, input_items + response["output"])
-        return True
+            return True
+
+        return await self.database.write_together(write)
 
     async def get(self, project: str, response_id: str) -> dict:
         async with self.database.read() as connection:
@@ -116,20 +135,34 @@ class ResponseStore:
             await connection.execute(delete(response_items).where(response_items.c.response_id == response_id))
             await connection.execute(delete(response_events).where(response_events.c.response_id == response_id))
 
-    async def chain_items(self, project: str, previous_response_id: str) -> list[dict]:
-        """The items of a response and all its ancestors, in the order the model saw them."""
-        async with self.database.read() as connection:
-            rows = (
-                await connection.execute(CHAIN_ITEMS, {"response_id": previous_response_id, "project": project})
-            ).all()
-        if not rows:
-            raise APIError(
-                400,
-                f"Previous response with id '{previous_response_id}' not found.",
-                param="previous_response_id",
-                code="previous_response_not_found",
-            )
-        return [orjson.loads(row.data) for row in rows if row.data is not None]
+    async def chain_items(self, project: str, previous_response_id: str) -> AsyncGenerator[list[dict], int | None]:
+        """The items of a response and its ancestors, newest first, a batch of responses at a time.
+
+        A batch is read only when asked for, so a caller that stops early never moves the rest
+        of a long chain; `asend(n)` asks for about n items next, else the batch doubles. An
+        ancestor deleted meanwhile ends the chain there.
+        """
+        response_id, batch = previous_response_id, CHAIN_BATCH
+        while response_id is not None:
+            async with self.database.read() as connection:
+                rows = (
+                    await connection.execute(CHAIN_ITEMS, {"response_id": response_id, "project": project, "responses": batch})
+                ).all()
+            if not rows:
+                if response_id == previous_response_id:
+                    raise APIError(
+                        400,
+                        f"Previous response with id '{previous_response_id}' not found.",
+                        param="previous_response_id",
+                        code="previous_response_not_found",
+                    )
+                return
+            items_wanted = yield [orjson.loads(row.data) for row in rows if row.data is not None]
+            oldest = rows[-1]
+            # Fewer responses than asked for: the chain starts (or an ancestor is gone) here.
+            response_id = oldest.previous_response_id if oldest.depth == batch - 1 else None
+            # The items per response so far tell how many responses hold the items wanted.
+            batch = items_wanted * (oldest.depth + 1) // len(rows) + 1 if items_wanted else batch * 2
 
     async def list_input_items(
         self, project: str, response_id: str, *, after: str | None, limit: int, order: str
@@ -160,6 +193,22 @@ class ResponseStore:
         return ItemPage([orjson.loads(row.data) for row in rows[:limit]], len(rows) > limit)
 
 
+def response_row(project: str, response: dict, *, owner: str | None, job: dict | None) -> dict:
+    return {
+        "id": response["id"],
+        "project": project,
+        "created_at": response["created_at"],
+        "status": response["status"],
+        "model": response["model"],
+        "previous_response_id": response.get("previous_response_id"),
+        "conversation_id": conversation_id_of(response),
+        "data": orjson.dumps(response).decode(),
+        "background": bool(response.get("background")),
+        "owner": owner,
+        "job": orjson.dumps(job).decode() if job is not None else None,
+    }
+
+
 def conversation_id_of(response: dict) -> str | None:
     return (response.get("conversation") or {}).get("id")
 
@@ -167,7 +216,7 @@ def conversation_id_of(response: dict) -> str | None:
 async def _insert_items(connection: AsyncConnection, response_id: str, first_position: int, items: list[dict], *, is_output: bool) -> None:
     if items:
         await connection.execute(
-            insert(response_items),
+            INSERT_ITEMS,
             [
                 {"response_id": response_id, "position": first_position + index, "id": item["id"], "is_output": is_output, "data": orjson.dumps(item).decode()}
                 for index, item in enumerate(items)
@@ -178,6 +227,6 @@ async def _insert_items(connection: AsyncConnection, response_id: str, first_pos
 async def insert_events(connection: AsyncConnection, response_id: str, events: list[dict]) -> None:
     if events:
         await connection.execute(
-            insert(response_events),
+            INSERT_EVENTS,
             [{"response_id": response_id, "sequence_number": event["sequence_number"], "data": orjson.dumps(event).decode()} for event in events],
         )

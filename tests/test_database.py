@@ -1,0 +1,78 @@
+"""Writes that share a transaction: each keeps its own outcome, on both databases."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from sqlalchemy import text
+
+from tests.servers import postgres_database
+from threadline.store.database import Database
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/threadline.db"
+    else:
+        with postgres_database(f"threadline_db_{uuid.uuid4().hex[:12]}") as url:
+            yield url
+
+
+async def with_table(url: str) -> Database:
+    database = Database(url)
+    async with database.write() as connection:
+        await connection.execute(text("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)"))
+    return database
+
+
+def insert_note(note_id: int, body: str | None = "kept"):
+    async def write(connection) -> int:
+        await connection.execute(text("INSERT INTO notes (id, body) VALUES (:id, :body)"), {"id": note_id, "body": body})
+        return note_id
+
+    return write
+
+
+async def stored_ids(database: Database) -> list[int]:
+    async with database.read() as connection:
+        return [row.id for row in await connection.execute(text("SELECT id FROM notes ORDER BY id"))]
+
+
+async def test_writes_waiting_together_are_all_stored_with_their_results(database_url):
+    database = await with_table(database_url)
+    try:
+        results = await asyncio.gather(*(database.write_together(insert_note(i)) for i in range(50)))
+        assert results == list(range(50))
+        assert await stored_ids(database) == list(range(50))
+    finally:
+        await database.dispose()
+
+
+async def test_a_failing_write_fails_alone_and_the_others_are_stored(database_url):
+    database = await with_table(database_url)
+    try:
+        writes = [insert_note(i) for i in range(20)]
+        writes[7] = insert_note(7, body=None)  # NOT NULL: refused by the database
+        outcomes = await asyncio.gather(*(database.write_together(write) for write in writes), return_exceptions=True)
+        assert isinstance(outcomes[7], Exception)
+        assert [outcome for index, outcome in enumerate(outcomes) if index != 7] == [i for i in range(20) if i != 7]
+        assert await stored_ids(database) == [i for i in range(20) if i != 7]
+    finally:
+        await database.dispose()
+
+
+async def test_a_cancelled_caller_does_not_undo_its_write(database_url):
+    database = await with_table(database_url)
+    try:
+        waiting = asyncio.ensure_future(database.write_together(insert_note(1)))
+        await asyncio.sleep(0)
+        waiting.cancel()
+        await database.write_together(insert_note(2))
+        assert await stored_ids(database) == [1, 2]
+    finally:
+        await database.dispose()
