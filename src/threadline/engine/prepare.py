@@ -7,12 +7,13 @@ that could have been refused up front.
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from threadline.api.response_body import CreateResponseBody, FunctionTool, NamespaceTool
 from threadline.backends.base import Backend, ModelRequest
 from threadline.backends.registry import Models
-from threadline.engine.context import fit_to_window
+from threadline.engine.context import History, fit_to_window
 from threadline.errors import invalid
 from threadline.ids import new_id
 from threadline.items import is_item_reference, new_item_id, normalize_item
@@ -157,14 +158,15 @@ class Preparer:
         tools = function_tools(body)
         choice = tool_choice(body, tools)
         new_items = input_items(body)
-        earlier = await self.earlier_items(body, project)
+        history = History(self.earlier_items(body, project))
+        await history.read()  # an unknown conversation or previous response is refused first
         if any(is_item_reference(item) for item in new_items):
             async with self.database.read() as connection:
                 new_items = await resolve_item_references(connection, project, new_items, param="input")
         include = set(body.include or [])
         model_request = ModelRequest(
             model=model_id,
-            input=earlier + new_items,
+            input=new_items,
             instructions=body.instructions,
             tools=tools if choice != "none" else [],
             tool_choice=choice,
@@ -179,7 +181,7 @@ class Preparer:
             user=body.user,
             stream=bool(body.stream),
         )
-        model_request = await fit_to_window(backend, model_request, len(earlier), body.truncation or "disabled")
+        model_request = await fit_to_window(backend, model_request, history, body.truncation or "disabled")
         return PreparedResponse(
             project=project,
             backend=backend,
@@ -189,9 +191,10 @@ class Preparer:
             store=body.store is not False,
         )
 
-    async def earlier_items(self, body: CreateResponseBody, project: str) -> list[dict]:
+    def earlier_items(self, body: CreateResponseBody, project: str) -> AsyncGenerator[list[dict], int | None] | None:
+        """The history the response continues, newest first, a batch at a time; None if it has none."""
         if body.previous_response_id:
-            return await self.responses.chain_items(project, body.previous_response_id)
+            return self.responses.chain_items(project, body.previous_response_id)
         if body.conversation_id:
-            return await self.conversations.all_items(project, body.conversation_id, param="conversation")
-        return []
+            return self.conversations.items_newest_first(project, body.conversation_id, param="conversation")
+        return None

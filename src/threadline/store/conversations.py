@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 import orjson
@@ -14,6 +15,9 @@ from threadline.ids import new_id
 from threadline.store.database import Database
 from threadline.store.items import resolve_item_references
 from threadline.store.tables import conversation_items, conversations
+
+# Items in the first batch of a conversation read backwards; then as many as the reader asks for.
+ITEMS_BATCH = 128
 
 
 @dataclass
@@ -100,18 +104,31 @@ class ConversationStore:
             rows = (await connection.execute(query)).all()
         return ItemPage([orjson.loads(row.data) for row in rows[:limit]], len(rows) > limit)
 
-    async def all_items(self, project: str, conversation_id: str, param: str | None = None) -> list[dict]:
-        """Every item of the conversation, oldest first: the context a response continues."""
-        async with self.database.read() as connection:
-            await _conversation_row(connection, project, conversation_id, param=param)
-            rows = (
-                await connection.execute(
-                    select(conversation_items.c.data)
-                    .where(conversation_items.c.conversation_id == conversation_id)
-                    .order_by(conversation_items.c.position)
-                )
-            ).all()
-        return [orjson.loads(row.data) for row in rows]
+    async def items_newest_first(self, project: str, conversation_id: str, param: str | None = None) -> AsyncGenerator[list[dict], int | None]:
+        """The conversation's items, newest first, a batch at a time: the context a response continues.
+
+        A batch is read only when asked for, so a caller that stops early never moves the rest
+        of a long conversation; `asend(n)` asks for n items next, else the batch doubles.
+        """
+        position = conversation_items.c.position
+        newest = (
+            select(position, conversation_items.c.data)
+            .where(conversation_items.c.conversation_id == conversation_id)
+            .order_by(position.desc())
+        )
+        before, batch = None, ITEMS_BATCH
+        while True:
+            async with self.database.read() as connection:
+                if before is None:
+                    await _conversation_row(connection, project, conversation_id, param=param)
+                query = newest if before is None else newest.where(position < before)
+                rows = (await connection.execute(query.limit(batch))).all()
+            if not rows:
+                return
+            items_wanted = yield [orjson.loads(row.data) for row in rows]
+            if len(rows) < batch:
+                return
+            before, batch = rows[-1].position, items_wanted or batch * 2
 
     async def get_item(self, project: str, conversation_id: str, item_id: str) -> dict:
         async with self.database.read() as connection:
