@@ -63,7 +63,7 @@ from tests.mock_upstream import (
 )
 from tests.servers import ThreadlineServer, postgres_database, write_config
 from threadline.backends.openai_chat import OpenAIChatBackend
-from threadline.backends.upstream import KEEPALIVE_CONNECTIONS, LOOKUP_RETRY_S, sse_lines
+from threadline.backends.upstream import LOOKUP_RETRY_S, sse_lines
 from threadline.config import ModelSettings
 
 PROVIDERS = {"chat": "openai-chat", "resp": "openai-responses"}
@@ -491,6 +491,9 @@ def fail_once(session: httpx.Client, number: int, conversation_id: str) -> tuple
 
 
 CONCURRENCY = 8
+# The most sockets to the upstream Threadline may hold once its calls are done: idle ones kept
+# for reuse, no more than were ever in use at once.
+KEPT_CONNECTIONS = 32
 
 
 def rss_kib(pid: int) -> int:
@@ -531,7 +534,7 @@ def port_of(base_url: str) -> int:
 
 def test_memory_and_connections_stay_bounded(threadline, mock, http, black_hole, refused, client):
     """A few hundred failures of every kind, 8 at a time: Threadline's RSS levels off, and it
-    keeps no more connections to the upstream than its pool's idle limit."""
+    keeps no more connections to the upstream than its idle ones awaiting reuse."""
     pid = threadline.process.pid
     upstream_port = port_of(mock.base_url)
     # The count sees the connections Threadline keeps: one for a plain answer read whole.
@@ -575,12 +578,12 @@ def test_memory_and_connections_stay_bounded(threadline, mock, http, black_hole,
         f"sockets to the upstream {dict(upstream_sockets)} (at most {dict(peak)} during the run); to the black hole {dict(sockets_to(pid, port_of(black_hole.base_url)))}"
     )
     assert rss_after - rss_warm < 5 * 1024
-    assert sum(upstream_sockets.values()) <= KEEPALIVE_CONNECTIONS
+    assert sum(upstream_sockets.values()) <= KEPT_CONNECTIONS
     assert peak["ESTABLISHED"] <= 2 * CONCURRENCY  # those in use and idle ones awaiting reuse, never one per failure
     assert upstream_sockets["CLOSE_WAIT"] <= 8  # idle ones the mock closed, until the pool next looks
     assert not sockets_to(pid, port_of(black_hole.base_url))  # abandoned connection attempts are closed
     assert not sockets_to(pid, port_of(refused.base_url))
-    assert fds_after - fds_warm <= KEEPALIVE_CONNECTIONS
+    assert fds_after - fds_warm <= KEPT_CONNECTIONS
 
 
 # --- Reading answers, unit by unit ----------------------------------------------------------

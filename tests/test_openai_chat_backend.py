@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-import httpx
+import aiohttp
 import pytest
 
 from tests.mock_upstream import (
@@ -655,8 +655,8 @@ async def test_count_tokens_estimates_without_tokenize(mock):
 
 async def test_close_leaves_a_given_client_open(mock):
     mock.script(reply(text("ok"), finish()))
-    async with httpx.AsyncClient() as http:
+    async with aiohttp.ClientSession() as http:
         backend = OpenAIChatBackend(ModelSettings(id="m", provider="openai-chat", base_url=mock.base_url), http=http)
         assert [event async for event in backend.generate(hello())][0] == TextDelta("ok")
         await backend.close()
-        assert not http.is_closed
+        assert not http.closed

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-import httpx
+import aiohttp
 import pytest
 
 from tests.mock_upstream import (
@@ -417,8 +417,8 @@ async def test_count_tokens_estimates_without_input_tokens(mock):
 
 async def test_close_leaves_a_given_client_open(mock):
     mock.script(reply(text("ok")))
-    async with httpx.AsyncClient() as http:
+    async with aiohttp.ClientSession() as http:
         backend = OpenAIResponsesBackend(ModelSettings(id="m", provider="openai-responses", base_url=mock.base_url), http=http)
         assert [event async for event in backend.generate(hello())][0] == TextDelta("ok")
         await backend.close()
-        assert not http.is_closed
+        assert not http.closed

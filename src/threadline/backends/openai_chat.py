@@ -14,11 +14,13 @@ Options (`options` in the model's config, besides upstream.py's retry_base_s):
 
 from __future__ import annotations
 
+import contextlib
 import math
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 
 from threadline.backends.base import (
@@ -32,7 +34,6 @@ from threadline.backends.base import (
     Usage,
 )
 from threadline.backends.upstream import (
-    Emit,
     UpstreamBackend,
     answers_with_events,
     error_from_body,
@@ -314,7 +315,7 @@ def usage_from(usage: dict) -> Usage:
 class OpenAIChatBackend(UpstreamBackend):
     path = "/chat/completions"
 
-    def __init__(self, settings: ModelSettings, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, settings: ModelSettings, http: aiohttp.ClientSession | None = None) -> None:
         super().__init__(settings, http)
         self._tokenize_exists: bool | None = None
 
@@ -324,24 +325,22 @@ class OpenAIChatBackend(UpstreamBackend):
     def new_reader(self) -> ChunkReader:
         return ChunkReader()
 
-    async def read_answer(self, response: httpx.Response, body: dict, reader: ChunkReader, emit: Emit) -> None:
-        if answers_with_events(body, response):
-            await self._read_stream(response, reader, emit)
-        else:
+    async def read_answer(self, response: aiohttp.ClientResponse, body: dict, reader: ChunkReader) -> AsyncIterator[ModelEvent]:
+        if not answers_with_events(body, response):
             for event in reader.read(completion_as_chunk(parse_json(await self.answer_body(response)))):
-                emit(event)
-
-    async def _read_stream(self, response: httpx.Response, reader: ChunkReader, emit: Emit) -> None:
-        async for data in sse_data(self.answer_lines(response)):
-            if data.strip() == "[DONE]":
-                return
-            chunk = parse_json(data)
-            if not isinstance(chunk, dict):
-                raise server_error("The upstream model sent a malformed stream event.")
-            if "error" in chunk:  # vLLM and others report failures mid-stream this way
-                raise error_from_body(chunk)
-            for event in reader.read(chunk):
-                emit(event)
+                yield event
+            return
+        async with contextlib.aclosing(sse_data(self.answer_lines(response))) as stream:
+            async for data in stream:
+                if data.strip() == "[DONE]":
+                    return
+                chunk = parse_json(data)
+                if not isinstance(chunk, dict):
+                    raise server_error("The upstream model sent a malformed stream event.")
+                if "error" in chunk:  # vLLM and others report failures mid-stream this way
+                    raise error_from_body(chunk)
+                for event in reader.read(chunk):
+                    yield event
         if not reader.finished:
             raise server_error("The upstream stream ended early.", retryable=True)
 
@@ -362,17 +361,17 @@ class OpenAIChatBackend(UpstreamBackend):
         body: dict[str, Any] = {"model": self.upstream_model, "messages": messages, "add_generation_prompt": True}
         if tools:
             body["tools"] = tools
-        try:
-            response = await self._http.post(f"{root}/tokenize", content=orjson.dumps(body), headers=self.headers, timeout=self.metadata_timeout)
-        except httpx.HTTPError:
+        answered = await self.metadata("POST", f"{root}/tokenize", body)
+        if answered is None:
             return None
-        if 400 <= response.status_code < 500:  # not served, or not for chat messages
+        status, content = answered
+        if 400 <= status < 500:  # not served, or not for chat messages
             self._tokenize_exists = False
             return None
-        if response.status_code != 200:
+        if status != 200:
             return None
         try:
-            answer = response.json()
+            answer = orjson.loads(content)
         except ValueError:
             return None
         count = answer.get("count") if isinstance(answer, dict) else None

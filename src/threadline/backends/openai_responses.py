@@ -12,10 +12,12 @@ Options (`options` in the model's config, besides upstream.py's retry_base_s):
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 
 from threadline.backends.base import (
@@ -32,7 +34,6 @@ from threadline.backends.base import (
 )
 from threadline.backends.upstream import (
     CONTEXT_LENGTH_MESSAGE,
-    Emit,
     UpstreamBackend,
     UpstreamError,
     answers_with_events,
@@ -262,7 +263,7 @@ def upstream_failure(error: dict) -> BackendError:
 class OpenAIResponsesBackend(UpstreamBackend):
     path = "/responses"
 
-    def __init__(self, settings: ModelSettings, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, settings: ModelSettings, http: aiohttp.ClientSession | None = None) -> None:
         super().__init__(settings, http)
         self._input_tokens_served: bool | None = None
 
@@ -272,31 +273,29 @@ class OpenAIResponsesBackend(UpstreamBackend):
     def new_reader(self) -> ResponseReader:
         return ResponseReader()
 
-    async def read_answer(self, response: httpx.Response, body: dict, reader: ResponseReader, emit: Emit) -> None:
-        if answers_with_events(body, response):
-            await self._read_stream(response, reader, emit)
+    async def read_answer(self, response: aiohttp.ClientResponse, body: dict, reader: ResponseReader) -> AsyncIterator[ModelEvent]:
+        if not answers_with_events(body, response):
+            answer = parse_json(await self.answer_body(response))
+            if not isinstance(answer, dict):
+                raise server_error("The upstream model's answer was not a JSON object.")
+            if "error" in answer and "output" not in answer:
+                raise error_from_body(answer)
+            for event in reader.read_response(answer):
+                yield event
             return
-        answer = parse_json(await self.answer_body(response))
-        if not isinstance(answer, dict):
-            raise server_error("The upstream model's answer was not a JSON object.")
-        if "error" in answer and "output" not in answer:
-            raise error_from_body(answer)
-        for event in reader.read_response(answer):
-            emit(event)
-
-    async def _read_stream(self, response: httpx.Response, reader: ResponseReader, emit: Emit) -> None:
-        async for data in sse_data(self.answer_lines(response)):
-            if data.strip() == "[DONE]":
-                break
-            event = parse_json(data)
-            if not isinstance(event, dict):
-                raise server_error("The upstream model sent a malformed stream event.")
-            if "type" not in event and "error" in event:  # a chat-style error object mid-stream
-                raise error_from_body(event)
-            for model_event in reader.read(event):
-                emit(model_event)
-            if reader.finished:  # the terminal event; nothing after it matters
-                return
+        async with contextlib.aclosing(sse_data(self.answer_lines(response))) as stream:
+            async for data in stream:
+                if data.strip() == "[DONE]":
+                    break
+                event = parse_json(data)
+                if not isinstance(event, dict):
+                    raise server_error("The upstream model sent a malformed stream event.")
+                if "type" not in event and "error" in event:  # a chat-style error object mid-stream
+                    raise error_from_body(event)
+                for model_event in reader.read(event):
+                    yield model_event
+                if reader.finished:  # the terminal event; nothing after it matters
+                    return
         if not reader.finished:
             raise server_error("The upstream stream ended early.", retryable=True)
 
@@ -311,17 +310,15 @@ class OpenAIResponsesBackend(UpstreamBackend):
         return estimate_tokens(body)
 
     async def _count_upstream(self, body: dict) -> int | None:
-        try:
-            response = await self._http.post(
-                f"{self.base_url}/responses/input_tokens", content=orjson.dumps(body), headers=self.headers, timeout=self.metadata_timeout
-            )
-        except httpx.HTTPError:
+        answered = await self.metadata("POST", f"{self.base_url}/responses/input_tokens", body)
+        if answered is None:
             return None
-        if 400 <= response.status_code < 500:  # not served (vLLM), or not for this request
+        status, content = answered
+        if 400 <= status < 500:  # not served (vLLM), or not for this request
             self._input_tokens_served = False
             return None
         try:
-            count = response.json().get("input_tokens") if response.status_code == 200 else None
+            count = orjson.loads(content).get("input_tokens") if status == 200 else None
         except (ValueError, AttributeError):
             count = None
         if not isinstance(count, int) or isinstance(count, bool):

@@ -7,6 +7,9 @@ caller; each whole call is bounded by the model's `timeout_s` (connecting by its
 server-sent events or one JSON body. `UpstreamBackend` holds this plumbing, and a backend
 for one API adds how it writes a request and reads an answer.
 
+A connection is kept for the next call once an answer has been read to its end; one whose
+answer was abandoned midway, or that failed, is closed.
+
 Options shared by every upstream backend (`options` in the model's config):
     retry_base_s   first retry delay, doubled per attempt (default 0.5)
 """
@@ -17,13 +20,20 @@ import asyncio
 import codecs
 import contextlib
 import email.utils
+import errno
+import math
+import os
 import random
 import re
+import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+import urllib.parse
+import urllib.request
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 
-import httpx
+import aiohttp
+import certifi
 import orjson
 
 from threadline.backends.base import BackendError, ContextLengthExceeded, Finish, ModelEvent, ModelRequest
@@ -31,8 +41,9 @@ from threadline.config import ModelSettings
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 MAX_BACKOFF_S = 8.0
-# Idle connections kept open to one upstream for the next call; more are closed once done.
-KEEPALIVE_CONNECTIONS = 32
+# Idle connections are closed after this long: sooner than the 5 s that servers such as uvicorn
+# and Node keep them, so an upstream never closes one just as a call reuses it.
+KEEPALIVE_S = 4.0
 # A longer Retry-After than this is not worth holding the client's request open for.
 MAX_RETRY_AFTER_S = 60.0
 # /models, /tokenize and token counts are quick metadata calls; don't let them hang a request.
@@ -45,6 +56,9 @@ ERROR_BODY_BYTES = 64 * 1024
 # Server-sent events end lines with CRLF, LF or CR, and with nothing else: U+2028, U+0085 and
 # the like, which JSON encoders may leave unescaped inside strings, are text.
 SSE_LINE_END = re.compile(r"\r\n|\r|\n")
+# The end of an answer's body follows its last event at once; it is waited for this long so the
+# connection can carry another call, and an upstream that has not ended the body by then loses it.
+END_OF_BODY_WAIT_S = 0.1
 
 # How upstreams word "the prompt does not fit": OpenAI and vLLM ("maximum context length",
 # code context_length_exceeded), llama.cpp ("exceeds the available context size"), TGI
@@ -54,8 +68,6 @@ CONTEXT_LENGTH_MESSAGE = re.compile(
     r"|too many tokens|tokens \+ `?max_new_tokens`? must be <=",
     re.IGNORECASE,
 )
-
-Emit = Callable[[ModelEvent], None]
 
 
 def invalid_request(message: str) -> BackendError:
@@ -88,7 +100,7 @@ def upstream_message(body: Any) -> str | None:
     return None
 
 
-def http_error(status: int, content: bytes, headers: httpx.Headers | dict) -> BackendError:
+def http_error(status: int, content: bytes, headers: Mapping[str, str]) -> BackendError:
     """What an upstream's HTTP error means for the response.
 
     429 and 5xx are the upstream's trouble and worth retrying. A 400/413/422 is a request
@@ -150,12 +162,12 @@ def answer_too_large(limit: int) -> BackendError:
     return server_error(f"The upstream model's answer was larger than this model's max_answer_bytes ({limit}).")
 
 
-def transport_error(error: httpx.TransportError) -> BackendError:
-    if isinstance(error, httpx.ConnectTimeout):
+def transport_error(error: aiohttp.ClientError) -> BackendError:
+    if isinstance(error, aiohttp.ConnectionTimeoutError):
         message = "Connecting to the upstream model timed out."
-    elif isinstance(error, httpx.TimeoutException):
+    elif isinstance(error, aiohttp.ServerTimeoutError):
         message = "The upstream model timed out."
-    elif isinstance(error, httpx.ConnectError):
+    elif isinstance(error, aiohttp.ClientConnectorError):
         message = f"Could not connect to the upstream model: {described(error)}"
     else:
         message = f"The connection to the upstream model failed: {described(error)}"
@@ -163,8 +175,16 @@ def transport_error(error: httpx.TransportError) -> BackendError:
 
 
 def described(error: BaseException) -> str:
-    """What went wrong, in words: httpx's async errors often have none of their own, only their cause
-    (a ReadError from "[Errno 104] Connection reset by peer")."""
+    """What went wrong, in words: the first message in the error or its causes, put plainly where
+    aiohttp's is a repr or a bare URL."""
+    text = str(error)
+    if isinstance(error, aiohttp.ClientPayloadError) and text.startswith("Response payload is not completed"):
+        # The connection ended before the body did; a reset shows only as a repr inside the text.
+        if "ConnectionResetError" in text:
+            return f"[Errno {errno.ECONNRESET}] {os.strerror(errno.ECONNRESET)}"
+        return "peer closed connection without sending complete message body"
+    if isinstance(error, aiohttp.NonHttpUrlClientError):
+        return f"{text} is not an http:// or https:// URL"
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
@@ -178,21 +198,20 @@ def described(error: BaseException) -> str:
 # --- Reading answers ------------------------------------------------------------------------
 
 
-async def bounded_chunks(response: httpx.Response, limit: int) -> AsyncIterator[bytes]:
-    """The answer's bytes as they arrive; more than `limit` of them raise instead of piling up."""
+async def bounded_chunks(response: aiohttp.ClientResponse, limit: int) -> AsyncIterator[bytes]:
+    """The answer's bytes as they arrive (decompressed); more than `limit` of them raise instead of piling up."""
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise answer_too_large(limit)
     received = 0
-    async with contextlib.aclosing(response.aiter_bytes()) as chunks:
-        async for chunk in chunks:
-            received += len(chunk)
-            if received > limit:
-                raise answer_too_large(limit)
-            yield chunk
+    while chunk := await response.content.readany():
+        received += len(chunk)
+        if received > limit:
+            raise answer_too_large(limit)
+        yield chunk
 
 
-async def read_bounded(response: httpx.Response, limit: int) -> bytes:
+async def read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
     """The whole answer body, as long as it is no larger than `limit`."""
     chunks = []
     async with contextlib.aclosing(bounded_chunks(response, limit)) as read:
@@ -201,15 +220,21 @@ async def read_bounded(response: httpx.Response, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_error_body(response: httpx.Response) -> bytes:
+async def read_error_body(response: aiohttp.ClientResponse) -> bytes:
     """The start of an error answer, which is all its message needs; the rest is never read."""
     body = bytearray()
-    async with contextlib.aclosing(response.aiter_bytes()) as chunks:
-        async for chunk in chunks:
-            body += chunk
-            if len(body) >= ERROR_BODY_BYTES:
-                break
+    while len(body) < ERROR_BODY_BYTES and (chunk := await response.content.readany()):
+        body += chunk
     return bytes(body[:ERROR_BODY_BYTES])
+
+
+async def read_to_end(response: aiohttp.ClientResponse) -> None:
+    """Read what follows an answer's last event (nothing, or a [DONE]) to the end of its body, so
+    that its connection can carry another call; one that does not end promptly is closed instead."""
+    with contextlib.suppress(TimeoutError, aiohttp.ClientError):
+        async with asyncio.timeout(END_OF_BODY_WAIT_S):
+            while await response.content.readany():
+                pass
 
 
 async def sse_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
@@ -260,7 +285,7 @@ def parse_json(data: str | bytes) -> Any:
         raise server_error("The upstream model sent malformed JSON.") from None
 
 
-def answers_with_events(body: dict, response: httpx.Response) -> bool:
+def answers_with_events(body: dict, response: aiohttp.ClientResponse) -> bool:
     # Some upstreams ignore "stream" and answer with one JSON body; read either.
     return bool(body.get("stream")) and "json" not in response.headers.get("content-type", "")
 
@@ -307,7 +332,14 @@ class AnswerReader(Protocol):
     def finish(self) -> Finish: ...
 
 
-_END = object()
+def proxy_for(url: str) -> str | None:
+    """The proxy the environment names for `url` (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY), unless NO_PROXY exempts its host."""
+    parts = urllib.parse.urlsplit(url)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"
 
 
 class UpstreamBackend:
@@ -318,18 +350,28 @@ class UpstreamBackend:
 
     path = ""
 
-    def __init__(self, settings: ModelSettings, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, settings: ModelSettings, http: aiohttp.ClientSession | None = None) -> None:
         self.id = settings.id
         self.settings = settings
         self.context_window: int | None = settings.context_window
         self.upstream_model = settings.upstream_model or settings.id
         self.base_url = (settings.base_url or DEFAULT_BASE_URL).rstrip("/")
-        # Streams are bounded by timeout_s per call, not by httpx's pool, so don't cap them.
-        self._http = http or httpx.AsyncClient(limits=httpx.Limits(max_connections=None, max_keepalive_connections=KEEPALIVE_CONNECTIONS))
+        self._http = http
         self._owns_http = http is None
         self._context_window_looked_up = False
         self._lookup_failed_at: float | None = None
         self._lookup_lock = asyncio.Lock()
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        """The session to the upstream, made on first use: aiohttp ties it to the running loop."""
+        if self._http is None:
+            # Streams are bounded by timeout_s per call, not by the pool, so don't cap them.
+            # certifi's roots: a slim image without the system's certificate store still reaches OpenAI.
+            trusted = ssl.create_default_context(cafile=certifi.where())
+            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_S, ssl=trusted)
+            self._http = aiohttp.ClientSession(connector=connector, proxy=proxy_for(self.base_url))
+        return self._http
 
     def request_body(self, request: ModelRequest) -> dict:
         raise NotImplementedError
@@ -337,18 +379,18 @@ class UpstreamBackend:
     def new_reader(self) -> AnswerReader:
         raise NotImplementedError
 
-    async def read_answer(self, response: httpx.Response, body: dict, reader: Any, emit: Emit) -> None:
-        """Read a successful answer into events; raise BackendError for one that says it failed.
+    def read_answer(self, response: aiohttp.ClientResponse, body: dict, reader: Any) -> AsyncIterator[ModelEvent]:
+        """The events of a successful answer; raise BackendError for one that says it failed.
 
         Read it through `answer_lines` or `answer_body`, which hold it to max_answer_bytes.
         """
         raise NotImplementedError
 
-    def answer_lines(self, response: httpx.Response) -> AsyncIterator[str]:
+    def answer_lines(self, response: aiohttp.ClientResponse) -> AsyncIterator[str]:
         """The lines of an answer streamed as server-sent events."""
         return sse_lines(bounded_chunks(response, self.settings.max_answer_bytes))
 
-    async def answer_body(self, response: httpx.Response) -> bytes:
+    async def answer_body(self, response: aiohttp.ClientResponse) -> bytes:
         """A whole answer's body."""
         return await read_bounded(response, self.settings.max_answer_bytes)
 
@@ -359,15 +401,21 @@ class UpstreamBackend:
             headers["Authorization"] = f"Bearer {self.settings.api_key}"
         return headers
 
+    def request(self, method: str, url: str, timeout: aiohttp.ClientTimeout, body: dict | None = None) -> Any:
+        """One request to the upstream, to use with `async with`; redirects are answers, not followed."""
+        content = None if body is None else orjson.dumps(body)
+        return self.http.request(method, url, data=content, headers=self.headers, timeout=timeout, allow_redirects=False)
+
     async def generate(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         body = self.request_body(request)
         attempt = 0
         while True:
             yielded = False
             try:
-                async for event in self._call(body):
-                    yielded = True
-                    yield event
+                async with contextlib.aclosing(self._call(body)) as events:
+                    async for event in events:
+                        yielded = True
+                        yield event
                 return
             except BackendError as error:
                 delay = self._retry_delay(attempt, error)
@@ -389,53 +437,37 @@ class UpstreamBackend:
     async def _call(self, body: dict) -> AsyncIterator[ModelEvent]:
         """One upstream call, its whole duration bounded by timeout_s.
 
-        The call runs in its own task so the deadline can cancel it without touching the
-        caller's task, which may be busy elsewhere between events.
+        The deadline (aiohttp's total timeout) cancels only while the call waits on the upstream
+        (to connect, for the headers, for more of the answer), never the caller's task while it
+        is busy elsewhere between events.
         """
-        events: asyncio.Queue = asyncio.Queue()
         reader = self.new_reader()
-
-        async def call() -> None:
-            try:
-                async with asyncio.timeout(self.settings.timeout_s):
-                    await self._exchange(body, reader, events.put_nowait)
-            except TimeoutError:
-                if not reader.finished:
-                    events.put_nowait(server_error(f"The upstream model did not finish within {self.settings.timeout_s:g} s.", retryable=True))
-                else:  # the model had finished; only the trailing usage or [DONE] never came
-                    events.put_nowait(reader.finish())
-            except Exception as error:  # handed to the caller's task to raise
-                events.put_nowait(error)
-            events.put_nowait(_END)
-
-        task = asyncio.create_task(call())
+        url = f"{self.base_url}{self.path}"
         try:
-            while (event := await events.get()) is not _END:
-                if isinstance(event, Exception):
-                    raise event
-                yield event
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _exchange(self, body: dict, reader: AnswerReader, emit: Emit) -> None:
-        try:
-            async with self._http.stream(
-                "POST",
-                f"{self.base_url}{self.path}",
-                content=orjson.dumps(body),
-                headers=self.headers,
-                timeout=self.call_timeout(self.settings.timeout_s),
-            ) as response:
-                if response.status_code >= 400:
-                    raise http_error(response.status_code, await read_error_body(response), response.headers)
-                await self.read_answer(response, body, reader, emit)
-        except httpx.TransportError as error:
+            async with self.request("POST", url, self.call_timeout(self.settings.timeout_s), body) as response:
+                if response.status >= 400:
+                    raise http_error(response.status, await read_error_body(response), response.headers)
+                async with contextlib.aclosing(self.read_answer(response, body, reader)) as events:
+                    async for event in events:
+                        yield event
+                await read_to_end(response)
+        except aiohttp.ClientError as error:  # caught before TimeoutError, which its timeouts are too
             if not reader.finished:
                 raise transport_error(error) from error
             # The model had finished; only the trailing usage or [DONE] went missing.
-        emit(reader.finish())
+        except TimeoutError:
+            if not reader.finished:
+                raise server_error(f"The upstream model did not finish within {self.settings.timeout_s:g} s.", retryable=True) from None
+            # The model had finished; only the trailing usage or [DONE] never came.
+        yield reader.finish()
+
+    async def metadata(self, method: str, url: str, body: dict | None = None) -> tuple[int, bytes] | None:
+        """A quick metadata call's status and body; None when it could not be made."""
+        try:
+            async with self.request(method, url, self.metadata_timeout, body) as response:
+                return response.status, await response.read()
+        except (aiohttp.ClientError, TimeoutError):
+            return None
 
     async def resolve_context_window(self) -> int | None:
         """The upstream's own context length from GET /models when it reports one, else the configured one.
@@ -450,27 +482,29 @@ class UpstreamBackend:
         async with self._lookup_lock:
             # Another request may have looked it up, or failed to, while this one waited.
             if not self._context_window_looked_up and self._lookup_failed_at == failed_at:
-                try:
-                    response = await self._http.get(f"{self.base_url}/models", headers=self.headers, timeout=self.metadata_timeout)
-                except httpx.HTTPError:
+                answer = await self.metadata("GET", f"{self.base_url}/models")
+                if answer is None:
                     self._lookup_failed_at = time.monotonic()
                     return self.context_window
                 self._context_window_looked_up = True
-                if response.status_code == 200:
+                status, content = answer
+                if status == 200:
                     with contextlib.suppress(ValueError):
-                        window = context_window_in(response.json(), self.upstream_model)
+                        window = context_window_in(orjson.loads(content), self.upstream_model)
                         if window:
                             self.context_window = window
         return self.context_window
 
-    def call_timeout(self, total: float) -> httpx.Timeout:
-        """httpx's limits for one call: `total` for each step, connecting no longer than connect_timeout_s."""
-        return httpx.Timeout(total, connect=min(total, self.settings.connect_timeout_s))
+    def call_timeout(self, total: float) -> aiohttp.ClientTimeout:
+        """aiohttp's limits for one call: `total` for all of it, connecting no longer than connect_timeout_s."""
+        # An infinite ceil_threshold keeps deadlines exact; aiohttp would round those over 5 s up to a whole second.
+        return aiohttp.ClientTimeout(total=total, connect=min(total, self.settings.connect_timeout_s), ceil_threshold=math.inf)
 
     @property
-    def metadata_timeout(self) -> httpx.Timeout:
+    def metadata_timeout(self) -> aiohttp.ClientTimeout:
         return self.call_timeout(min(self.settings.timeout_s, METADATA_TIMEOUT_S))
 
     async def close(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
+        if self._owns_http and self._http is not None:
+            await self._http.close()
+            self._http = None
