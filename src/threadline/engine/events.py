@@ -8,9 +8,10 @@ two cannot disagree.
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Iterator
+
+import orjson
 
 from threadline.backends.base import Finish, ModelEvent, ReasoningDelta, RefusalDelta, TextDelta, ToolCallDelta, Usage
 from threadline.ids import new_id
@@ -148,7 +149,7 @@ class ResponseEvents:
             self._item = item
         self._output_index[item["id"]] = len(self.response["output"])
         self.response["output"].append(item)
-        return [self._event("response.output_item.added", output_index=self._output_index[item["id"]], item=copy.deepcopy(item))]
+        return [self._event("response.output_item.added", output_index=self._output_index[item["id"]], item=snapshot(item))]
 
     def close_all(self, status: str) -> list[dict]:
         events = self._close_item(status)
@@ -156,7 +157,7 @@ class ResponseEvents:
             location = self._location(call)
             call["status"] = status
             events.append(self._event("response.function_call_arguments.done", **location, name=call["name"], arguments=call["arguments"]))
-            events.append(self._event("response.output_item.done", output_index=location["output_index"], item=copy.deepcopy(call)))
+            events.append(self._event("response.output_item.done", output_index=location["output_index"], item=snapshot(call)))
         self._calls.clear()
         return events
 
@@ -169,13 +170,13 @@ class ResponseEvents:
             item["status"] = status
         self._item = None
         output_index = self._output_index[item["id"]]
-        return events + [self._event("response.output_item.done", output_index=output_index, item=copy.deepcopy(item))]
+        return events + [self._event("response.output_item.done", output_index=output_index, item=snapshot(item))]
 
     def _open_part(self, part: dict) -> list[dict]:
         self._part = part
         self._item["content"].append(part)
         location = self._location(self._item, with_content=True)
-        return [self._event("response.content_part.added", **location, part=copy.deepcopy(part))]
+        return [self._event("response.content_part.added", **location, part=snapshot(part))]
 
     def _close_part(self) -> list[dict]:
         part = self._part
@@ -189,7 +190,7 @@ class ResponseEvents:
         else:
             done = self._event("response.reasoning_text.done", **location, text=part["text"])
         self._part = None
-        return [done, self._event("response.content_part.done", **location, part=copy.deepcopy(part))]
+        return [done, self._event("response.content_part.done", **location, part=snapshot(part))]
 
     # -- helpers -------------------------------------------------------------------
 
@@ -208,7 +209,13 @@ class ResponseEvents:
         return event
 
     def _lifecycle(self, type: str) -> dict:
-        return self._event(type, response=copy.deepcopy(self.response))
+        return self._event(type, response=snapshot(self.response))
+
+
+def snapshot(value: dict) -> dict:
+    """A deep copy of JSON data, as the event carrying it must not change with what follows
+    (several times faster than copy.deepcopy)."""
+    return orjson.loads(orjson.dumps(value))
 
 
 def usage_object(usage: Usage) -> dict:
