@@ -446,3 +446,17 @@ def test_line_separators_in_text_survive_streaming(http):
     text = "one\u2028two\u2029three\u0085four"
     events = sse_events(http, "/v1/responses", {"model": "scripted", "stream": True, "input": script({"text": text, "chunks": 2})})
     assert events[-1]["response"]["output"][0]["content"][0]["text"] == text
+
+
+def test_a_streamed_response_is_stored_as_in_progress_by_its_first_event(client):
+    stream = client.responses.create(
+        model="scripted", stream=True, input=script({"text": "Hel"}, {"delay": 1.0}, {"text": "lo"})
+    )
+    with stream:
+        created = next(iter(stream))
+        assert created.type == "response.created"
+        stored = client.responses.retrieve(created.response.id)
+        assert stored.status == "in_progress" and stored.output == []
+        events = list(stream)
+    assert events[-1].type == "response.completed"
+    assert client.responses.retrieve(created.response.id).output_text == "Hello"

@@ -33,11 +33,20 @@ LOG_BATCH_S = 0.01
 
 
 class ResponseRun:
-    def __init__(self, prepared: PreparedResponse, runner: Runner, *, background: bool = False, begun: bool = True) -> None:
+    def __init__(
+        self,
+        prepared: PreparedResponse,
+        runner: Runner,
+        *,
+        background: bool = False,
+        begun: bool = True,
+        recording: asyncio.Future | None = None,
+    ) -> None:
         self.prepared = prepared
         self.runner = runner
         self.background = background
         self.begun = begun  # stored as in progress before it ran, rather than only once it ends
+        self.recording = recording  # that first write, when it runs alongside the model's start
         self.events = ResponseEvents(prepared.response, sequence_number=QUEUED_EVENTS if background else 0)
         self.stop_reason: str | None = None  # "cancelled" or "shutdown", when stopped from outside
         self.error: APIError | None = None  # why the request was refused, if it was
@@ -104,20 +113,17 @@ class ResponseRun:
             self._queue.put_nowait(None)
 
     async def _generate(self, generator) -> None:
-        try:
-            model_event = await anext(generator)
-        except BackendError as error:
-            if error.status != 400 or self.background:
-                await self._fail(self._opening_events(), error)
-                return
+        first = await self._first_event(generator)
+        if self.recording is not None:
+            await self.recording  # nothing about the response goes out before it is stored
+        if isinstance(first, BackendError) and first.status == 400 and not self.background:
             # The model refused the request itself before any output: that is the client's 400.
-            param = "input" if isinstance(error, ContextLengthExceeded) else None
-            raise APIError(400, error.message, param=param, code=error.code) from error
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:  # noqa: BLE001 - any failure of the model is recorded, not lost
-            await self._fail(self._opening_events(), error)
+            param = "input" if isinstance(first, ContextLengthExceeded) else None
+            raise APIError(400, first.message, param=param, code=first.code) from first
+        if isinstance(first, Exception):
+            await self._fail(self._opening_events(), first)
             return
+        model_event = first
         self._publish(self._opening_events())
         try:
             while not isinstance(model_event, Finish):
@@ -129,6 +135,16 @@ class ResponseRun:
             await self._fail([], error)
             return
         await self._finish(self.events.finish(model_event))
+
+    @staticmethod
+    async def _first_event(generator):
+        """The model's first event, or the exception it failed with."""
+        try:
+            return await anext(generator)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - any failure of the model is recorded, not lost
+            return error
 
     def _refuse(self, error: APIError) -> None:
         self.error = error
@@ -188,6 +204,8 @@ class ResponseRun:
 
     async def _stopped(self) -> None:
         """Stopped from outside: by a cancel, or by a shutdown whose grace period ran out."""
+        if self.recording is not None:
+            await self.recording
         events = self.events.close_all("incomplete")
         if self.stop_reason == "cancelled":
             events += self.events.end("cancelled")
@@ -246,12 +264,16 @@ class Runner:
         """Start a foreground response.
 
         A streamed response's id is out with its first event, so it is recorded as in
-        progress first (and a crash is noticed by its owner's lapsed lease). Nobody sees a
-        non-streamed response's id before it ends, so it is written once, when it ends.
+        progress before that (and a crash is noticed by its owner's lapsed lease), while the
+        model starts. Nobody sees a non-streamed response's id before it ends, so it is
+        written once, when it ends.
         """
+        recording = None
         if prepared.store and streamed:
-            await self.responses.begin(prepared.project, prepared.response, prepared.input_items, owner=self.owner)
-        return self.track(ResponseRun(prepared, self, begun=streamed))
+            recording = asyncio.ensure_future(
+                self.responses.begin(prepared.project, prepared.response, prepared.input_items, owner=self.owner)
+            )
+        return self.track(ResponseRun(prepared, self, begun=streamed, recording=recording))
 
     def track(self, run: ResponseRun) -> ResponseRun:
         self.runs[run.response_id] = run
