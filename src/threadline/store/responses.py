@@ -67,7 +67,7 @@ class ResponseStore:
         """
         async def write(connection: AsyncConnection) -> None:
             await connection.execute(INSERT_RESPONSE, response_row(project, response, owner=owner, job=job))
-            await _insert_items(connection, response["id"], 0, input_items, is_output=False)
+            await _insert_items(connection, response["id"], input_items, [])
             await insert_events(connection, response["id"], events)
 
         await self.database.write_together(write)
@@ -102,8 +102,7 @@ class ResponseStore:
                     return False
             else:
                 await connection.execute(INSERT_RESPONSE, response_row(project, response, owner=None, job=None))
-                await _insert_items(connection, response["id"], 0, input_items, is_output=False)
-            await _insert_items(connection, response["id"], len(input_items), response["output"], is_output=True)
+            await _insert_items(connection, response["id"], input_items, response["output"], inputs_stored=begun)
             await insert_events(connection, response["id"], events)
             if conversation_id and response["status"] in APPENDED_STATUSES:
                 await append_items(connection, project, conversation_id, input_items + response["output"])
@@ -213,15 +212,19 @@ def conversation_id_of(response: dict) -> str | None:
     return (response.get("conversation") or {}).get("id")
 
 
-async def _insert_items(connection: AsyncConnection, response_id: str, first_position: int, items: list[dict], *, is_output: bool) -> None:
-    if items:
-        await connection.execute(
-            INSERT_ITEMS,
-            [
-                {"response_id": response_id, "position": first_position + index, "id": item["id"], "is_output": is_output, "data": orjson.dumps(item).decode()}
-                for index, item in enumerate(items)
-            ],
-        )
+async def _insert_items(
+    connection: AsyncConnection, response_id: str, inputs: list[dict], outputs: list[dict], *, inputs_stored: bool = False
+) -> None:
+    """Store a response's items in one statement, at their positions: inputs first, then
+    outputs (the inputs skipped when they were stored as the response began)."""
+    tagged = [(item, False) for item in inputs] + [(item, True) for item in outputs]
+    rows = [
+        {"response_id": response_id, "position": position, "id": item["id"], "is_output": is_output, "data": orjson.dumps(item).decode()}
+        for position, (item, is_output) in enumerate(tagged)
+        if is_output or not inputs_stored
+    ]
+    if rows:
+        await connection.execute(INSERT_ITEMS, rows)
 
 
 async def insert_events(connection: AsyncConnection, response_id: str, events: list[dict]) -> None:
