@@ -48,6 +48,7 @@ import orjson
 import psutil
 
 BENCH = Path(__file__).resolve().parent
+FIGURES = BENCH / "figures"  # the plots of the last full run, shown by the READMEs
 sys.path.insert(0, str(BENCH))
 
 from common import REPO, RESULTS, ThreadlineServer, database_url, machine, summarize  # noqa: E402
@@ -289,39 +290,33 @@ class Suite:
         self.config: Path | None = None
 
     def update_readme(self) -> None:
-        """Rewrite the results block of bench/README.md (between its two markers) with this run."""
-        path = BENCH / "README.md"
-        text = path.read_text()
-        start, end = "<!-- run.py results: start -->", "<!-- run.py results: end -->"
-        if start not in text or end not in text:
-            log("bench/README.md has no results markers; not updated")
-            return
+        """Rewrite the results blocks of README.md and bench/README.md (between their markers) with
+        this run, and keep its plots and flame graphs in bench/figures/, which is committed."""
+        FIGURES.mkdir(exist_ok=True)
+        for old in FIGURES.iterdir():
+            old.unlink()
+        for name in sorted(p.name for p in OUT.glob("fig*.png")) + ["flamegraph.svg", "flamegraph_streaming.svg"]:
+            if (OUT / name).exists():
+                shutil.copy2(OUT / name, FIGURES / name)
         m = self.results["machine"]
         figures = self.results["figures"]
         when = m.get("first_at") or m["at"]
-        lines = [
-            start,
+        summary = (
             f"Latest full run: {when} ({self.results['suite']} suite, {self.results['seconds']:.0f} s"
             + (f"; figures {', '.join(r['figures'][0] for r in self.results.get('partial_reruns', []))} re-run at "
                f"{', '.join(r['at'] for r in self.results.get('partial_reruns', []))}" if self.results.get("partial_reruns") else "")
             + f"), on {m['cpus']} × {m.get('cpu_model') or 'CPU'}, {m.get('memory_gib')} GiB, {m['platform']}, Python {m['python']}; "
-            + f"commit {self.results['source']['commit'][:10]} with {len(self.results['source']['modified'])} files modified in the tree. "
-            + "Load average (1, 5, 15 min) per figure: "
+            + f"commit {self.results['source']['commit'][:10]}"
+            + (f" with {len(self.results['source']['modified'])} files modified in the tree" if self.results["source"]["modified"] else "")
+            + ". Load average (1 min) at the start and end of each figure: "
             + "; ".join(f"{k}: {v['load_average'].get('start', ['?'])[0]}→{v['load_average'].get('end', ['?'])[0]}" for k, v in sorted(figures.items()))
-            + ". Other engineers' tests were running on the same 2 cores.",
-            "",
-            self.table.markdown(),
-            "",
-        ]
-        plots = sorted(p.name for p in OUT.glob("fig*.png"))
-        if plots:
-            lines += ["Plots (in the git-ignored `bench/results/`): " + ", ".join(f"[{name}](results/{name})" for name in plots)
-                      + "; flame graphs: [flamegraph.svg](results/flamegraph.svg), [flamegraph_streaming.svg](results/flamegraph_streaming.svg).", ""]
-        lines.append(end)
-        before, _, rest = text.partition(start)
-        _, _, after = rest.partition(end)
-        path.write_text(before + "\n".join(lines) + after)
-        log("bench/README.md results block updated")
+            + "."
+        )
+        for path, figures_path in ((REPO / "README.md", "bench/figures"), (BENCH / "README.md", "figures")):
+            plots = [f"![{name}]({figures_path}/{name})" for name in sorted(p.name for p in FIGURES.glob("fig*.png"))]
+            flames = [f"[{name}]({figures_path}/{name})" for name in sorted(p.name for p in FIGURES.glob("*.svg"))]
+            block = [summary, "", self.table.markdown(), "", *plots, "", "Flame graphs: " + ", ".join(flames) + ".", ""]
+            replace_block(path, block)
 
     def merge_earlier(self) -> None:
         """A run of some figures (--only) keeps the other figures of the last results file."""
@@ -967,6 +962,19 @@ def summarize_profile(raw: Path, cpu_ms_per_response: float, rps: float, what: s
         "threadline_inclusive": [{"frame": f, "share": round(s, 4), "ms": ms(s)} for f, s in ours],
     }
     return summary, "\n".join(lines) + "\n"
+
+
+def replace_block(path: Path, lines: list[str]) -> None:
+    """Put `lines` between the file's two results markers."""
+    start, end = "<!-- run.py results: start -->", "<!-- run.py results: end -->"
+    text = path.read_text()
+    if start not in text or end not in text:
+        log(f"{path.name} has no results markers; not updated")
+        return
+    before, _, rest = text.partition(start)
+    _, _, after = rest.partition(end)
+    path.write_text(before + "\n".join([start, *lines, end]) + after)
+    log(f"{path.relative_to(REPO)} results block updated")
 
 
 # --- Plots -----------------------------------------------------------------------------------
