@@ -157,8 +157,15 @@ class CountingModel:
         self.context_window = window
         self.tokens_per_item = tokens_per_item
 
-    async def count_tokens(self, request: ModelRequest) -> int:
+    async def count_tokens(self, request: ModelRequest) -> int | None:
         return math.ceil(self.tokens_per_item * len(request.input))
+
+
+class UncountingModel(CountingModel):
+    """A backend with no tokenizer to ask: the estimates are all there is."""
+
+    async def count_tokens(self, request: ModelRequest) -> None:
+        return None
 
 
 def message(n: int) -> dict:
@@ -218,6 +225,20 @@ def test_an_estimate_that_runs_high_is_checked_against_the_count():
     # The model counts half the estimate: 4,000 items estimated at 12,000 tokens fit in 6,000.
     stored = Stored([message(n) for n in range(4000)])
     assert fit(CountingModel(WINDOW, tokens_per_item=1.5), stored, "disabled") == stored.items + [message(-1)]
+
+
+@pytest.mark.parametrize("truncation", ["auto", "disabled"])
+def test_a_model_that_cannot_count_is_judged_by_the_estimate(truncation):
+    stored = Stored([message(n) for n in range(100_000)])
+    try:
+        seen = fit(UncountingModel(WINDOW), stored, truncation)
+    except APIError as error:
+        assert truncation == "disabled" and error.code == "context_length_exceeded"
+    else:
+        assert truncation == "auto"
+        # The newest items, as many as the estimate puts within the window (3 tokens each).
+        assert seen[:-1] == stored.items[-(len(seen) - 1) :] and WINDOW // 2 // 3 < len(seen) <= WINDOW // 3
+    assert stored.served < 2 * WINDOW // 3
 
 
 def test_the_cut_never_leaves_a_tool_output_first():

@@ -317,3 +317,10 @@ def test_input_tokens_are_counted_by_the_upstream(client, mock, model):
     else:
         (sent,) = mock.input_tokens_requests
         assert sent["instructions"] == "Be brief." and "store" not in sent and "id" not in sent["input"][0]
+
+
+def test_input_tokens_are_estimated_when_the_upstream_cannot_count(client, mock, model):
+    mock.reset(tokenize=False, input_tokens=False)
+    counted = client.responses.input_tokens.count(model=model, input="x" * 400, instructions="y" * 40)
+    # Four characters a token, and one more for the message.
+    assert counted.input_tokens == 10 + 101

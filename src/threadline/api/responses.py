@@ -18,6 +18,7 @@ from threadline.api.openapi import Response as ResponseObject
 from threadline.api.response_body import CreateResponseBody
 from threadline.api.schemas import Order, include_values
 from threadline.api.sse import event_stream
+from threadline.backends.estimate import estimate_request_tokens
 from threadline.engine.replay import replay_events
 from threadline.errors import APIError, invalid
 from threadline.jobs.follow import follow
@@ -91,6 +92,8 @@ async def _prepend(first: dict, rest: AsyncIterator[dict]) -> AsyncIterator[dict
 async def count_input_tokens(body: CreateResponseBody, project: Project, request: Request) -> JSON:
     prepared = await request.app.state.preparer.prepare(body, project)
     tokens = await prepared.backend.count_tokens(prepared.model_request)
+    if tokens is None:
+        tokens = estimate_request_tokens(prepared.model_request)
     return JSON({"object": "response.input_tokens", "input_tokens": tokens})
 
 

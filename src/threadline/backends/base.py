@@ -107,8 +107,9 @@ class Backend(Protocol):
 
     def generate(self, request: ModelRequest) -> AsyncIterator[ModelEvent]: ...
 
-    async def count_tokens(self, request: ModelRequest) -> int:
-        """Input tokens the request would use, with the model's tokenizer where it has one."""
+    async def count_tokens(self, request: ModelRequest) -> int | None:
+        """Input tokens the request would use, by the model's tokenizer; None when it has none
+        that can be asked (callers then go by `estimate.estimate_request_tokens`)."""
         ...
 
     async def close(self) -> None: ...

@@ -15,7 +15,6 @@ Options (`options` in the model's config, besides upstream.py's retry_base_s):
 from __future__ import annotations
 
 import contextlib
-import math
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -44,10 +43,6 @@ from threadline.backends.upstream import (
     sse_data,
 )
 from threadline.config import ModelSettings
-
-# The token estimate's flat guess for an image or file, whose size text length can't tell.
-ESTIMATED_TOKENS_PER_ATTACHMENT = 768
-ESTIMATED_TOKENS_PER_MESSAGE = 4
 
 FINISH_REASONS = {"length": "length", "tool_calls": "tool_calls", "function_call": "tool_calls", "content_filter": "content_filter"}
 
@@ -346,14 +341,11 @@ class OpenAIChatBackend(UpstreamBackend):
 
     # --- Token counts -------------------------------------------------------------------
 
-    async def count_tokens(self, request: ModelRequest) -> int:
-        messages = chat_messages(request)
+    async def count_tokens(self, request: ModelRequest) -> int | None:
+        if self._tokenize_exists is False:
+            return None
         tools, _ = chat_tools(request.tools, request.tool_choice)
-        if self._tokenize_exists is not False:
-            counted = await self._tokenize(messages, tools)
-            if counted is not None:
-                return counted
-        return estimate_tokens(messages, tools)
+        return await self._tokenize(chat_messages(request), tools)
 
     async def _tokenize(self, messages: list[dict], tools: list[dict]) -> int | None:
         # vLLM and SGLang serve /tokenize beside /v1, applying the chat template to messages.
@@ -383,21 +375,3 @@ class OpenAIChatBackend(UpstreamBackend):
         self._tokenize_exists = True
         return count
 
-
-def estimate_tokens(messages: list[dict], tools: list[dict]) -> int:
-    """About four characters a token, a few tokens per message, a flat guess per image or file."""
-    characters = len(orjson.dumps(tools)) if tools else 0
-    attachments = 0
-    for message in messages:
-        content = message.get("content")
-        if isinstance(content, str):
-            characters += len(content)
-        elif isinstance(content, list):
-            for part in content:
-                if part.get("type") == "text":
-                    characters += len(part.get("text") or "")
-                else:
-                    attachments += 1
-        for call in message.get("tool_calls") or []:
-            characters += len(call["function"]["name"]) + len(call["function"]["arguments"])
-    return math.ceil(characters / 4) + ESTIMATED_TOKENS_PER_MESSAGE * len(messages) + ESTIMATED_TOKENS_PER_ATTACHMENT * attachments

@@ -13,7 +13,6 @@ Options (`options` in the model's config, besides upstream.py's retry_base_s):
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -56,8 +55,6 @@ RESPONSE_ERROR_CODES = frozenset(
 # What POST /responses/input_tokens takes of a request body.
 INPUT_TOKENS_FIELDS = ("model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "text", "reasoning")
 TOOL_FIELDS = ("type", "name", "description", "parameters", "strict")
-ESTIMATED_TOKENS_PER_ITEM = 4
-ESTIMATED_TOKENS_PER_ATTACHMENT = 768
 # Reasoning comes as one text per item; its parts (summary paragraphs, mostly) are joined so.
 PART_SEPARATOR = "\n\n"
 
@@ -301,13 +298,11 @@ class OpenAIResponsesBackend(UpstreamBackend):
 
     # --- Token counts -------------------------------------------------------------------
 
-    async def count_tokens(self, request: ModelRequest) -> int:
+    async def count_tokens(self, request: ModelRequest) -> int | None:
+        if self._input_tokens_served is False:
+            return None
         body = self.request_body(request)
-        if self._input_tokens_served is not False:
-            counted = await self._count_upstream({key: body[key] for key in INPUT_TOKENS_FIELDS if key in body})
-            if counted is not None:
-                return counted
-        return estimate_tokens(body)
+        return await self._count_upstream({key: body[key] for key in INPUT_TOKENS_FIELDS if key in body})
 
     async def _count_upstream(self, body: dict) -> int | None:
         answered = await self.metadata("POST", f"{self.base_url}/responses/input_tokens", body)
@@ -326,22 +321,3 @@ class OpenAIResponsesBackend(UpstreamBackend):
         self._input_tokens_served = True
         return count
 
-
-def estimate_tokens(body: dict) -> int:
-    """About four characters a token, a few tokens per item, a flat guess per image or file."""
-    characters = len(body.get("instructions") or "") + (len(orjson.dumps(body["tools"])) if body.get("tools") else 0)
-    attachments = 0
-    for item in body["input"]:
-        for key in ("arguments", "output", "content"):
-            value = item.get(key)
-            if isinstance(value, str):
-                characters += len(value)
-            elif isinstance(value, list):
-                for part in value:
-                    text = part.get("text", part.get("refusal")) if isinstance(part, dict) else None
-                    if text is not None:
-                        characters += len(text)
-                    else:
-                        attachments += 1
-        characters += len(item.get("name") or "")
-    return math.ceil(characters / 4) + ESTIMATED_TOKENS_PER_ITEM * len(body["input"]) + ESTIMATED_TOKENS_PER_ATTACHMENT * attachments

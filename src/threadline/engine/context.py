@@ -12,31 +12,11 @@ import math
 from collections.abc import AsyncGenerator
 
 from threadline.backends.base import Backend, ModelRequest
+from threadline.backends.estimate import estimate_item_tokens, estimate_request_tokens
 from threadline.errors import APIError
-
-# A cheap first estimate; the backend's own tokenizer is asked only when it matters.
-CHARACTERS_PER_TOKEN = 4
 
 # The fewest items a history asks for in a batch after the first.
 MIN_BATCH = 32
-
-
-def estimate_item_tokens(item: dict) -> int:
-    size = 4
-    content = item.get("content")
-    if isinstance(content, str):
-        size += len(content)
-    elif isinstance(content, list):
-        for part in content:
-            if isinstance(part, dict):
-                size += len(part.get("text") or part.get("refusal") or "")
-                if part.get("image_url") or part.get("file_data"):
-                    size += 1000
-    for key in ("arguments", "output", "input", "encrypted_content"):
-        value = item.get(key)
-        if isinstance(value, str):
-            size += len(value)
-    return math.ceil(size / CHARACTERS_PER_TOKEN)
 
 
 class History:
@@ -98,10 +78,10 @@ async def fit_to_window(backend: Backend, request: ModelRequest, history: Histor
         await history.read_past(math.inf)
         request.input = history.items() + new_items
         return request
-    fixed = math.ceil(len(request.instructions or "") / CHARACTERS_PER_TOKEN) + sum(estimate_item_tokens(item) for item in new_items)
+    fixed = estimate_request_tokens(request)  # all but the history, which the estimate of each item read adds to
     # Read until the whole history is in, or until what is in is counted over the window:
     # then the whole would not fit either. Estimates can run high, so the reading goes on,
-    # twice as far each time, until the count agrees.
+    # as far again as the count says the window reaches, until the count agrees.
     reach = window
     while True:
         await history.read_past(reach - fixed)
@@ -109,10 +89,10 @@ async def fit_to_window(backend: Backend, request: ModelRequest, history: Histor
         estimate = fixed + history.estimate
         if estimate * 2 < window:
             return request
-        total = await backend.count_tokens(request)
+        total = await count_tokens(backend, request, estimate)
         if total > window or history.complete:
             break
-        reach *= 2
+        reach = max(1.25 * reach, 1.1 * reach * window / max(1, total))
     if total <= window:
         return request
     if truncation != "auto":
@@ -139,7 +119,7 @@ async def fit_to_window(backend: Backend, request: ModelRequest, history: Histor
     while drop < len(earlier) and earlier[drop].get("type") in ("function_call_output", "reasoning", "custom_tool_call_output"):
         drop += 1
     request.input = earlier[drop:] + new_items
-    if await backend.count_tokens(request) > window:
+    if await count_tokens(backend, request, fixed + sum(estimates[drop:])) > window:
         raise APIError(
             400,
             f"Your input exceeds the context window of this model ({window} tokens) even after truncation.",
@@ -147,3 +127,9 @@ async def fit_to_window(backend: Backend, request: ModelRequest, history: Histor
             code="context_length_exceeded",
         )
     return request
+
+
+async def count_tokens(backend: Backend, request: ModelRequest, estimate: int) -> int:
+    """The model's count, or the estimate when it has no tokenizer to ask."""
+    counted = await backend.count_tokens(request)
+    return estimate if counted is None else counted
