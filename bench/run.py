@@ -87,7 +87,8 @@ FULL = {
     "chain_depths": [1, 10, 100, 1000], "chain_samples": 15,
     "conversation_sizes": [10, 1000, 10000], "conversation_samples": 20,
     "open_streams": 1000, "embedded": "run",
-    "peer_requests": 2000, "peer_databases": ["sqlite", "postgresql"],
+    # (database, processes): one process, and the best count of figure 3.
+    "peer_requests": 2000, "peer_fleets": [("sqlite", 1), ("postgresql", 1), ("postgresql", 2)],
 }
 QUICK = {
     "hey_seconds": 2.0,
@@ -97,7 +98,7 @@ QUICK = {
     "chain_depths": [1, 10, 100, 300], "chain_samples": 5,
     "conversation_sizes": [10, 1000, 10000], "conversation_samples": 5,
     "open_streams": 500, "embedded": "reuse",
-    "peer_requests": 300, "peer_databases": ["sqlite"],
+    "peer_requests": 300, "peer_fleets": [("sqlite", 1)],
 }
 
 
@@ -689,9 +690,10 @@ class Suite:
         options = {"concurrency": 16, "requests": requests, "warmup": 1.0}
         direct = run_load(self.mock.url, api="chat", model=INSTANT, **options)
         measured = {}
-        for kind in self.settings["peer_databases"]:
-            with database_url(kind) as url, Fleet(url, self.config) as fleet:
-                measured[f"Threadline ({kind}, 1 process)"] = run_load(fleet.urls, api="responses", model="instant", **options)
+        for kind, processes in self.settings["peer_fleets"]:
+            with database_url(kind) as url, Fleet(url, self.config, processes) as fleet:
+                name = f"Threadline ({kind}, {processes} process{'es' if processes > 1 else ''})"
+                measured[name] = run_load(fleet.urls, api="responses", model="instant", **options)
         if self.args.target:
             measured[f"--target {self.args.target}"] = run_load(
                 self.args.target, api="responses", model=self.args.target_model, api_key=self.args.target_api_key, **options
