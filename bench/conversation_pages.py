@@ -1,6 +1,6 @@
 """Benchmark: a page of a 100,000-item conversation costs no more than 1.5x a page of a 100-item one.
 
-Issue 2, item 9. For each database this starts a real `threadline serve`, builds a conversation
+For each database this starts a real `threadline serve`, builds a conversation
 of 100 items and one of 100,000, and times GET /v1/conversations/{id}/items?limit=20 over HTTP
 (keep-alive, after warm-up) for the first page in both orders and for a page deep in the middle
 (via `after`). The target is checked on the median: 100k/100 ratio <= 1.5 in every case.

