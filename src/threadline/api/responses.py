@@ -76,16 +76,16 @@ async def start_response(state: State, body: CreateResponseBody, project: str, i
         state.runner.keep(record_run(state, project, idempotency_key, run))
     if not body.stream:
         return JSON(await run.result())
-    events = run.stream()
-    # Wait for the first event, so a request the model refuses outright is still a plain 4xx.
-    first = await anext(events)
-    return event_stream(_prepend(first, events))
+    batches = run.stream()
+    # Wait for the first events, so a request the model refuses outright is still a plain 4xx.
+    first = await anext(batches)
+    return event_stream(_prepend(first, batches))
 
 
-async def _prepend(first: dict, rest: AsyncIterator[dict]) -> AsyncIterator[dict]:
+async def _prepend(first: list[dict], rest: AsyncIterator[list[dict]]) -> AsyncIterator[list[dict]]:
     yield first
-    async for event in rest:
-        yield event
+    async for batch in rest:
+        yield batch
 
 
 @router.post("/input_tokens", summary="Count a request's input tokens", responses=answers(InputTokens, 400, 404, 413, 429))

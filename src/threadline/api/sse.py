@@ -20,12 +20,13 @@ def encode(event: dict) -> bytes:
     return b"event: " + event["type"].encode() + b"\ndata: " + data + b"\n\n"
 
 
-async def _encoded(events: AsyncIterable[dict]) -> AsyncIterator[bytes]:
+async def _encoded(events: AsyncIterable[dict | list[dict]]) -> AsyncIterator[bytes]:
     async for event in events:
-        yield encode(event)
+        # A list holds events ready together: one write carries them all.
+        yield b"".join(map(encode, event)) if isinstance(event, list) else encode(event)
 
 
-def event_stream(events: AsyncIterable[dict]) -> StreamingResponse:
+def event_stream(events: AsyncIterable[dict | list[dict]]) -> StreamingResponse:
     return StreamingResponse(
         _encoded(events),
         media_type="text/event-stream",

@@ -65,12 +65,23 @@ class ResponseRun:
     def response_id(self) -> str:
         return self.prepared.response["id"]
 
-    async def stream(self) -> AsyncIterator[dict]:
-        """The events as they are produced; raises APIError if the request fails before any."""
-        while (event := await self._queue.get()) is not None:
-            if isinstance(event, APIError):
-                raise event
-            yield event
+    async def stream(self) -> AsyncIterator[list[dict]]:
+        """The events as they are produced, in lists of those ready together (one write can
+        carry them); raises APIError if the request fails before any."""
+        while True:
+            ready = [await self._queue.get()]
+            while not self._queue.empty():
+                ready.append(self._queue.get_nowait())
+            events = []
+            for event in ready:
+                if event is None or isinstance(event, APIError):
+                    if events:
+                        yield events
+                    if event is None:
+                        return
+                    raise event
+                events.append(event)
+            yield events
 
     async def result(self) -> dict:
         """The finished Response; a failure of the model is raised in OpenAI's envelope."""
