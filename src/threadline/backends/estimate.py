@@ -38,11 +38,7 @@ def estimate_item_tokens(item: dict) -> int:
     return math.ceil(characters / CHARACTERS_PER_TOKEN) + TOKENS_PER_ATTACHMENT * attachments
 
 
-def estimate_text_tokens(text: str | None) -> int:
-    return math.ceil(len(text or "") / CHARACTERS_PER_TOKEN)
-
-
 def estimate_request_tokens(request: ModelRequest) -> int:
     """The instructions, the tools' definitions and every input item."""
-    tools = estimate_text_tokens(orjson.dumps(request.tools).decode()) if request.tools else 0
-    return estimate_text_tokens(request.instructions) + tools + sum(estimate_item_tokens(item) for item in request.input)
+    characters = len(request.instructions or "") + (len(orjson.dumps(request.tools)) if request.tools else 0)
+    return math.ceil(characters / CHARACTERS_PER_TOKEN) + sum(estimate_item_tokens(item) for item in request.input)
