@@ -76,3 +76,33 @@ async def test_a_cancelled_caller_does_not_undo_its_write(database_url):
         assert await stored_ids(database) == [1, 2]
     finally:
         await database.dispose()
+
+
+INSERT_NOTE = text("INSERT INTO notes (id, body) VALUES (:id, :body)")
+
+
+async def test_inserts_waiting_together_share_a_statement_and_a_failing_one_fails_alone(database_url):
+    database = await with_table(database_url)
+    try:
+        rows = [[{"id": i, "body": "kept"}, {"id": 100 + i, "body": "kept"}] for i in range(20)]
+        rows[7][1]["body"] = None  # NOT NULL: refused by the database, and with it the whole write
+        outcomes = await asyncio.gather(*(database.write_together(None, [(INSERT_NOTE, write)]) for write in rows), return_exceptions=True)
+        assert isinstance(outcomes[7], Exception)
+        assert all(outcome is None for index, outcome in enumerate(outcomes) if index != 7)
+        kept = [i for i in range(20) if i != 7]
+        assert await stored_ids(database) == kept + [100 + i for i in kept]
+    finally:
+        await database.dispose()
+
+
+async def test_a_writes_inserts_come_before_its_work(database_url):
+    database = await with_table(database_url)
+
+    async def count_notes(connection) -> int:
+        return (await connection.execute(text("SELECT count(*) FROM notes"))).scalar()
+
+    try:
+        counted = await asyncio.gather(*(database.write_together(count_notes, [(INSERT_NOTE, [{"id": i, "body": "kept"}])]) for i in range(5)))
+        assert counted[-1] == 5 and all(count >= 1 for count in counted)
+    finally:
+        await database.dispose()

@@ -88,6 +88,21 @@ def test_async_create(async_client):
     assert (first.output_text, second.output_text) == ("Reply to: one", "Reply to: two")
 
 
+def test_responses_created_at_once_are_each_stored_whole(client, async_client):
+    # Stored together (their rows share statements and a transaction), each keeps its own.
+    async def forty_at_once():
+        return await asyncio.gather(*(async_client.responses.create(model="scripted", input=f"question {n}") for n in range(40)))
+
+    created = asyncio.run(forty_at_once())
+    assert len({response.id for response in created}) == 40
+    for n, response in enumerate(created):
+        stored = client.responses.retrieve(response.id)
+        assert stored.status == "completed" and stored.output_text == f"Reply to: question {n}"
+        assert stored.output[0].id == response.output[0].id
+        (item,) = client.responses.input_items.list(response.id).data
+        assert item.content[0].text == f"question {n}"
+
+
 def test_input_as_a_list_of_items(client, model_requests):
     client.responses.create(
         model="scripted",

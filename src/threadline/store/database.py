@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import Executable, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 T = TypeVar("T")
 Work = Callable[[AsyncConnection], Awaitable[Any]]
+# Rows to insert: (an INSERT statement, its rows).
+Inserts = Sequence[tuple[Executable, list[dict]]]
 
 # The most writes one shared transaction takes; more wait for the next.
 MAX_BATCH = 64
@@ -48,7 +50,7 @@ class Database:
         # SQLite takes one writer at a time; queueing writers here instead of inside
         # SQLite's busy handler keeps waits short and fair.
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
-        self._waiting: list[tuple[Work, asyncio.Future]] = []
+        self._waiting: list[tuple[Work | None, Inserts, asyncio.Future]] = []
         self._committer: asyncio.Task | None = None
 
     @contextlib.asynccontextmanager
@@ -72,15 +74,16 @@ class Database:
             finally:
                 await connection.close()
 
-    async def write_together(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        """Run `work` in a transaction shared with the other writes waiting meanwhile: one commit for all.
+    async def write_together(self, work: Callable[[AsyncConnection], Awaitable[T]] | None, inserts: Inserts = ()) -> T | None:
+        """Run `inserts`, then `work`, in a transaction shared with the other writes waiting
+        meanwhile: one commit for all, and one statement for all the rows each INSERT gets.
 
         Under load the writes of many requests then cost one BEGIN and one COMMIT (and, on
         SQLite, one turn of the write lock). A write that fails takes the others' writes
         with it, so they are run again, each in a transaction of its own.
         """
         future = asyncio.get_running_loop().create_future()
-        self._waiting.append((work, future))
+        self._waiting.append((work, inserts, future))
         if self._committer is None or self._committer.done():
             self._committer = asyncio.create_task(self._commit_waiting())
         # Shielded: a caller cancelled now does not undo a write already under way.
@@ -91,30 +94,30 @@ class Database:
             batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
             try:
                 async with self.write() as connection:
-                    results = [await work(connection) for work, _ in batch]
+                    results = await _run(connection, batch)
             except Exception as error:  # noqa: BLE001 - each write's own outcome is reported below
                 if len(batch) == 1:
-                    _settle(batch[0][1], error=error)
+                    _settle(batch[0][2], error=error)
                 else:  # one write failed and took the others' with it: each on its own
-                    for work, future in batch:
-                        await self._write_alone(work, future)
+                    for entry in batch:
+                        await self._write_alone(entry)
                 continue
             except BaseException as error:  # cancelled: nobody may wait forever
                 abandoned, self._waiting = batch + self._waiting, []
-                for _, future in abandoned:
+                for *_, future in abandoned:
                     _settle(future, error=error)
                 raise
-            for (_, future), result in zip(batch, results):
+            for (*_, future), result in zip(batch, results):
                 _settle(future, result=result)
 
-    async def _write_alone(self, work: Work, future: asyncio.Future) -> None:
+    async def _write_alone(self, entry: tuple[Work | None, Inserts, asyncio.Future]) -> None:
         try:
             async with self.write() as connection:
-                result = await work(connection)
+                (result,) = await _run(connection, [entry])
         except Exception as error:  # noqa: BLE001 - raised in the caller's task
-            _settle(future, error=error)
+            _settle(entry[2], error=error)
         else:
-            _settle(future, result=result)
+            _settle(entry[2], result=result)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -138,6 +141,19 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         # another process wrote in between; IMMEDIATE takes the write lock at BEGIN.
         write = connection.get_execution_options().get("threadline_write", False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+async def _run(connection: AsyncConnection, batch: list[tuple[Work | None, Inserts, asyncio.Future]]) -> list[Any]:
+    """The writes' inserts, each statement once with every write's rows (in the order the
+    statements first appear), then each write's work; the works' results."""
+    rows: dict[Executable, list[dict]] = {}
+    for _, inserts, _ in batch:
+        for statement, statement_rows in inserts:
+            rows.setdefault(statement, []).extend(statement_rows)
+    for statement, statement_rows in rows.items():
+        if statement_rows:
+            await connection.execute(statement, statement_rows)
+    return [await work(connection) if work is not None else None for work, _, _ in batch]
 
 
 def _settle(future: asyncio.Future, *, result: Any = None, error: BaseException | None = None) -> None:

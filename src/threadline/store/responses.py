@@ -65,12 +65,14 @@ class ResponseStore:
         Recording it first is what lets a crash be noticed: a response whose owner stops
         heartbeating is marked failed instead of staying in progress forever.
         """
-        async def write(connection: AsyncConnection) -> None:
-            await connection.execute(INSERT_RESPONSE, response_row(project, response, owner=owner, job=job))
-            await _insert_items(connection, response["id"], input_items, [])
-            await insert_events(connection, response["id"], events)
-
-        await self.database.write_together(write)
+        await self.database.write_together(
+            None,
+            [
+                (INSERT_RESPONSE, [response_row(project, response, owner=owner, job=job)]),
+                (INSERT_ITEMS, item_rows(response["id"], input_items, [])),
+                (INSERT_EVENTS, event_rows(response["id"], events)),
+            ],
+        )
 
     async def complete(
         self,
@@ -100,15 +102,21 @@ class ResponseStore:
                 )
                 if updated.rowcount == 0:
                     return False
-            else:
-                await connection.execute(INSERT_RESPONSE, response_row(project, response, owner=None, job=None))
-            await _insert_items(connection, response["id"], input_items, response["output"], inputs_stored=begun)
-            await insert_events(connection, response["id"], events)
+                await insert_rows(connection, INSERT_ITEMS, item_rows(response["id"], input_items, response["output"], inputs_stored=True))
+                await insert_events(connection, response["id"], events)
             if conversation_id and response["status"] in APPENDED_STATUSES:
                 await append_items(connection, project, conversation_id, input_items + response["output"])
             return True
 
-        return await self.database.write_together(write)
+        if begun:
+            return await self.database.write_together(write)
+        # Written here whole: plain inserts, which share their statements with the other writes waiting.
+        inserts = [
+            (INSERT_RESPONSE, [response_row(project, response, owner=None, job=None)]),
+            (INSERT_ITEMS, item_rows(response["id"], input_items, response["output"])),
+            (INSERT_EVENTS, event_rows(response["id"], events)),
+        ]
+        return await self.database.write_together(write, inserts)
 
     async def get(self, project: str, response_id: str) -> dict:
         async with self.database.read() as connection:
@@ -212,24 +220,25 @@ def conversation_id_of(response: dict) -> str | None:
     return (response.get("conversation") or {}).get("id")
 
 
-async def _insert_items(
-    connection: AsyncConnection, response_id: str, inputs: list[dict], outputs: list[dict], *, inputs_stored: bool = False
-) -> None:
-    """Store a response's items in one statement, at their positions: inputs first, then
-    outputs (the inputs skipped when they were stored as the response began)."""
+def item_rows(response_id: str, inputs: list[dict], outputs: list[dict], *, inputs_stored: bool = False) -> list[dict]:
+    """A response's items at their positions: inputs first, then outputs (the inputs left out
+    when they were stored as the response began)."""
     tagged = [(item, False) for item in inputs] + [(item, True) for item in outputs]
-    rows = [
+    return [
         {"response_id": response_id, "position": position, "id": item["id"], "is_output": is_output, "data": orjson.dumps(item).decode()}
         for position, (item, is_output) in enumerate(tagged)
         if is_output or not inputs_stored
     ]
+
+
+def event_rows(response_id: str, events: list[dict]) -> list[dict]:
+    return [{"response_id": response_id, "sequence_number": event["sequence_number"], "data": orjson.dumps(event).decode()} for event in events]
+
+
+async def insert_rows(connection: AsyncConnection, statement, rows: list[dict]) -> None:
     if rows:
-        await connection.execute(INSERT_ITEMS, rows)
+        await connection.execute(statement, rows)
 
 
 async def insert_events(connection: AsyncConnection, response_id: str, events: list[dict]) -> None:
-    if events:
-        await connection.execute(
-            INSERT_EVENTS,
-            [{"response_id": response_id, "sequence_number": event["sequence_number"], "data": orjson.dumps(event).decode()} for event in events],
-        )
+    await insert_rows(connection, INSERT_EVENTS, event_rows(response_id, events))
