@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import Executable, event
 from sqlalchemy.engine import make_url
@@ -16,6 +16,14 @@ T = TypeVar("T")
 Work = Callable[[AsyncConnection], Awaitable[Any]]
 # Rows to insert: (an INSERT statement, its rows).
 Inserts = Sequence[tuple[Executable, list[dict]]]
+
+
+class Waiting(NamedTuple):
+    """A write waiting for the next shared transaction, and where its outcome goes."""
+
+    work: Work | None
+    inserts: Inserts
+    future: asyncio.Future
 
 # The most writes one shared transaction takes; more wait for the next.
 MAX_BATCH = 64
@@ -50,7 +58,7 @@ class Database:
         # SQLite takes one writer at a time; queueing writers here instead of inside
         # SQLite's busy handler keeps waits short and fair.
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
-        self._waiting: list[tuple[Work | None, Inserts, asyncio.Future]] = []
+        self._waiting: list[Waiting] = []
         self._committer: asyncio.Task | None = None
 
     @contextlib.asynccontextmanager
@@ -83,7 +91,7 @@ class Database:
         with it, so they are run again, each in a transaction of its own.
         """
         future = asyncio.get_running_loop().create_future()
-        self._waiting.append((work, inserts, future))
+        self._waiting.append(Waiting(work, inserts, future))
         if self._committer is None or self._committer.done():
             self._committer = asyncio.create_task(self._commit_waiting())
         # Shielded: a caller cancelled now does not undo a write already under way.
@@ -97,27 +105,27 @@ class Database:
                     results = await _run(connection, batch)
             except Exception as error:  # noqa: BLE001 - each write's own outcome is reported below
                 if len(batch) == 1:
-                    _settle(batch[0][2], error=error)
+                    _settle(batch[0].future, error=error)
                 else:  # one write failed and took the others' with it: each on its own
-                    for entry in batch:
-                        await self._write_alone(entry)
+                    for waiting in batch:
+                        await self._write_alone(waiting)
                 continue
             except BaseException as error:  # cancelled: nobody may wait forever
                 abandoned, self._waiting = batch + self._waiting, []
-                for *_, future in abandoned:
-                    _settle(future, error=error)
+                for waiting in abandoned:
+                    _settle(waiting.future, error=error)
                 raise
-            for (*_, future), result in zip(batch, results):
-                _settle(future, result=result)
+            for waiting, result in zip(batch, results):
+                _settle(waiting.future, result=result)
 
-    async def _write_alone(self, entry: tuple[Work | None, Inserts, asyncio.Future]) -> None:
+    async def _write_alone(self, waiting: Waiting) -> None:
         try:
             async with self.write() as connection:
-                (result,) = await _run(connection, [entry])
+                (result,) = await _run(connection, [waiting])
         except Exception as error:  # noqa: BLE001 - raised in the caller's task
-            _settle(entry[2], error=error)
+            _settle(waiting.future, error=error)
         else:
-            _settle(entry[2], result=result)
+            _settle(waiting.future, result=result)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -143,17 +151,17 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
-async def _run(connection: AsyncConnection, batch: list[tuple[Work | None, Inserts, asyncio.Future]]) -> list[Any]:
+async def _run(connection: AsyncConnection, batch: list[Waiting]) -> list[Any]:
     """The writes' inserts, each statement once with every write's rows (in the order the
     statements first appear), then each write's work; the works' results."""
     rows: dict[Executable, list[dict]] = {}
-    for _, inserts, _ in batch:
-        for statement, statement_rows in inserts:
+    for waiting in batch:
+        for statement, statement_rows in waiting.inserts:
             rows.setdefault(statement, []).extend(statement_rows)
     for statement, statement_rows in rows.items():
         if statement_rows:
             await connection.execute(statement, statement_rows)
-    return [await work(connection) if work is not None else None for work, _, _ in batch]
+    return [await waiting.work(connection) if waiting.work is not None else None for waiting in batch]
 
 
 def _settle(future: asyncio.Future, *, result: Any = None, error: BaseException | None = None) -> None:
