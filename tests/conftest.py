@@ -23,6 +23,16 @@ KEYS = {"alpha": "sk-alpha-test-key", "beta": "sk-beta-test-key"}
 FAST_WORKERS = {"heartbeat_s": 0.2, "lease_s": 1.5, "poll_s": 0.05}
 
 
+@pytest.fixture(params=DATABASES)
+def fresh_database_url(request, tmp_path):
+    """A new, empty database of each kind, for one test."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/threadline.db"
+    else:
+        with postgres_database(f"threadline_fresh_{uuid.uuid4().hex[:12]}") as url:
+            yield url
+
+
 @pytest.fixture(scope="session", params=DATABASES)
 def database_url(request, tmp_path_factory):
     if request.param == "sqlite":

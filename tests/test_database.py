@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import pytest
 from sqlalchemy import text
 
-from tests.servers import postgres_database
 from threadline.store.database import Database
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/threadline.db"
-    else:
-        with postgres_database(f"threadline_db_{uuid.uuid4().hex[:12]}") as url:
-            yield url
 
 
 async def with_table(url: str) -> Database:
@@ -43,8 +32,8 @@ async def stored_ids(database: Database) -> list[int]:
         return [row.id for row in await connection.execute(text("SELECT id FROM notes ORDER BY id"))]
 
 
-async def test_writes_waiting_together_are_all_stored_with_their_results(database_url):
-    database = await with_table(database_url)
+async def test_writes_waiting_together_are_all_stored_with_their_results(fresh_database_url):
+    database = await with_table(fresh_database_url)
     try:
         results = await asyncio.gather(*(database.write_together(insert_note(i)) for i in range(50)))
         assert results == list(range(50))
@@ -53,8 +42,8 @@ async def test_writes_waiting_together_are_all_stored_with_their_results(databas
         await database.dispose()
 
 
-async def test_a_failing_write_fails_alone_and_the_others_are_stored(database_url):
-    database = await with_table(database_url)
+async def test_a_failing_write_fails_alone_and_the_others_are_stored(fresh_database_url):
+    database = await with_table(fresh_database_url)
     try:
         writes = [insert_note(i) for i in range(20)]
         writes[7] = insert_note(7, body=None)  # NOT NULL: refused by the database
@@ -66,8 +55,8 @@ async def test_a_failing_write_fails_alone_and_the_others_are_stored(database_ur
         await database.dispose()
 
 
-async def test_a_cancelled_caller_does_not_undo_its_write(database_url):
-    database = await with_table(database_url)
+async def test_a_cancelled_caller_does_not_undo_its_write(fresh_database_url):
+    database = await with_table(fresh_database_url)
     try:
         waiting = asyncio.ensure_future(database.write_together(insert_note(1)))
         await asyncio.sleep(0)
@@ -81,8 +70,8 @@ async def test_a_cancelled_caller_does_not_undo_its_write(database_url):
 INSERT_NOTE = text("INSERT INTO notes (id, body) VALUES (:id, :body)")
 
 
-async def test_inserts_waiting_together_share_a_statement_and_a_failing_one_fails_alone(database_url):
-    database = await with_table(database_url)
+async def test_inserts_waiting_together_share_a_statement_and_a_failing_one_fails_alone(fresh_database_url):
+    database = await with_table(fresh_database_url)
     try:
         rows = [[{"id": i, "body": "kept"}, {"id": 100 + i, "body": "kept"}] for i in range(20)]
         rows[7][1]["body"] = None  # NOT NULL: refused by the database, and with it the whole write
@@ -95,8 +84,8 @@ async def test_inserts_waiting_together_share_a_statement_and_a_failing_one_fail
         await database.dispose()
 
 
-async def test_a_writes_inserts_come_before_its_work(database_url):
-    database = await with_table(database_url)
+async def test_a_writes_inserts_come_before_its_work(fresh_database_url):
+    database = await with_table(fresh_database_url)
 
     async def count_notes(connection) -> int:
         return (await connection.execute(text("SELECT count(*) FROM notes"))).scalar()

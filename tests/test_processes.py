@@ -42,15 +42,6 @@ def postgres_url():
         yield url
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_database_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/threadline.db"
-    else:
-        with postgres_database(f"threadline_procs_{uuid.uuid4().hex[:12]}") as url:
-            yield url
-
-
 def sdk(server: ThreadlineServer) -> openai.OpenAI:
     return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
 
@@ -96,15 +87,15 @@ def test_a_job_whose_process_is_killed_is_failed_within_the_lease(postgres_url, 
         assert [event["sequence_number"] for event in events] == list(range(len(events)))
 
 
-def test_a_foreground_stream_killed_midway_is_failed_after_restart(any_database_url, config):
-    server = ThreadlineServer(any_database_url, config).start()
+def test_a_foreground_stream_killed_midway_is_failed_after_restart(fresh_database_url, config):
+    server = ThreadlineServer(fresh_database_url, config).start()
     client = sdk(server)
     conversation = client.conversations.create(items=[{"role": "user", "content": "before"}])
     with httpx.Client(base_url=server.url, timeout=30) as http:
         events = read_events(http, "POST", "/v1/responses", {"model": "scripted", "input": script(LONG), "stream": True, "conversation": conversation.id}, stop_after=6)
     response_id = events[0]["response"]["id"]
     server.kill()
-    with ThreadlineServer(any_database_url, config) as restarted:
+    with ThreadlineServer(fresh_database_url, config) as restarted:
         client = sdk(restarted)
         failed = wait_for(client, response_id, statuses=("failed", "incomplete"), timeout=RECOVERY_S)
         assert failed.status == "failed"
@@ -112,8 +103,8 @@ def test_a_foreground_stream_killed_midway_is_failed_after_restart(any_database_
         assert [item.content[0].text for item in items] == ["before"]
 
 
-def test_sigterm_lets_running_responses_finish(any_database_url, config):
-    server = ThreadlineServer(any_database_url, config).start()
+def test_sigterm_lets_running_responses_finish(fresh_database_url, config):
+    server = ThreadlineServer(fresh_database_url, config).start()
     client = sdk(server)
     background = client.responses.create(model="scripted", input=script(SHORT), background=True)
     wait_for(client, background.id, statuses=("in_progress",))
@@ -132,7 +123,7 @@ def test_sigterm_lets_running_responses_finish(any_database_url, config):
     server.stop()
     assert events[-1]["type"] == "response.completed"
     assert "".join(event["delta"] for event in events if event["type"] == "response.output_text.delta") == SHORT["text"]
-    with ThreadlineServer(any_database_url, config) as restarted:
+    with ThreadlineServer(fresh_database_url, config) as restarted:
         assert sdk(restarted).responses.retrieve(background.id).status == "completed"
 
 
