@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from threadline.errors import APIError, not_found
 from threadline.store.conversations import ItemPage, append_items
-from threadline.store.database import Database
+from threadline.store.database import Database, Inserts
 from threadline.store.tables import ObjectId, response_events, response_items, responses
 
 # A response and at most :responses - 1 of its ancestors through previous_response_id, newest
@@ -65,14 +65,7 @@ class ResponseStore:
         Recording it first is what lets a crash be noticed: a response whose owner stops
         heartbeating is marked failed instead of staying in progress forever.
         """
-        await self.database.write_together(
-            None,
-            [
-                (INSERT_RESPONSE, [response_row(project, response, owner=owner, job=job)]),
-                (INSERT_ITEMS, item_rows(response["id"], input_items, [])),
-                (INSERT_EVENTS, event_rows(response["id"], events)),
-            ],
-        )
+        await self.database.write_together(None, response_inserts(project, response, input_items, [], events, owner=owner, job=job))
 
     async def complete(
         self,
@@ -108,14 +101,8 @@ class ResponseStore:
                 await append_items(connection, project, conversation_id, input_items + response["output"])
             return True
 
-        if begun:
-            return await self.database.write_together(write)
         # Written here whole: plain inserts, which share their statements with the other writes waiting.
-        inserts = [
-            (INSERT_RESPONSE, [response_row(project, response, owner=None, job=None)]),
-            (INSERT_ITEMS, item_rows(response["id"], input_items, response["output"])),
-            (INSERT_EVENTS, event_rows(response["id"], events)),
-        ]
+        inserts = () if begun else response_inserts(project, response, input_items, response["output"], events, owner=None, job=None)
         return await self.database.write_together(write, inserts)
 
     async def get(self, project: str, response_id: str) -> dict:
@@ -218,6 +205,17 @@ def response_row(project: str, response: dict, *, owner: str | None, job: dict |
 
 def conversation_id_of(response: dict) -> str | None:
     return (response.get("conversation") or {}).get("id")
+
+
+def response_inserts(
+    project: str, response: dict, inputs: list[dict], outputs: list[dict], events: list[dict], *, owner: str | None, job: dict | None
+) -> Inserts:
+    """A response's row, its items' rows and its events' rows, to insert."""
+    return [
+        (INSERT_RESPONSE, [response_row(project, response, owner=owner, job=job)]),
+        (INSERT_ITEMS, item_rows(response["id"], inputs, outputs)),
+        (INSERT_EVENTS, event_rows(response["id"], events)),
+    ]
 
 
 def item_rows(response_id: str, inputs: list[dict], outputs: list[dict], *, inputs_stored: bool = False) -> list[dict]:
