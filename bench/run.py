@@ -49,7 +49,7 @@ import orjson
 import psutil
 
 BENCH = Path(__file__).resolve().parent
-FIGURES = BENCH / "figures"  # the plots of the last full run, shown by the READMEs
+FIGURES = BENCH / "figures"  # the plots of the last full run, shown by bench/README.md
 sys.path.insert(0, str(BENCH))
 
 from common import REPO, RESULTS, ThreadlineServer, database_url, machine, summarize  # noqa: E402
@@ -310,8 +310,9 @@ class Suite:
         self.config: Path | None = None
 
     def update_readme(self) -> None:
-        """Rewrite the results blocks of README.md and bench/README.md (between their markers) with
-        this run, and keep its plots and flame graphs in bench/figures/, which is committed."""
+        """Rewrite bench/README.md's results block (between its markers) with this run's table
+        and plots, README.md's summary block with one line about it, and keep the plots and
+        flame graphs in bench/figures/, which is committed."""
         FIGURES.mkdir(exist_ok=True)
         for old in FIGURES.iterdir():
             old.unlink()
@@ -332,11 +333,23 @@ class Suite:
             + "; ".join(f"{k}: {v['load_average'].get('start', ['?'])[0]}→{v['load_average'].get('end', ['?'])[0]}" for k, v in sorted(figures.items()))
             + "."
         )
-        for path, figures_path in ((REPO / "README.md", "bench/figures"), (BENCH / "README.md", "figures")):
-            plots = [f"![{name}]({figures_path}/{name})" for name in sorted(p.name for p in FIGURES.glob("fig*.png"))]
-            flames = [f"[{name}]({figures_path}/{name})" for name in sorted(p.name for p in FIGURES.glob("*.svg"))]
-            block = [summary, "", self.table.markdown(), "", *plots, "", "Flame graphs: " + ", ".join(flames) + ".", ""]
-            replace_block(path, block)
+        plots = [f"![{name}](figures/{name})" for name in sorted(p.name for p in FIGURES.glob("fig*.png"))]
+        flames = [f"[{name}](figures/{name})" for name in sorted(p.name for p in FIGURES.glob("*.svg"))]
+        replace_block(BENCH / "README.md", "results", [summary, "", self.table.markdown(), "", *plots, "", "Flame graphs: " + ", ".join(flames) + ".", ""])
+        replace_block(REPO / "README.md", "summary", [self.one_line_summary()])
+
+    def one_line_summary(self) -> str:
+        """The README's line about the latest full run: how many targets it met, and where the rest are."""
+        judged = [row for row in self.table.rows if row["met"] is not None]
+        missed = sorted({row["figure"] for row in judged if not row["met"]})
+        m = self.results["machine"]
+        when = (m.get("first_at") or m["at"])[:10]
+        return (
+            f"Latest full run, {when} on {m['cpus']} cores (commit {self.results['source']['commit'][:10]}): "
+            f"{sum(1 for row in judged if row['met'])} of {len(judged)} targets met"
+            + (f"; missed in figures {', '.join(missed)}" if missed else "")
+            + ". Full table, plots and what stands in the way: [bench/README.md](bench/README.md#latest-results)."
+        )
 
     def merge_earlier(self) -> None:
         """A run of some figures (--only) keeps the other figures of the last results file."""
@@ -1000,17 +1013,17 @@ def summarize_profile(raw: Path, cpu_ms_per_response: float, rps: float, what: s
     return summary, "\n".join(lines) + "\n"
 
 
-def replace_block(path: Path, lines: list[str]) -> None:
-    """Put `lines` between the file's two results markers."""
-    start, end = "<!-- run.py results: start -->", "<!-- run.py results: end -->"
+def replace_block(path: Path, name: str, lines: list[str]) -> None:
+    """Put `lines` between the file's two `run.py <name>` markers."""
+    start, end = f"<!-- run.py {name}: start -->", f"<!-- run.py {name}: end -->"
     text = path.read_text()
     if start not in text or end not in text:
-        log(f"{path.name} has no results markers; not updated")
+        log(f"{path.name} has no {name} markers; not updated")
         return
     before, _, rest = text.partition(start)
     _, _, after = rest.partition(end)
     path.write_text(before + "\n".join([start, *lines, end]) + after)
-    log(f"{path.relative_to(REPO)} results block updated")
+    log(f"{path.relative_to(REPO)} {name} block updated")
 
 
 # --- Plots -----------------------------------------------------------------------------------
@@ -1158,7 +1171,7 @@ def main() -> int:
     parser.add_argument("--target", default=None, help="another server's base URL that speaks /v1/responses (figure 8)")
     parser.add_argument("--target-model", default="instant", help="the model name to send to --target")
     parser.add_argument("--target-api-key", default=None)
-    parser.add_argument("--readme", action="store_true", help="rewrite the results block of bench/README.md with this run")
+    parser.add_argument("--readme", action="store_true", help="write this run's table into bench/README.md and a one-line summary into README.md")
     parser.add_argument("--mock-port", type=int, default=0, help="a fixed port for the mock upstream, so a --target can be pointed at it")
     parser.add_argument("--results", type=Path, default=None, help="the folder to write to (bench/results/, or bench/results/quick/ with --quick)")
     args = parser.parse_args()
