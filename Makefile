@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet -e '.[embedded,test,bench]'
+	$(PYTHON) -m pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -16,11 +16,16 @@ install: $(STAMP)
 serve: $(STAMP)
 	$(VENV)/bin/threadline serve
 
+# Test files are spread over TEST_WORKERS pytest-xdist workers, each file whole on one worker
+# (its module fixtures start once); `make test TEST_WORKERS=0` runs them in this process.
+TEST_WORKERS ?= 2
+PYTEST := $(PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadfile
+
 test: $(STAMP)
-	$(PYTHON) -m pytest
+	$(PYTEST)
 
 test-quick: $(STAMP)
-	$(PYTHON) -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # The benchmark suite (bench/README.md): `make bench`, or `make bench BENCH_ARGS=--quick`.
 bench: $(STAMP)

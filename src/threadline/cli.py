@@ -5,11 +5,18 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import sys
+import tomllib
 from typing import Annotated, Optional
 
 import typer
+from pydantic import ValidationError
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
-from threadline.config import DEFAULT_DATABASE_URL, load_settings
+from threadline.backends.registry import ModelLoadError
+from threadline.config import DEFAULT_DATABASE_URL, Settings, load_settings
+from threadline.store.database import async_url
 
 # The collector's thresholds (young, middle, old generation); Python's own are (700, 10, 10).
 GC_THRESHOLDS = (20_000, 20, 20)
@@ -38,14 +45,14 @@ def serve(
     from threadline.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    settings = load_settings(config, host=host, port=port, database_url=database)
+    settings = settings_or_exit(config, host=host, port=port, database_url=database)
     app = create_app(settings)
     # What is loaded by now lives as long as the process: keep it out of the collector's
     # passes, and let young objects pile up longer between passes (requests make many).
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
     uvicorn.run(
-        app,
+        startup_failures_in_one_line(app, settings.database_url),
         host=settings.host,
         port=settings.port,
         log_level="info",
@@ -60,7 +67,7 @@ def migrate(database: DatabaseOption = None, config: ConfigOption = None) -> Non
     from threadline.store.database import Database
     from threadline.store.migrate import migrate as apply_migrations
 
-    settings = load_settings(config, database_url=database)
+    settings = settings_or_exit(config, database_url=database)
 
     async def run() -> None:
         db = Database(settings.database_url)
@@ -71,6 +78,58 @@ def migrate(database: DatabaseOption = None, config: ConfigOption = None) -> Non
 
     asyncio.run(run())
     typer.echo(f"Migrated {settings.database_url}")
+
+
+def settings_or_exit(config_file: str | None, **overrides: object) -> Settings:
+    """The settings, or an exit with one line that says what is wrong with them."""
+    try:
+        settings = load_settings(config_file, **overrides)
+        async_url(settings.database_url)  # a URL Threadline cannot use is refused before anything starts
+        return settings
+    except OSError as exc:
+        message = f"Cannot read the config file {config_file}: {exc.strerror}."
+    except tomllib.TOMLDecodeError as exc:
+        message = f"The config file {config_file} is not valid TOML: {exc}."
+    except ValidationError as exc:
+        problems = (f"{'.'.join(map(str, error['loc'])) or 'config'}: {error['msg']}" for error in exc.errors())
+        message = "Invalid configuration: " + "; ".join(problems) + "."
+    except (ValueError, ArgumentError):  # the message would show the URL, password and all
+        message = "Invalid database URL: use sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE, without a driver name."
+    typer.echo(message, err=True)
+    raise typer.Exit(2)
+
+
+def startup_failure(error: BaseException | None, database_url: str) -> str | None:
+    """One line on why start-up failed and what to do, where the fix is the operator's (a
+    model that cannot load, a database that cannot be opened); None for anything else."""
+    if isinstance(error, ModelLoadError):
+        return str(error)
+    if isinstance(error, (OSError, DBAPIError)):
+        reason = str(error.orig if isinstance(error, DBAPIError) else error).splitlines()[0]
+        url = make_url(database_url)
+        fix = "that its folder exists and is writable" if url.get_backend_name() == "sqlite" else "that its server runs and the database exists"
+        return f"Cannot open the database {url.render_as_string(hide_password=True)} ({reason}): check --database, and {fix}."
+    return None
+
+
+def startup_failures_in_one_line(app, database_url: str):
+    """`app`, whose start-up failure for a reason the operator can fix is logged as one line
+    that names the fix rather than as a traceback."""
+
+    async def asgi(scope, receive, send):
+        if scope["type"] != "lifespan":
+            return await app(scope, receive, send)
+
+        async def report(message):
+            # Starlette reports a failed start-up while handling the exception that failed it.
+            line = startup_failure(sys.exc_info()[1], database_url)
+            if message["type"] == "lifespan.startup.failed" and line:
+                message = {**message, "message": line}
+            await send(message)
+
+        return await app(scope, receive, report)
+
+    return asgi
 
 
 def main() -> None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from threadline.backends.base import Backend
+from threadline.backends.base import Backend, BackendError
 from threadline.config import ModelSettings, Settings
 from threadline.errors import APIError
 
 DEFAULT_MODEL = ModelSettings(id="smollm2-135m-instruct", provider="llama-cpp")
+
+
+class ModelLoadError(Exception):
+    """A configured model cannot be served; the message, one line, says which and what to do."""
 
 
 def build_backend(model: ModelSettings) -> Backend:
@@ -46,7 +50,10 @@ class Models:
             backend = self.get(model_id)
             start = getattr(backend, "start", None)
             if start is not None:
-                await start()
+                try:
+                    await start()
+                except BackendError as exc:
+                    raise ModelLoadError(f"The model {model_id!r} cannot be loaded. {exc.message}") from None
 
     def get(self, model_id: str | None) -> Backend:
         model_id = model_id or self.default_id

@@ -9,22 +9,24 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from threadline.backends.base import BackendError, ContextLengthExceeded, Finish, ModelEvent, ModelRequest, TextDelta, Usage
 from threadline.backends.llama_cpp.chat_template import CHATML_TEMPLATE, ChatTemplate
-from threadline.backends.llama_cpp.model_file import default_model_path
+from threadline.backends.llama_cpp.model_file import model_file
 from threadline.backends.llama_cpp.output_plan import OutputPlan, output_grammar, plan_output
 from threadline.backends.llama_cpp.prompt import chat_messages
 from threadline.backends.llama_cpp.reading import reader_for
 from threadline.config import ModelSettings
 
-try:  # the `embedded` extra; without it a model cannot be loaded
+try:  # a dependency, but its native library can still fail to load: say so when a model loads
     import llama_cpp
-except ImportError:  # pragma: no cover - depends on the installed extras
+
+    LLAMA_CPP_IMPORT_ERROR = None
+except Exception as exc:  # pragma: no cover - depends on the installation
     llama_cpp = None
+    LLAMA_CPP_IMPORT_ERROR = exc
 
 # A context window for models whose settings name none: most models train on far longer
 # contexts than a server wants to reserve KV-cache memory for up front.
@@ -82,15 +84,18 @@ class LlamaCppBackend:
 
     def _load(self) -> None:
         if llama_cpp is None:
-            raise BackendError("llama-cpp-python is not installed: install threadline[embedded].")
-        path = Path(self.settings.model_path) if self.settings.model_path else default_model_path()
-        if not path.is_file():
-            raise BackendError(f"The model file {path} does not exist.")
+            raise BackendError(
+                f"llama-cpp-python cannot be imported ({LLAMA_CPP_IMPORT_ERROR}): "
+                "run `pip install --force-reinstall llama-cpp-python`."
+            )
+        path = model_file(self.settings.model_path)
         load_options = {key: self.settings.options[key] for key in LOAD_OPTIONS if key in self.settings.options}
         try:
             llm = llama_cpp.Llama(model_path=str(path), n_ctx=self._requested_context or DEFAULT_CONTEXT_CAP, verbose=False, **load_options)
         except ValueError as exc:
-            raise BackendError(f"llama.cpp could not load {path}: {exc}") from exc
+            raise BackendError(
+                f"llama.cpp: {exc}. Set model_path to a complete GGUF file of a model llama.cpp supports."
+            ) from None
         trained = llama_cpp.llama_model_n_ctx_train(llm.model)
         window = llm.n_ctx() if self._requested_context else min(llm.n_ctx(), trained or llm.n_ctx())
         self._template = ChatTemplate(llm, llm.metadata.get("tokenizer.chat_template") or CHATML_TEMPLATE)
