@@ -14,7 +14,7 @@ the model's text is turned into a function call.
 Only the chat template's own markup becomes control tokens: text from the request, however
 it is written, reaches the model as text.
 
-    model_file     the packaged default model
+    model_file     the GGUF file to load, checked: model_path, else the packaged SmolLM2
     output_plan    what the output must be: offered and forced tools, grammar
     prompt         Responses items as chat messages
     chat_template  chat messages as prompt tokens

@@ -44,7 +44,7 @@ class ChatTemplate:
     """A loaded model's chat template (Jinja source) and the tokenizer it feeds."""
 
     def __init__(self, llm, source: str) -> None:
-        # Imported here: the package loads without the `embedded` extra.
+        # Imported here, as in backend.py: a broken llama.cpp install fails when a model loads.
         import llama_cpp
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 

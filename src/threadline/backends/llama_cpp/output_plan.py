@@ -63,7 +63,7 @@ def tool_call_schema(tools: list[dict]) -> dict:
 
 def output_grammar(plan: OutputPlan) -> str | None:
     """The GBNF grammar the output must follow, or None when it is free text."""
-    # Imported here: the rest of this module works without the `embedded` extra.
+    # Imported here: planning output needs no llama.cpp, only its grammar does.
     from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
     schema = tool_call_schema(plan.forced_tools) if plan.forced_tools else plan.schema
