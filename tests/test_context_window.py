@@ -157,6 +157,9 @@ class CountingModel:
         self.context_window = window
         self.tokens_per_item = tokens_per_item
 
+    async def resolve_context_window(self) -> int | None:
+        return self.context_window
+
     async def count_tokens(self, request: ModelRequest) -> int | None:
         return math.ceil(self.tokens_per_item * len(request.input))
 

@@ -112,4 +112,13 @@ class Backend(Protocol):
         that can be asked (callers then go by `estimate.estimate_request_tokens`)."""
         ...
 
+    async def start(self) -> None:
+        """Get ready to serve (an embedded model loads here), so no request waits for it; no-op where nothing needs doing."""
+        ...
+
+    async def resolve_context_window(self) -> int | None:
+        """The model's context window in tokens: the model's own figure where it reports one,
+        else `context_window`; None when neither is known."""
+        ...
+
     async def close(self) -> None: ...

@@ -81,6 +81,12 @@ class ScriptedBackend:
     async def count_tokens(self, request: ModelRequest) -> int:
         return estimate_tokens(request)
 
+    async def start(self) -> None:
+        pass
+
+    async def resolve_context_window(self) -> int:
+        return self.context_window
+
     async def close(self) -> None:
         pass
 

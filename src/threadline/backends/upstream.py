@@ -469,6 +469,9 @@ class UpstreamBackend:
         except (aiohttp.ClientError, TimeoutError):
             return None
 
+    async def start(self) -> None:
+        """Nothing to load: the upstream is asked on first use."""
+
     async def resolve_context_window(self) -> int | None:
         """The upstream's own context length from GET /models when it reports one, else the configured one.
 

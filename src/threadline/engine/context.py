@@ -71,8 +71,7 @@ class History:
 async def fit_to_window(backend: Backend, request: ModelRequest, history: History, truncation: str) -> ModelRequest:
     """The request with the earlier items before its input: all of them if they fit, else with
     the oldest dropped if truncation allows and needs it."""
-    resolve = getattr(backend, "resolve_context_window", None)
-    window = await resolve() if resolve else backend.context_window
+    window = await backend.resolve_context_window()
     new_items = request.input
     if not window:
         await history.read_past(math.inf)

@@ -82,6 +82,10 @@ class LlamaCppBackend:
             if self._llm is None:
                 await asyncio.get_running_loop().run_in_executor(self._thread, self._load)
 
+    async def resolve_context_window(self) -> int | None:
+        """The loaded model's window (`start()` loads it); until then, what the settings ask for."""
+        return self.context_window
+
     def _load(self) -> None:
         if llama_cpp is None:
             raise BackendError(
