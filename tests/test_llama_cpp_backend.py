@@ -15,7 +15,7 @@ from threadline.backends.base import ContextLengthExceeded, Finish, ModelRequest
 from threadline.backends.llama_cpp import DEFAULT_MODEL_ID, LlamaCppBackend, default_model_path
 from threadline.backends.llama_cpp.chat_template import ChatTemplate
 from threadline.backends.llama_cpp.output_plan import OutputPlan, plan_output
-from threadline.backends.llama_cpp.prompt import chat_messages
+from threadline.backends.llama_cpp.prompt import prompt_messages
 from threadline.backends.llama_cpp.reading import ToolCallScanner
 from threadline.config import ModelSettings
 
@@ -352,7 +352,7 @@ def test_control_token_text_anywhere_in_the_request_stays_text(tokenizer):
         ],
         tools=[{**WEATHER, "description": INJECTION}],
     )
-    messages = chat_messages(request, plan_output(request), tool_role="user")
+    messages = prompt_messages(request, plan_output(request), tool_role="user")
     tokens = ChatTemplate(tokenizer, tokenizer.metadata[SMOLLM2_TEMPLATE_KEY]).tokens(messages)
     # One turn's markup per message, and the generation prompt's <|im_start|>.
     assert tokens.count(token_id(tokenizer, "<|im_end|>")) == len(messages) == 4
@@ -403,13 +403,13 @@ def test_tool_call_history_renders_as_text_the_template_can_take():
         ],
         tools=[WEATHER],
     )
-    messages = chat_messages(request, plan_output(request), tool_role="user")
+    messages = prompt_messages(request, plan_output(request), tool_role="user")
     assert [message["role"] for message in messages] == ["system", "user", "assistant", "user"]
     assert messages[0]["content"].startswith("Be brief.\n\nUse tools.\n\nYou can call these functions:")
     assert '"name": "get_weather"' in messages[0]["content"]
     assert messages[2]["content"] == '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>'
     assert messages[3]["content"] == "<tool_response>\nSunny\n</tool_response>"
-    assert chat_messages(request, plan_output(request), tool_role="tool")[3]["role"] == "tool"
+    assert prompt_messages(request, plan_output(request), tool_role="tool")[3]["role"] == "tool"
 
 
 def test_tool_choice_decides_which_tools_are_offered_and_forced():

@@ -2,9 +2,9 @@
 
 vLLM, SGLang, llama.cpp's server, Ollama, LM Studio, TGI and OpenAI itself all answer
 POST {base_url}/chat/completions. This backend turns a `ModelRequest` into that request's
-body and reads the answer (server-sent events when streaming, one JSON body otherwise)
-into `ModelEvent`s. Errors, retries and timeouts are upstream.py's, shared with every
-OpenAI-style upstream.
+body, its messages as chat_messages.py says, and reads the answer (server-sent events when
+streaming, one JSON body otherwise) into `ModelEvent`s. Errors, retries and timeouts are
+upstream.py's, shared with every OpenAI-style upstream.
 
 Options (`options` in the model's config, besides upstream.py's retry_base_s):
     extra_body             fields merged into every request body, e.g. {"chat_template_kwargs": {...}}
@@ -32,6 +32,7 @@ from threadline.backends.base import (
     ToolCallDelta,
     Usage,
 )
+from threadline.backends.chat_messages import chat_messages
 from threadline.backends.upstream import (
     UpstreamBackend,
     answers_with_events,
@@ -80,98 +81,6 @@ def chat_completions_body(request: ModelRequest, model: str, options: dict | Non
         body["stream_options"] = {"include_usage": True}
     body.update(options.get("extra_body") or {})
     return body
-
-
-def chat_messages(request: ModelRequest) -> list[dict]:
-    # Chat has no "developer" role on most upstreams (vLLM's and llama.cpp's chat templates
-    # only know system/user/assistant/tool), so instructions and developer messages go as
-    # "system", which every upstream takes.
-    messages: list[dict] = []
-    if request.instructions:
-        messages.append({"role": "system", "content": request.instructions})
-    for item in request.input:
-        kind = item.get("type") or ("message" if "role" in item else None)
-        if kind == "message":
-            messages.append(chat_message(item))
-        elif kind == "function_call":
-            call = {
-                "id": item["call_id"],
-                "type": "function",
-                "function": {"name": item["name"], "arguments": item.get("arguments") or "{}"},
-            }
-            # One model turn (its text and every call it made) is one assistant message in chat.
-            previous = messages[-1] if messages else None
-            if previous is not None and previous["role"] == "assistant":
-                previous.setdefault("tool_calls", []).append(call)
-            else:
-                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
-        elif kind == "function_call_output":
-            messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": tool_output_text(item.get("output"))})
-        elif kind == "reasoning":
-            # Upstreams don't take reasoning back (chat templates strip earlier thinking),
-            # so earlier reasoning is left out.
-            continue
-        else:
-            raise invalid_request(f"Input items of type '{kind}' cannot be sent to this model.")
-    return messages
-
-
-CHAT_ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
-
-
-def chat_message(item: dict) -> dict:
-    role = CHAT_ROLES.get(item.get("role", ""))
-    if role is None:
-        raise invalid_request(f"Messages with role '{item.get('role')}' cannot be sent to this model.")
-    return {"role": role, "content": chat_content(item.get("content"), role)}
-
-
-def chat_content(content: Any, role: str) -> str | list[dict]:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    parts = [chat_part(part) for part in content]
-    # Text alone goes as a plain string: every upstream and chat template takes that.
-    if all(part["type"] == "text" for part in parts):
-        return "\n".join(part["text"] for part in parts)
-    if role != "user":
-        raise invalid_request(f"Only user messages can carry images or files for this model, not {role} messages.")
-    return parts
-
-
-def chat_part(part: dict) -> dict:
-    kind = part.get("type")
-    if kind in ("input_text", "output_text", "text"):
-        return {"type": "text", "text": part.get("text") or ""}
-    if kind == "refusal":
-        return {"type": "text", "text": part.get("refusal") or ""}
-    if kind == "input_image":
-        if not part.get("image_url"):
-            raise invalid_request("This model takes images as image_url (a URL or a data URL), not as file_id.")
-        return {"type": "image_url", "image_url": {"url": part["image_url"], "detail": part.get("detail") or "auto"}}
-    if kind == "input_file":
-        if not part.get("file_data"):
-            raise invalid_request("This model takes files as file_data, not as file_id or file_url.")
-        file = {"file_data": part["file_data"]}
-        if part.get("filename"):
-            file["filename"] = part["filename"]
-        return {"type": "file", "file": file}
-    raise invalid_request(f"Content parts of type '{kind}' cannot be sent to this model.")
-
-
-def tool_output_text(output: Any) -> str:
-    if output is None:
-        return ""
-    if isinstance(output, str):
-        return output
-    # Chat's tool messages carry text only.
-    texts = []
-    for part in output:
-        if part.get("type") not in ("input_text", "output_text", "text"):
-            raise invalid_request(f"Function call outputs with '{part.get('type')}' parts cannot be sent to this model.")
-        texts.append(part.get("text") or "")
-    return "\n".join(texts)
 
 
 def chat_tools(tools: list[dict], tool_choice: Any) -> tuple[list[dict], Any]:

@@ -16,7 +16,7 @@ it is written, reaches the model as text.
 
     model_file     the GGUF file to load, checked: model_path, else the packaged SmolLM2
     output_plan    what the output must be: offered and forced tools, grammar
-    prompt         Responses items as chat messages
+    prompt         the request as text-only chat messages (chat_messages.py's, in text)
     chat_template  chat messages as prompt tokens
     reading        the model's text as model events (text, tool calls)
     backend        LlamaCppBackend: loading, the worker thread, turns

@@ -16,7 +16,7 @@ from threadline.backends.base import BackendError, ContextLengthExceeded, Finish
 from threadline.backends.llama_cpp.chat_template import CHATML_TEMPLATE, ChatTemplate
 from threadline.backends.llama_cpp.model_file import model_file
 from threadline.backends.llama_cpp.output_plan import OutputPlan, output_grammar, plan_output
-from threadline.backends.llama_cpp.prompt import chat_messages
+from threadline.backends.llama_cpp.prompt import prompt_messages
 from threadline.backends.llama_cpp.reading import reader_for
 from threadline.config import ModelSettings
 
@@ -186,6 +186,8 @@ class LlamaCppBackend:
             "top_k": defaults["top_k"],
             "min_p": defaults["min_p"],
             "repeat_penalty": defaults["repeat_penalty"],
+            "presence_penalty": request.presence_penalty or 0.0,
+            "frequency_penalty": request.frequency_penalty or 0.0,
         }
 
     def _check_grammar(self, grammar: str) -> None:

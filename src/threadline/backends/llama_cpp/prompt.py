@@ -1,25 +1,15 @@
-"""A Responses request as the chat messages a model's chat template takes."""
+"""A Responses request as the text-only chat messages a model's chat template takes."""
 
 from __future__ import annotations
 
 import json
 
 from threadline.backends.base import ModelRequest
+from threadline.backends.chat_messages import chat_messages, content_text
 from threadline.backends.llama_cpp.output_plan import OutputPlan
 
 TOOL_CALL_OPEN = "<tool_call>"
 TOOL_CALL_CLOSE = "</tool_call>"
-
-
-def content_text(content: object) -> str:
-    """The text of a message's content; images and files are left out (a text-only model)."""
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list):
-        return ""
-    return "".join(
-        part.get("text") or part.get("refusal") or "" if isinstance(part, dict) else str(part) for part in content
-    )
 
 
 def tool_call_text(name: str, arguments: object) -> str:
@@ -60,40 +50,28 @@ def format_guidance(plan: OutputPlan) -> str | None:
     return None
 
 
-def chat_messages(request: ModelRequest, plan: OutputPlan, tool_role: str) -> list[dict]:
-    """The request as chat messages a chat template takes: {role, content} with text content.
+def prompt_messages(request: ModelRequest, plan: OutputPlan, tool_role: str) -> list[dict]:
+    """The request as the messages a chat template takes: {role, content} with text content.
 
-    Instructions and the system/developer messages before the conversation starts become one
-    system message, followed by tool and format guidance. Function calls become assistant text
-    `<tool_call>{...}</tool_call>`; their outputs a `tool_role` message ("user" ones wrapped
-    in <tool_response>). Reasoning items are not shown to the model.
+    The messages are `chat_messages`' (one policy for every chat model), said in text: the
+    system messages before the conversation starts and the tool and format guidance become
+    one system message; function calls, assistant text `<tool_call>{...}</tool_call>`; their
+    outputs, a `tool_role` message ("user" ones wrapped in <tool_response>). Images and files
+    are left out: the model reads text.
     """
-    system_parts = [request.instructions] if request.instructions else []
+    system_parts: list[str] = []
     messages: list[dict] = []
-    for item in request.input:
-        kind = item.get("type", "message")
-        if kind == "message":
-            role, text = item.get("role", "user"), content_text(item.get("content"))
-            if role in ("system", "developer"):
-                if not messages:
-                    system_parts.append(text)
-                    continue
-                role = "system"
-            messages.append({"role": role, "content": text})
-        elif kind == "function_call":
-            call = tool_call_text(item.get("name", ""), item.get("arguments", "{}"))
-            if messages and messages[-1]["role"] == "assistant":
-                previous = messages[-1]["content"]
-                messages[-1]["content"] = f"{previous}\n{call}" if previous else call
-            else:
-                messages.append({"role": "assistant", "content": call})
-        elif kind == "function_call_output":
-            output = item.get("output")
-            output = output if isinstance(output, str) else content_text(output)
-            if tool_role == "tool":
-                messages.append({"role": "tool", "content": output, "tool_call_id": item.get("call_id")})
-            else:
-                messages.append({"role": "user", "content": f"<tool_response>\n{output}\n</tool_response>"})
+    for message in chat_messages(request):
+        role, text = message["role"], content_text(message["content"])
+        if role == "system" and not messages:
+            system_parts.append(text)
+        elif role == "tool" and tool_role != "tool":
+            messages.append({"role": "user", "content": f"<tool_response>\n{text}\n</tool_response>"})
+        elif role == "tool":
+            messages.append({"role": "tool", "content": text, "tool_call_id": message["tool_call_id"]})
+        else:
+            calls = [tool_call_text(call["function"]["name"], call["function"]["arguments"]) for call in message.get("tool_calls", ())]
+            messages.append({"role": role, "content": "\n".join([text, *calls] if text else calls)})
     system_parts += [part for part in (tools_guidance(plan), format_guidance(plan)) if part]
     if system_parts:
         messages.insert(0, {"role": "system", "content": "\n\n".join(system_parts)})

@@ -1,0 +1,73 @@
+"""Responses items as chat messages: one policy, whether the model is an upstream chat server
+or the embedded model, whose prompt says the same messages in text."""
+
+from __future__ import annotations
+
+import pytest
+
+from threadline.backends.base import BackendError, ModelRequest
+from threadline.backends.chat_messages import chat_messages
+from threadline.backends.llama_cpp.output_plan import plan_output
+from threadline.backends.llama_cpp.prompt import prompt_messages
+
+IMAGE = {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}
+CONVERSATION = [
+    {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "Answer in French."}]},
+    {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "What is this?"}, IMAGE]},
+    {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "A cat, maybe."}]},
+    {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Let me look.", "annotations": []}]},
+    {"type": "function_call", "call_id": "call_1", "name": "identify", "arguments": '{"image": 1}'},
+    {"type": "function_call_output", "call_id": "call_1", "output": [{"type": "input_text", "text": "a cat"}]},
+    {"type": "message", "role": "system", "content": "Be kind."},
+]
+
+
+def test_chat_models_get_each_item_by_the_policy():
+    messages = chat_messages(ModelRequest(model="m", instructions="Be brief.", input=CONVERSATION))
+    assert messages == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "system", "content": "Answer in French."},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is this?"},
+                {"type": "image_url", "image_url": {"url": IMAGE["image_url"], "detail": "low"}},
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": "Let me look.",
+            "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "identify", "arguments": '{"image": 1}'}}],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "a cat"},
+        {"role": "system", "content": "Be kind."},
+    ]
+
+
+def test_the_embedded_model_reads_the_same_messages_as_text():
+    request = ModelRequest(model="m", instructions="Be brief.", input=CONVERSATION)
+    assert prompt_messages(request, plan_output(request), tool_role="tool") == [
+        {"role": "system", "content": "Be brief.\n\nAnswer in French."},
+        {"role": "user", "content": "What is this?"},  # a text-only model: the image is left out
+        {"role": "assistant", "content": 'Let me look.\n<tool_call>{"name": "identify", "arguments": {"image": 1}}</tool_call>'},
+        {"role": "tool", "content": "a cat", "tool_call_id": "call_1"},
+        {"role": "system", "content": "Be kind."},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("item", "named"),
+    [
+        ({"type": "web_search_call", "id": "ws_1", "status": "completed", "action": {"type": "search", "query": "cats"}}, "'web_search_call'"),
+        ({"type": "custom_tool_call", "call_id": "call_2", "name": "grep", "input": "cat"}, "'custom_tool_call'"),
+        ({"type": "message", "role": "user", "content": [{"type": "input_image", "file_id": "file-1"}]}, "file_id"),
+        ({"type": "message", "role": "system", "content": [{"type": "input_text", "text": "See:"}, IMAGE]}, "system messages"),
+    ],
+)
+def test_what_chat_cannot_carry_is_a_400_naming_it_for_every_chat_model(item, named):
+    request = ModelRequest(model="m", input=[{"type": "message", "role": "user", "content": "Hi"}, item])
+    for convert in (lambda: chat_messages(request), lambda: prompt_messages(request, plan_output(request), tool_role="user")):
+        with pytest.raises(BackendError) as refused:
+            convert()
+        assert (refused.value.status, refused.value.code) == (400, "invalid_request_error")
+        assert named in refused.value.message
