@@ -33,7 +33,7 @@ from sqlalchemy import event, select, text
 
 from common import ThreadlineServer, database_url, machine, summarize, write_results
 from threadline.api.auth import OPEN_PROJECT
-from threadline.api.conversations import prepare_items
+from threadline.engine.new_items import normalized
 from threadline.items import InputItem
 from threadline.store.conversations import ConversationStore, append_items
 from threadline.store.database import Database
@@ -106,7 +106,7 @@ def sample_item(index: int) -> dict:
 
 def stored_items(indexes: range) -> list[dict]:
     """Items in the shape the API stores them: validated as a request body is, then prepared."""
-    return prepare_items([input_item.validate_python(sample_item(index)) for index in indexes])
+    return normalized([input_item.validate_python(sample_item(index)) for index in indexes])
 
 
 # --- Through the API --------------------------------------------------------------------------

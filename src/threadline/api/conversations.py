@@ -11,9 +11,11 @@ from threadline.api.auth import project
 from threadline.api.json import JSON, JSONRoute, body_is_null
 from threadline.api.openapi import Conversation, ConversationDeleted, Item, ItemList, answers
 from threadline.api.schemas import Body, Metadata, Order, include_values
+from threadline.engine.new_items import new_items
 from threadline.errors import invalid
-from threadline.items import InputItem, is_item_reference, new_item_id, normalize_item
+from threadline.items import InputItem
 from threadline.store.conversations import ConversationStore
+from threadline.store.pagination import Page
 
 router = APIRouter(prefix="/v1/conversations", tags=["Conversations"], route_class=JSONRoute)
 
@@ -34,28 +36,6 @@ class CreateItemsBody(Body):
     items: Annotated[list[InputItem], Field(min_length=1, max_length=20)]
 
 
-def prepare_items(items: list) -> list[dict]:
-    """Validated input items in their stored shape, each with a new id; references stay for the store."""
-    prepared = []
-    for item in items:
-        data = item.model_dump(mode="json", exclude_unset=True) if hasattr(item, "model_dump") else dict(item)
-        if is_item_reference(data):
-            prepared.append(data)
-        else:
-            prepared.append(normalize_item(data, new_item_id(data.get("type", "message"))))
-    return prepared
-
-
-def item_list(items: list[dict], has_more: bool) -> dict:
-    return {
-        "object": "list",
-        "data": items,
-        "first_id": items[0]["id"] if items else None,
-        "last_id": items[-1]["id"] if items else None,
-        "has_more": has_more,
-    }
-
-
 def store(request: Request) -> ConversationStore:
     return request.app.state.conversations
 
@@ -73,7 +53,8 @@ async def create_conversation(
     if body is None and body_is_null(request):
         raise invalid("Invalid type for request body: expected an object, but got null instead.")
     body = body or CreateConversationBody()
-    created = await conversations.create(project, body.metadata, prepare_items(body.items or []))
+    items = await new_items(conversations.database, project, body.items or [], param="items")
+    created = await conversations.create(project, body.metadata, items)
     return JSON(created)
 
 
@@ -99,8 +80,9 @@ async def delete_conversation(conversation_id: str, project: Project, conversati
 async def create_items(
     conversation_id: str, body: CreateItemsBody, project: Project, conversations: Store, include: Include
 ) -> JSON:
-    added = await conversations.add_items(project, conversation_id, prepare_items(body.items))
-    return JSON(item_list(added, has_more=False))
+    items = await new_items(conversations.database, project, body.items, param="items")
+    added = await conversations.add_items(project, conversation_id, items)
+    return JSON(Page(added, has_more=False).list_object())
 
 
 @router.get("/{conversation_id}/items", summary="List a conversation's items", responses=answers(ItemList, 400, 404))
@@ -114,7 +96,7 @@ async def list_items(
     order: Order = "desc",
 ) -> JSON:
     page = await conversations.list_items(project, conversation_id, after=after, limit=limit, order=order)
-    return JSON(item_list(page.items, page.has_more))
+    return JSON(page.list_object())
 
 
 @router.get("/{conversation_id}/items/{item_id}", summary="Retrieve an item", responses=answers(Item, 400, 404))

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.datastructures import State
 
 from threadline.api.auth import project
-from threadline.api.conversations import item_list
 from threadline.api.idempotency import fingerprint, record_failure, record_run, repeat
 from threadline.api.json import JSON, JSONRoute
 from threadline.api.openapi import InputTokens, ItemList, ResponseDeleted, answers
@@ -159,4 +158,4 @@ async def list_input_items(
     order: Order = "desc",
 ) -> JSON:
     page = await request.app.state.responses.list_input_items(project, response_id, after=after, limit=limit, order=order)
-    return JSON(item_list(page.items, page.has_more))
+    return JSON(page.list_object())

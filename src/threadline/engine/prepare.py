@@ -14,12 +14,11 @@ from threadline.api.response_body import CreateResponseBody, FunctionTool, Names
 from threadline.backends.base import Backend, ModelRequest
 from threadline.backends.registry import Models
 from threadline.engine.context import History, fit_to_window
+from threadline.engine.new_items import new_items
 from threadline.errors import invalid
 from threadline.ids import new_id
-from threadline.items import is_item_reference, new_item_id, normalize_item
 from threadline.store.conversations import ConversationStore
 from threadline.store.database import Database
-from threadline.store.items import resolve_item_references
 from threadline.store.responses import ResponseStore
 
 
@@ -33,18 +32,13 @@ class PreparedResponse:
     store: bool
 
 
-def input_items(body: CreateResponseBody) -> list[dict]:
-    """The request's new input as stored items, each with a new id (references unresolved)."""
+def request_input(body: CreateResponseBody) -> list:
+    """The request's new input as a list of items (a string is one user message)."""
     if body.input is None:
         return []
     if isinstance(body.input, str):
-        raw = [{"type": "message", "role": "user", "content": body.input}]
-    else:
-        raw = [item.model_dump(mode="json", exclude_unset=True, by_alias=True) for item in body.input]
-    return [
-        item if is_item_reference(item) else normalize_item(item, new_item_id(item.get("type", "message")))
-        for item in raw
-    ]
+        return [{"type": "message", "role": "user", "content": body.input}]
+    return body.input
 
 
 def function_tools(body: CreateResponseBody) -> list[dict]:
@@ -157,16 +151,13 @@ class Preparer:
         model_id = body.model or self.models.default_id
         tools = function_tools(body)
         choice = tool_choice(body, tools)
-        new_items = input_items(body)
         history = History(self.earlier_items(body, project))
         await history.read()  # an unknown conversation or previous response is refused first
-        if any(is_item_reference(item) for item in new_items):
-            async with self.database.read() as connection:
-                new_items = await resolve_item_references(connection, project, new_items, param="input")
+        input_items = await new_items(self.database, project, request_input(body), param="input")
         include = set(body.include or [])
         model_request = ModelRequest(
             model=model_id,
-            input=new_items,
+            input=input_items,
             instructions=body.instructions,
             tools=tools if choice != "none" else [],
             tool_choice=choice,
@@ -187,7 +178,7 @@ class Preparer:
             backend=backend,
             model_request=model_request,
             response=response_object(body, model_id, choice),
-            input_items=new_items,
+            input_items=input_items,
             store=body.store is not False,
         )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from typing import Literal
 
 import orjson
 from sqlalchemy import delete, insert, select, update
@@ -13,17 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from threadline.errors import not_found
 from threadline.ids import new_id
 from threadline.store.database import Database
-from threadline.store.items import resolve_item_references
+from threadline.store.pagination import Page, read_page
 from threadline.store.tables import conversation_items, conversations
 
 # Items in the first batch of a conversation read backwards; then as many as the reader asks for.
 ITEMS_BATCH = 128
-
-
-@dataclass
-class ItemPage:
-    items: list[dict]
-    has_more: bool
 
 
 def conversation_object(row) -> dict:
@@ -88,21 +82,14 @@ class ConversationStore:
             return await append_items(connection, project, conversation_id, items)
 
     async def list_items(
-        self, project: str, conversation_id: str, *, after: str | None, limit: int, order: str
-    ) -> ItemPage:
+        self, project: str, conversation_id: str, *, after: str | None, limit: int, order: Literal["asc", "desc"]
+    ) -> Page:
         async with self.database.read() as connection:
             await _conversation_row(connection, project, conversation_id)
-            query = select(conversation_items.c.data).where(
-                conversation_items.c.conversation_id == conversation_id
+            items = select(conversation_items.c.data).where(conversation_items.c.conversation_id == conversation_id)
+            return await read_page(
+                connection, items, order_by=[conversation_items.c.position], id_column=conversation_items.c.id, after=after, limit=limit, order=order
             )
-            if after is not None:
-                cursor = await _item_position(connection, conversation_id, after)
-                newer = conversation_items.c.position > cursor
-                query = query.where(newer if order == "asc" else conversation_items.c.position < cursor)
-            position = conversation_items.c.position
-            query = query.order_by(position.asc() if order == "asc" else position.desc()).limit(limit + 1)
-            rows = (await connection.execute(query)).all()
-        return ItemPage([orjson.loads(row.data) for row in rows[:limit]], len(rows) > limit)
 
     async def items_newest_first(self, project: str, conversation_id: str, param: str | None = None) -> AsyncGenerator[list[dict], int | None]:
         """The conversation's items, newest first, a batch at a time: the context a response continues.
@@ -162,7 +149,7 @@ class ConversationStore:
 async def append_items(
     connection: AsyncConnection, project: str, conversation_id: str, items: list[dict]
 ) -> list[dict]:
-    """Append items in one statement, contiguous and in order, after resolving item_references.
+    """Append items (references already resolved) in one statement, contiguous and in order.
 
     Taking the position range locks the conversation's row until commit, so concurrent
     appends to one conversation land one after another, never interleaved.
@@ -177,22 +164,21 @@ async def append_items(
     ).scalar()
     if end is None:
         raise not_found("Conversation", conversation_id)
-    stored = await resolve_item_references(connection, project, items)
     now = int(time.time())
     await connection.execute(
         insert(conversation_items),
         [
             {
                 "conversation_id": conversation_id,
-                "position": end - len(stored) + index,
+                "position": end - len(items) + index,
                 "id": item["id"],
                 "created_at": now,
                 "data": orjson.dumps(item).decode(),
             }
-            for index, item in enumerate(stored)
+            for index, item in enumerate(items)
         ],
     )
-    return stored
+    return items
 
 
 async def _conversation_row(connection: AsyncConnection, project: str, conversation_id: str, param: str | None = None):
@@ -206,17 +192,3 @@ async def _conversation_row(connection: AsyncConnection, project: str, conversat
     if row is None:
         raise not_found("Conversation", conversation_id, param=param)
     return row
-
-
-async def _item_position(connection: AsyncConnection, conversation_id: str, item_id: str) -> int:
-    position = (
-        await connection.execute(
-            select(conversation_items.c.position).where(
-                conversation_items.c.conversation_id == conversation_id,
-                conversation_items.c.id == item_id,
-            )
-        )
-    ).scalar()
-    if position is None:
-        raise not_found("Item", item_id, param="after")
-    return position

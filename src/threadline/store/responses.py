@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from typing import Literal
 
 import orjson
 from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from threadline.errors import APIError, not_found
-from threadline.store.conversations import ItemPage, append_items
+from threadline.store.conversations import append_items
 from threadline.store.database import Database, Inserts
+from threadline.store.pagination import Page, read_page
 from threadline.store.tables import ObjectId, response_events, response_items, responses
 
 # A response and at most :responses - 1 of its ancestors through previous_response_id, newest
@@ -159,8 +161,8 @@ class ResponseStore:
             batch = items_wanted * (oldest.depth + 1) // len(rows) + 1 if items_wanted else batch * 2
 
     async def list_input_items(
-        self, project: str, response_id: str, *, after: str | None, limit: int, order: str
-    ) -> ItemPage:
+        self, project: str, response_id: str, *, after: str | None, limit: int, order: Literal["asc", "desc"]
+    ) -> Page:
         async with self.database.read() as connection:
             exists = (
                 await connection.execute(
@@ -169,22 +171,12 @@ class ResponseStore:
             ).scalar()
             if exists is None:
                 raise not_found("Response", response_id)
-            position = response_items.c.position
-            query = select(response_items.c.data).where(
+            inputs = select(response_items.c.data).where(
                 response_items.c.response_id == response_id, response_items.c.is_output.is_(False)
             )
-            if after is not None:
-                cursor = (
-                    await connection.execute(
-                        select(position).where(response_items.c.response_id == response_id, response_items.c.id == after)
-                    )
-                ).scalar()
-                if cursor is None:
-                    raise not_found("Item", after, param="after")
-                query = query.where(position > cursor if order == "asc" else position < cursor)
-            query = query.order_by(position.asc() if order == "asc" else position.desc()).limit(limit + 1)
-            rows = (await connection.execute(query)).all()
-        return ItemPage([orjson.loads(row.data) for row in rows[:limit]], len(rows) > limit)
+            return await read_page(
+                connection, inputs, order_by=[response_items.c.position], id_column=response_items.c.id, after=after, limit=limit, order=order
+            )
 
 
 def response_row(project: str, response: dict, *, owner: str | None, job: dict | None) -> dict:
