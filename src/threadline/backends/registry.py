@@ -47,13 +47,19 @@ class Models:
     async def start(self) -> None:
         """Build every backend now, loading embedded models, so the first request waits for none."""
         for model_id in self.settings:
-            backend = self.get(model_id)
-            start = getattr(backend, "start", None)
-            if start is not None:
-                try:
+            try:
+                backend = self.get(model_id)
+                start = getattr(backend, "start", None)
+                if start is not None:
                     await start()
-                except BackendError as exc:
-                    raise ModelLoadError(f"The model {model_id!r} cannot be loaded. {exc.message}") from None
+            except BackendError as exc:
+                raise ModelLoadError(f"The model {model_id!r} cannot be loaded. {exc.message}") from None
+            except ModuleNotFoundError as exc:
+                if exc.name and exc.name.partition(".")[0] == "threadline":
+                    raise  # not the installation's fault: a bug
+                raise ModelLoadError(
+                    f"The model {model_id!r} cannot be loaded: {exc.name} is not installed. Reinstall Threadline to get its dependencies."
+                ) from None
 
     def get(self, model_id: str | None) -> Backend:
         model_id = model_id or self.default_id
