@@ -11,11 +11,11 @@ import json
 import os
 import uuid
 
-import httpx
 import openai
 import pytest
 
 from tests.servers import ThreadlineServer, postgres_database, write_config
+from tests.spec_check import SpecCheck, checked_async_client, checked_client, checked_http
 
 DATABASES = os.environ.get("THREADLINE_TEST_DATABASES", "sqlite,postgresql").split(",")
 KEYS = {"alpha": "sk-alpha-test-key", "beta": "sk-beta-test-key"}
@@ -79,22 +79,31 @@ def model_requests(server):
 
 
 @pytest.fixture
-def client(server) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.url + "/v1", api_key=KEYS["alpha"], max_retries=0)
+def spec_check():
+    """Checks every Response and event the test's clients receive against both specs; a
+    failure fails the test, even one the test caught."""
+    check = SpecCheck()
+    yield check
+    check.assert_clean()
 
 
 @pytest.fixture
-def beta_client(server) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.url + "/v1", api_key=KEYS["beta"], max_retries=0)
+def client(server, spec_check) -> openai.OpenAI:
+    return checked_client(spec_check, server.url + "/v1", KEYS["alpha"])
 
 
 @pytest.fixture
-def async_client(server) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=server.url + "/v1", api_key=KEYS["alpha"], max_retries=0)
+def beta_client(server, spec_check) -> openai.OpenAI:
+    return checked_client(spec_check, server.url + "/v1", KEYS["beta"])
 
 
 @pytest.fixture
-def http(server):
+def async_client(server, spec_check) -> openai.AsyncOpenAI:
+    return checked_async_client(spec_check, server.url + "/v1", KEYS["alpha"])
+
+
+@pytest.fixture
+def http(server, spec_check):
     """Raw HTTP as project alpha, for input the SDK will not send."""
-    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {KEYS['alpha']}"}, timeout=30) as session:
+    with checked_http(spec_check, server.url, headers={"Authorization": f"Bearer {KEYS['alpha']}"}, timeout=30) as session:
         yield session

@@ -9,7 +9,7 @@ import pytest
 from pydantic import BaseModel
 
 from tests.helpers import script, sse_events, without_volatile
-from tests.spec_schemas import validate
+from tests.spec_schemas import validate_response
 
 WEATHER_TOOL = {
     "type": "function",
@@ -20,7 +20,7 @@ WEATHER_TOOL = {
 }
 
 
-def test_create_answers_and_echoes_every_request_field(client):
+def test_create_answers_and_echoes_every_request_field(client, model_requests):
     response = client.responses.create(
         model="scripted",
         input="Hello there",
@@ -42,6 +42,7 @@ def test_create_answers_and_echoes_every_request_field(client):
         safety_identifier="user-hash",
         user="user-1",
         top_logprobs=2,
+        extra_body={"presence_penalty": 0.5, "frequency_penalty": -1.5},  # not in the SDK's signature
     )
     assert response.status == "completed"
     assert response.output_text == "Reply to: Hello there"
@@ -59,9 +60,37 @@ def test_create_answers_and_echoes_every_request_field(client):
     assert response.service_tier == "default"
     assert response.prompt_cache_key == "cache-1" and response.safety_identifier == "user-hash"
     assert response.user == "user-1" and response.top_logprobs == 2
+    assert (response.presence_penalty, response.frequency_penalty) == (0.5, -1.5)
+    (received,) = model_requests()
+    assert (received["presence_penalty"], received["frequency_penalty"]) == (0.5, -1.5)
     assert response.usage.total_tokens == response.usage.input_tokens + response.usage.output_tokens
     assert response.id.startswith("resp_") and response.output[0].id.startswith("msg_")
-    validate(response.model_dump(mode="json", exclude_unset=True), "Response")
+    validate_response(response.model_dump(mode="json", exclude_unset=True))
+
+
+def test_defaults_are_echoed_as_openai_sends_them(http, model_requests):
+    bare_tool = {"type": "function", "name": "lookup"}
+    events = sse_events(http, "/v1/responses", {"model": "scripted", "input": "Hi", "tools": [bare_tool], "stream": True})
+    created, completed = events[0]["response"], events[-1]["response"]
+    # Present as null until known, not left out.
+    assert created["usage"] is None and completed["usage"]["total_tokens"] > 0
+    for response in (created, completed):
+        assert response["user"] is None and response["safety_identifier"] is None and response["prompt_cache_key"] is None
+        assert (response["presence_penalty"], response["frequency_penalty"], response["top_logprobs"]) == (0, 0, 0)
+        assert (response["temperature"], response["top_p"]) == (1, 1)
+        # A function tool is strict unless the request says otherwise, as OpenAI has it.
+        assert response["tools"] == [{"type": "function", "name": "lookup", "description": None, "parameters": None, "strict": True}]
+    (received,) = model_requests()
+    assert received["presence_penalty"] is None and received["frequency_penalty"] is None
+    retrieved = http.get(f"/v1/responses/{completed['id']}").json()
+    assert retrieved == completed and "user" in retrieved
+
+
+@pytest.mark.parametrize("field", ["presence_penalty", "frequency_penalty"])
+@pytest.mark.parametrize("value", [-2.5, 2.01, "1"])
+def test_penalties_out_of_range_are_a_400(http, field, value):
+    refused = http.post("/v1/responses", json={"model": "scripted", "input": "Hi", field: value})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == field
 
 
 def test_model_may_be_omitted(client):
@@ -357,16 +386,19 @@ def test_responses_are_invisible_to_other_projects(client, beta_client):
     assert client.responses.retrieve(response.id).id == response.id
 
 
-def test_replay_a_stored_response_after_a_sequence_number(client, http):
-    response = client.responses.create(model="scripted", input="replay me")
-    full = sse_events(http, f"/v1/responses/{response.id}?stream=true", method="GET")
-    assert full[0]["type"] == "response.created" and full[-1]["type"] == "response.completed"
-    assert full[-1]["response"]["output"] == response.model_dump(mode="json", exclude_unset=True)["output"]
-    tail = sse_events(http, f"/v1/responses/{response.id}?stream=true&starting_after=3", method="GET")
-    assert tail == full[4:]
-    with client.responses.stream(response_id=response.id, starting_after=3) as stream:
-        sequence_numbers = [event.sequence_number for event in stream]
-    assert sequence_numbers == [event["sequence_number"] for event in full[4:]]
+def test_a_foreground_response_cannot_be_streamed_again(client, http):
+    # Its events were not kept: rebuilt ones would be numbered unlike the stream its client
+    # read, so a resume after event N could skip or repeat events. Background ones can be.
+    plain = client.responses.create(model="scripted", input="not kept")
+    streamed = sse_events(http, "/v1/responses", {"model": "scripted", "input": "not kept", "stream": True})[-1]["response"]
+    for response_id in (plain.id, streamed["id"]):
+        for query in ("stream=true", "stream=true&starting_after=3"):
+            refused = http.get(f"/v1/responses/{response_id}?{query}")
+            assert refused.status_code == 400 and refused.json()["error"]["param"] == "stream"
+        with pytest.raises(openai.BadRequestError) as raised:
+            client.responses.retrieve(response_id, stream=True, starting_after=3)
+        assert raised.value.body["param"] == "stream"
+        assert client.responses.retrieve(response_id).status == "completed"
 
 
 class Person(BaseModel):
@@ -475,3 +507,46 @@ def test_a_streamed_response_is_stored_as_in_progress_by_its_first_event(client)
         events = list(stream)
     assert events[-1].type == "response.completed"
     assert client.responses.retrieve(created.response.id).output_text == "Hello"
+
+
+EVERY_INCLUDE = [
+    "code_interpreter_call.outputs",
+    "computer_call_output.output.image_url",
+    "file_search_call.results",
+    "message.input_image.image_url",
+    "message.output_text.logprobs",
+    "reasoning.encrypted_content",
+    "web_search_call.action.sources",
+    "web_search_call.results",
+]
+
+
+def test_an_unknown_include_value_is_a_400_naming_it(client, http):
+    refused = http.post("/v1/responses", json={"model": "scripted", "input": "Hi", "include": ["reasoning.encrypted_content", "output.everything"]})
+    error = refused.json()["error"]
+    # In a body the param names the element, as every body error does.
+    assert refused.status_code == 400 and error["param"] == "include[1]" and "'output.everything'" in error["message"], error
+    response = client.responses.create(model="scripted", input="Hi")
+    for path in (f"/v1/responses/{response.id}", f"/v1/responses/{response.id}/input_items"):
+        for name in ("include", "include[]"):
+            refused = http.get(path, params={name: "output.everything"})
+            error = refused.json()["error"]
+            assert refused.status_code == 400 and error["param"] == "include" and "'output.everything'" in error["message"]
+
+
+def test_every_documented_include_value_is_accepted(client):
+    # Values for hosted tools take effect with those tools; until then they change nothing.
+    response = client.responses.create(model="scripted", input="Hi", include=EVERY_INCLUDE)
+    assert response.status == "completed" and response.output_text == "Reply to: Hi"
+    assert client.responses.retrieve(response.id, include=EVERY_INCLUDE).output_text == "Reply to: Hi"
+    assert len(client.responses.input_items.list(response.id, include=EVERY_INCLUDE).data) == 1
+
+
+def test_encrypted_reasoning_is_returned_only_when_included(client):
+    reasoning = {"type": "reasoning", "id": "rs_earlier", "summary": [], "encrypted_content": "opaque-blob"}
+    response = client.responses.create(model="scripted", input=[reasoning, {"role": "user", "content": "Go on."}])
+    shown = client.responses.input_items.list(response.id, order="asc").data[0]
+    assert shown.type == "reasoning" and shown.encrypted_content is None
+    assert "encrypted_content" not in shown.model_dump(exclude_unset=True)
+    included = client.responses.input_items.list(response.id, order="asc", include=["reasoning.encrypted_content"]).data[0]
+    assert included.encrypted_content == "opaque-blob"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 
-import httpx
 import openai
 import pytest
 from pydantic import BaseModel
@@ -17,7 +16,8 @@ from pydantic import BaseModel
 from tests.helpers import sse_events, without_volatile
 from tests.mock_upstream import MockUpstream, cut, error, finish, reasoning, reply, text, tool_call, usage
 from tests.servers import ThreadlineServer, postgres_database, write_config
-from tests.spec_schemas import validate
+from tests.spec_check import checked_client, checked_http
+from tests.spec_schemas import validate_response
 
 PROVIDERS = {"chat": "openai-chat", "resp": "openai-responses"}
 WEATHER_TOOL = {
@@ -73,13 +73,13 @@ def model(request) -> str:
 
 
 @pytest.fixture
-def client(threadline) -> openai.OpenAI:
-    return openai.OpenAI(base_url=threadline.url + "/v1", api_key="open-server", max_retries=0)
+def client(threadline, spec_check) -> openai.OpenAI:
+    return checked_client(spec_check, threadline.url + "/v1", "open-server")
 
 
 @pytest.fixture
-def http(threadline):
-    with httpx.Client(base_url=threadline.url, timeout=30) as session:
+def http(threadline, spec_check):
+    with checked_http(spec_check, threadline.url, timeout=30) as session:
         yield session
 
 
@@ -103,7 +103,7 @@ def test_plain_create_with_usage(client, mock, model):
     assert (response.usage.input_tokens, response.usage.output_tokens, response.usage.total_tokens) == (20, 9, 29)
     assert response.usage.input_tokens_details.cached_tokens == 16
     assert response.usage.output_tokens_details.reasoning_tokens == 4
-    validate(response.model_dump(mode="json", exclude_unset=True), "Response")
+    validate_response(response.model_dump(mode="json", exclude_unset=True))
     if model == "chat":
         assert upstream_context(mock, model) == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
     else:
@@ -225,6 +225,22 @@ def test_logprobs_when_included(client, mock, model):
         assert (sent["logprobs"], sent["top_logprobs"]) == (True, 2)
     else:
         assert (sent["include"], sent["top_logprobs"]) == (["message.output_text.logprobs"], 2)
+
+
+def test_logprobs_are_shown_only_to_requests_that_include_them(client, http, mock, model):
+    token = {"token": "Hi", "logprob": -0.25, "bytes": [72, 105], "top_logprobs": []}
+    mock.script(reply(text("Hi", logprobs=[token])), reply(text("Hi", logprobs=[token])))
+    body = {"model": model, "input": "Greet me.", "include": ["message.output_text.logprobs"], "stream": True}
+    events = sse_events(http, "/v1/responses", body)
+    (delta,) = [event for event in events if event["type"] == "response.output_text.delta"]
+    assert [entry["token"] for entry in delta["logprobs"]] == ["Hi"]
+    stored_id = events[-1]["response"]["id"]
+    assert client.responses.retrieve(stored_id).output[0].content[0].logprobs == []
+    assert client.responses.retrieve(stored_id, include=["message.output_text.logprobs"]).output[0].content[0].logprobs[0].token == "Hi"
+    # Not asked for: the upstream is not asked, and what it sends anyway is not shown.
+    plain = client.responses.create(model=model, input="Greet me.")
+    assert plain.output[0].content[0].logprobs == []
+    assert "logprobs" not in mock.requests[-1] and "include" not in mock.requests[-1]
 
 
 class City(BaseModel):

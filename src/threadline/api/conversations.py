@@ -10,10 +10,11 @@ from pydantic import Field
 from threadline.api.auth import project
 from threadline.api.json import JSON, JSONRoute, body_is_null
 from threadline.api.openapi import Conversation, ConversationDeleted, Item, ItemList, answers
-from threadline.api.schemas import Body, Metadata, Order, include_values
+from threadline.api.schemas import Order, include_values
 from threadline.engine.new_items import new_items
 from threadline.errors import invalid
 from threadline.items import InputItem
+from threadline.spec.request import Body, Metadata
 from threadline.store.conversations import ConversationStore
 from threadline.store.pagination import Page
 

@@ -159,6 +159,7 @@ class Response(BaseModel):
     completed_at: int | None
     conversation: ResponseConversation | None
     error: ResponseErrorDetail | None
+    frequency_penalty: float
     incomplete_details: IncompleteDetails | None
     instructions: str | None
     max_output_tokens: int | None
@@ -167,6 +168,7 @@ class Response(BaseModel):
     model: str
     output: list[Item]
     parallel_tool_calls: bool
+    presence_penalty: float
     previous_response_id: str | None
     prompt: ResponsePrompt | None
     prompt_cache_key: str | None
@@ -181,8 +183,8 @@ class Response(BaseModel):
     top_logprobs: int
     top_p: float
     truncation: Literal["auto", "disabled"]
-    usage: ResponseUsage = Field(None, description="Present once the model reported its usage.", json_schema_extra=_no_default)
-    user: str = Field(None, description="Present when the request set it.", json_schema_extra=_no_default)
+    usage: ResponseUsage | None = Field(description="Null until the model reports its usage, when the response ends.")
+    user: str | None
 
 
 class ResponseDeleted(BaseModel):

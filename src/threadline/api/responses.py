@@ -1,4 +1,4 @@
-"""The Responses API: create, retrieve (or replay), delete, input items, token counts."""
+"""The Responses API: create, retrieve (or stream a background one), cancel, delete, input items, token counts."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ from threadline.api.idempotency import fingerprint, record_failure, record_run, 
 from threadline.api.json import JSON, JSONRoute
 from threadline.api.openapi import InputTokens, ItemList, ResponseDeleted, answers
 from threadline.api.openapi import Response as ResponseObject
-from threadline.api.response_body import CreateResponseBody
 from threadline.api.schemas import Order, include_values
 from threadline.api.sse import event_stream
 from threadline.backends.estimate import estimate_request_tokens
-from threadline.engine.replay import replay_events
 from threadline.errors import APIError, invalid
 from threadline.jobs.follow import follow
+from threadline.spec.request import INT64_MAX, CreateResponseBody
+from threadline.spec.response import present, present_events, present_item
 
 router = APIRouter(prefix="/v1/responses", tags=["Responses"], route_class=JSONRoute)
 
@@ -66,19 +66,21 @@ async def start_response(state: State, body: CreateResponseBody, project: str, i
     if body.background:
         await state.worker.enqueue(prepared)
         if idempotency_key:
+    include = body.include or ()
             await state.idempotency.record(project, idempotency_key, 200, prepared.response)
         if body.stream:
-            return event_stream(follow(state.runner, project, prepared.response["id"], -1, state.settings.workers.poll_s))
+            events = follow(state.runner, project, prepared.response["id"], -1, state.settings.workers.poll_s)
+            return event_stream(present_events(events, include))
         return JSON(prepared.response)
     run = await state.runner.start(prepared, streamed=bool(body.stream))
     if idempotency_key:
         state.runner.keep(record_run(state, project, idempotency_key, run))
     if not body.stream:
-        return JSON(await run.result())
+        return JSON(present(await run.result(), include))
     batches = run.stream()
     # Wait for the first events, so a request the model refuses outright is still a plain 4xx.
     first = await anext(batches)
-    return event_stream(_prepend(first, batches))
+    return event_stream(present_events(_prepend(first, batches), include))
 
 
 async def _prepend(first: list[dict], rest: AsyncIterator[list[dict]]) -> AsyncIterator[list[dict]]:
@@ -98,7 +100,7 @@ async def count_input_tokens(body: CreateResponseBody, project: Project, request
 
 @router.get(
     "/{response_id}",
-    summary="Retrieve a response, or replay its events",
+    summary="Retrieve a response, or stream a background response's events",
     responses=answers(ResponseObject, 400, 404, stream=True, description="The Response, or its events when `stream` is true."),
 )
 async def retrieve_response(
@@ -114,17 +116,18 @@ async def retrieve_response(
     if not stream:
         if starting_after is not None:
             raise invalid("'starting_after' can only be used with stream=true.", param="starting_after")
-        return JSON(stored)
+        return JSON(present(stored, include))
+    if not stored["background"]:
+        # Only a background response keeps its events; rebuilt ones would not be numbered as
+        # the stream its client read, so `starting_after` could skip or repeat events.
+        raise invalid(
+            "Only responses created with background=true can be streamed: this response's events were not kept. "
+            "Retrieve it without stream=true.",
+            param="stream",
+        )
     after = -1 if starting_after is None else starting_after
-    if stored["background"]:
-        return event_stream(follow(state.runner, project, response_id, after, state.settings.workers.poll_s))
-
-    async def events() -> AsyncIterator[dict]:
-        for event in replay_events(stored):
-            if event["sequence_number"] > after:
-                yield event
-
-    return event_stream(events())
+    events = follow(state.runner, project, response_id, after, state.settings.workers.poll_s)
+    return event_stream(present_events(events, include))
 
 
 @router.post("/{response_id}/cancel", summary="Cancel a background response", responses=answers(ResponseObject, 400, 404))
@@ -138,7 +141,7 @@ async def cancel_response(response_id: str, project: Project, request: Request) 
         run.stop("cancelled")
         await asyncio.wait([run.task], timeout=CANCEL_WAIT_S)
         cancelled = await state.responses.get(project, response_id)
-    return JSON(cancelled)
+    return JSON(present(cancelled, ()))
 
 
 @router.delete("/{response_id}", summary="Delete a response", responses=answers(ResponseDeleted, 404))
@@ -159,3 +162,4 @@ async def list_input_items(
 ) -> JSON:
     page = await request.app.state.responses.list_input_items(project, response_id, after=after, limit=limit, order=order)
     return JSON(page.list_object())
+    page.data = [present_item(item, include) for item in page.data]

@@ -34,6 +34,8 @@ class ModelRequest:
     top_logprobs: int | None = None
     logprobs: bool = False  # include message.output_text.logprobs
     reasoning: dict | None = None
+    presence_penalty: float | None = None  # -2..2; None: the model's default (0)
+    frequency_penalty: float | None = None
     user: str | None = None
     stream: bool = True  # a hint: the client streams, so the upstream call may as well
 

@@ -66,7 +66,7 @@ def chat_completions_body(request: ModelRequest, model: str, options: dict | Non
             body["response_format"] = response_format
     if request.max_output_tokens is not None:
         body[options.get("max_tokens_param", "max_tokens")] = request.max_output_tokens
-    for name in ("temperature", "top_p", "user"):
+    for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty", "user"):
         if getattr(request, name) is not None:
             body[name] = getattr(request, name)
     if request.logprobs:

@@ -44,14 +44,7 @@ from threadline.backends.upstream import (
 )
 from threadline.config import ModelSettings
 
-# The error codes a failed Response may carry (ResponseErrorCode in OpenAI's spec); others
-# are reported as server_error, so what Threadline stores stays within the spec.
-RESPONSE_ERROR_CODES = frozenset(
-    "server_error rate_limit_exceeded invalid_prompt data_residency_mismatch bio_policy vector_store_timeout invalid_image"
-    " invalid_image_format invalid_base64_image invalid_image_url image_too_large image_too_small image_parse_error"
-    " image_content_policy_violation invalid_image_mode image_file_too_large unsupported_image_media_type empty_image_file"
-    " failed_to_download_image image_file_not_found".split()
-)
+from threadline.spec.errors import RESPONSE_ERROR_CODES
 # What POST /responses/input_tokens takes of a request body.
 INPUT_TOKENS_FIELDS = ("model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "text", "reasoning")
 TOOL_FIELDS = ("type", "name", "description", "parameters", "strict")
@@ -74,7 +67,7 @@ def responses_body(request: ModelRequest, model: str, options: dict | None = Non
         body["parallel_tool_calls"] = request.parallel_tool_calls
     if request.text_format:
         body["text"] = {"format": request.text_format}
-    for name in ("max_output_tokens", "temperature", "top_p", "user"):
+    for name in ("max_output_tokens", "temperature", "top_p", "presence_penalty", "frequency_penalty", "user"):
         if getattr(request, name) is not None:
             body[name] = getattr(request, name)
     if request.logprobs:

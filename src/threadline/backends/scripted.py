@@ -135,3 +135,5 @@ def request_record(request: ModelRequest) -> dict:
         "max_output_tokens": request.max_output_tokens,
         "temperature": request.temperature,
     }
+        "presence_penalty": request.presence_penalty,
+        "frequency_penalty": request.frequency_penalty,

@@ -13,23 +13,12 @@ from collections.abc import Iterator
 
 import orjson
 
-from threadline.backends.base import Finish, ModelEvent, ReasoningDelta, RefusalDelta, TextDelta, ToolCallDelta, Usage
+from threadline.backends.base import Finish, ModelEvent, ReasoningDelta, RefusalDelta, TextDelta, ToolCallDelta
 from threadline.ids import new_id
-
-# The codes a Response's `error` may carry; any other failure is reported as server_error.
-RESPONSE_ERROR_CODES = {
-    "server_error", "rate_limit_exceeded", "invalid_prompt", "vector_store_timeout", "invalid_image",
-    "invalid_image_format", "invalid_base64_image", "invalid_image_url", "image_too_large", "image_too_small",
-    "image_parse_error", "image_content_policy_violation", "invalid_image_mode", "image_file_too_large",
-    "unsupported_image_media_type", "empty_image_file", "failed_to_download_image", "image_file_not_found",
-}
-
-TERMINAL_EVENTS = {
-    "completed": "response.completed",
-    "incomplete": "response.incomplete",
-    "failed": "response.failed",
-    "cancelled": "response.failed",
-}
+from threadline.spec.errors import response_error
+from threadline.spec.events import TERMINAL_EVENTS
+from threadline.spec.items import new_item_id
+from threadline.spec.response import usage_object
 
 
 class ResponseEvents:
@@ -82,7 +71,7 @@ class ResponseEvents:
 
     def fail(self, code: str, message: str) -> list[dict]:
         events = self.close_all("incomplete")
-        self.response["error"] = {"code": code if code in RESPONSE_ERROR_CODES else "server_error", "message": message}
+        self.response["error"] = response_error(code, message)
         return events + self.end("failed")
 
     def end(self, status: str) -> list[dict]:
@@ -97,7 +86,7 @@ class ResponseEvents:
         events: list[dict] = []
         if self._item is None or self._item["type"] != "message":
             events += self._close_item("completed")
-            events += self._open_item({"id": self._new_id("msg"), "type": "message", "status": "in_progress", "content": [], "role": "assistant"})
+            events += self._open_item({"id": self._new_id("message"), "type": "message", "status": "in_progress", "content": [], "role": "assistant"})
         if self._part is None or self._part["type"] != part_type:
             events += self._close_part()
             if part_type == "output_text":
@@ -116,7 +105,7 @@ class ResponseEvents:
         events: list[dict] = []
         if self._item is None or self._item["type"] != "reasoning":
             events += self._close_item("completed")
-            events += self._open_item({"id": self._new_id("rs"), "type": "reasoning", "summary": [], "content": []})
+            events += self._open_item({"id": self._new_id("reasoning"), "type": "reasoning", "summary": [], "content": []})
             events += self._open_part({"type": "reasoning_text", "text": ""})
         self._part["text"] += delta
         location = self._location(self._item, with_content=True)
@@ -128,7 +117,7 @@ class ResponseEvents:
         if call is None:
             events += self._close_item("completed")
             call = {
-                "id": self._new_id("fc"),
+                "id": self._new_id("function_call"),
                 "type": "function_call",
                 "status": "in_progress",
                 "arguments": "",
@@ -200,8 +189,8 @@ class ResponseEvents:
             location["content_index"] = len(item["content"]) - 1
         return location
 
-    def _new_id(self, prefix: str) -> str:
-        return next(self._item_ids) if self._item_ids is not None else new_id(prefix)
+    def _new_id(self, item_type: str) -> str:
+        return next(self._item_ids) if self._item_ids is not None else new_item_id(item_type)
 
     def _event(self, type: str, **fields) -> dict:
         event = {"type": type, "sequence_number": self.sequence_number, **fields}
@@ -216,13 +205,3 @@ def snapshot(value: dict) -> dict:
     """A deep copy of JSON data, as the event carrying it must not change with what follows
     (several times faster than copy.deepcopy)."""
     return orjson.loads(orjson.dumps(value))
-
-
-def usage_object(usage: Usage) -> dict:
-    return {
-        "input_tokens": usage.input_tokens,
-        "input_tokens_details": {"cached_tokens": usage.cached_tokens, "cache_write_tokens": 0},
-        "output_tokens": usage.output_tokens,
-        "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-        "total_tokens": usage.input_tokens + usage.output_tokens,
-    }

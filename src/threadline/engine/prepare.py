@@ -1,4 +1,4 @@
-"""Everything decided before the first byte: model, tools, context and the Response echo.
+"""Everything decided before the first byte: model, tools, context and the Response as created.
 
 Any problem with the request is raised here as a 4xx, so a stream never fails on input
 that could have been refused up front.
@@ -6,17 +6,16 @@ that could have been refused up front.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
-from threadline.api.response_body import CreateResponseBody, FunctionTool, NamespaceTool
 from threadline.backends.base import Backend, ModelRequest
 from threadline.backends.registry import Models
 from threadline.engine.context import History, fit_to_window
 from threadline.engine.new_items import new_items
 from threadline.errors import invalid
-from threadline.ids import new_id
+from threadline.spec.request import CreateResponseBody, FunctionTool, NamespaceTool
+from threadline.spec.response import response_object
 from threadline.store.conversations import ConversationStore
 from threadline.store.database import Database
 from threadline.store.responses import ResponseStore
@@ -87,52 +86,6 @@ def text_format(body: CreateResponseBody) -> dict | None:
     return format_.model_dump(by_alias=True, exclude_none=True)
 
 
-def response_object(body: CreateResponseBody, model_id: str, tools_choice: str | dict) -> dict:
-    """The Response as created: every request field echoed, OpenAI's defaults filled in."""
-    text = body.text.model_dump(by_alias=True, exclude_none=True) if body.text else {}
-    text.setdefault("format", {"type": "text"})
-    text.setdefault("verbosity", "medium")
-    reasoning = body.reasoning.model_dump() if body.reasoning else {"effort": None, "summary": None}
-    conversation_id = body.conversation_id
-    response = {
-        "id": new_id("resp"),
-        "object": "response",
-        "created_at": int(time.time()),
-        "status": "in_progress",
-        "background": bool(body.background),
-        "completed_at": None,
-        "conversation": {"id": conversation_id} if conversation_id else None,
-        "error": None,
-        "incomplete_details": None,
-        "instructions": body.instructions,
-        "max_output_tokens": body.max_output_tokens,
-        "max_tool_calls": body.max_tool_calls,
-        "metadata": body.metadata or {},
-        "model": model_id,
-        "output": [],
-        "parallel_tool_calls": True if body.parallel_tool_calls is None else body.parallel_tool_calls,
-        "previous_response_id": body.previous_response_id,
-        "prompt": body.prompt.model_dump(exclude_none=True) if body.prompt else None,
-        "prompt_cache_key": body.prompt_cache_key,
-        "reasoning": reasoning,
-        "safety_identifier": body.safety_identifier,
-        # The tier that served it: "auto" resolves to the default one.
-        "service_tier": body.service_tier if body.service_tier not in (None, "auto") else "default",
-        "store": body.store is not False,
-        "temperature": 1.0 if body.temperature is None else body.temperature,
-        "text": text,
-        "tool_choice": tools_choice,
-        "tools": [tool.model_dump(by_alias=True, exclude_none=True) for tool in body.tools or []],
-        "top_logprobs": body.top_logprobs or 0,
-        "top_p": 1.0 if body.top_p is None else body.top_p,
-        "truncation": body.truncation or "disabled",
-    }
-    # The spec has no null for these two: they appear once there is a value.
-    if body.user is not None:
-        response["user"] = body.user
-    return response
-
-
 class Preparer:
     def __init__(self, database: Database, models: Models, responses: ResponseStore, conversations: ConversationStore) -> None:
         self.database = database
@@ -177,6 +130,8 @@ class Preparer:
             project=project,
             backend=backend,
             model_request=model_request,
+            presence_penalty=body.presence_penalty,
+            frequency_penalty=body.frequency_penalty,
             response=response_object(body, model_id, choice),
             input_items=input_items,
             store=body.store is not False,

@@ -1,7 +1,9 @@
-"""The events of a stored response, rebuilt from what was stored.
+"""A new stream of a finished response, rebuilt from what was stored.
 
-Deltas are not kept, so each content part replays as one delta; sequence numbers, item
-ids and the final Response are the stored ones' own, which is what `starting_after` needs.
+An idempotent repeat of a streamed create is answered with one. It is a stream of its own,
+numbered from 0, not the events the first request saw: deltas are not kept, so each content
+part arrives as one delta. Nothing resumes it with `starting_after` (only background
+responses keep their events, and only those can be streamed again by id).
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ from threadline.engine.events import ResponseEvents
 
 def replay_events(stored: dict) -> list[dict]:
     start = copy.deepcopy(stored)
-    start.update(status="in_progress", output=[], error=None, incomplete_details=None, completed_at=None)
-    start.pop("usage", None)
+    start.update(status="in_progress", output=[], error=None, incomplete_details=None, completed_at=None, usage=None)
     builder = ResponseEvents(start, item_ids=iter(item["id"] for item in stored["output"]))
     events = builder.start()
     for call_index, item in enumerate(stored["output"]):

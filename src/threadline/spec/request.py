@@ -1,14 +1,77 @@
-"""The body of POST /v1/responses (and /v1/responses/input_tokens), validated as OpenAI does."""
+"""The body of POST /v1/responses (and /v1/responses/input_tokens), validated as OpenAI does,
+and the request pieces other bodies share (metadata, `include` values)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, StringConstraints, Tag, field_validator
+from pydantic_core import PydanticCustomError
 
-from threadline.api.schemas import Body, Includable, Metadata
 from threadline.items import InputItem
 from threadline.items.models import ItemReference
+
+METADATA_PAIRS, METADATA_KEY_LENGTH, METADATA_VALUE_LENGTH = 16, 64, 512
+
+
+def _check_metadata(value: Any) -> Any:
+    """Refuse too many pairs or a long key with one error on `metadata` itself.
+
+    Left to pydantic, 17 pairs read as "array too long" and a long key is reported at its
+    value's path with the value's length."""
+    if not isinstance(value, dict):
+        return value
+    if len(value) > METADATA_PAIRS:
+        raise PydanticCustomError(
+            "metadata_too_many_pairs",
+            "too many key-value pairs. Expected an object with at most {limit} pairs, but got {count} pairs instead",
+            {"limit": METADATA_PAIRS, "count": len(value)},
+        )
+    for key in value:
+        if isinstance(key, str) and len(key) > METADATA_KEY_LENGTH:
+            raise PydanticCustomError(
+                "metadata_key_too_long",
+                "key too long. Expected keys of at most {limit} characters, but got a key with length {length} instead",
+                {"limit": METADATA_KEY_LENGTH, "length": len(key)},
+            )
+    return value
+
+
+MetadataKey = Annotated[str, StringConstraints(max_length=METADATA_KEY_LENGTH)]
+MetadataValue = Annotated[str, StringConstraints(max_length=METADATA_VALUE_LENGTH)]
+Metadata = Annotated[
+    dict[MetadataKey, MetadataValue],
+    Field(
+        max_length=METADATA_PAIRS,
+        description="Up to 16 key-value pairs; keys at most 64 characters, values at most 512.",
+    ),
+    BeforeValidator(_check_metadata),
+]
+
+# Every value OpenAI documents; what each one adds is decided in `spec.response.present`.
+Includable = Literal[
+    "code_interpreter_call.outputs",
+    "computer_call_output.output.image_url",
+    "file_search_call.results",
+    "message.input_image.image_url",
+    "message.output_text.logprobs",
+    "reasoning.encrypted_content",
+    "web_search_call.action.sources",
+    "web_search_call.results",
+]
+INCLUDABLE: tuple[str, ...] = Includable.__args__
+
+
+def unknown_include(value: str) -> str:
+    """The message for an `include` value that is not one of INCLUDABLE, as OpenAI words it."""
+    supported = ", ".join(f"'{option}'" for option in INCLUDABLE[:-1]) + f" and '{INCLUDABLE[-1]}'"
+    return f"Invalid value: '{value}'. Supported values are: {supported}."
+
+
+class Body(BaseModel):
+    # Unknown fields are tolerated, as OpenAI tolerates them: SDKs add fields over time.
+    model_config = ConfigDict(extra="allow")
+
 
 FunctionName = Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
 # Counts are stored and echoed as JSON numbers that orjson (and most clients) hold as 64-bit.
@@ -140,6 +203,8 @@ class CreateResponseBody(Body):
     temperature: Annotated[float, Field(ge=0, le=2, strict=True)] | None = None
     top_p: Annotated[float, Field(ge=0, le=1, strict=True)] | None = None
     top_logprobs: Annotated[int, Field(ge=0, le=20, strict=True)] | None = None
+    presence_penalty: Annotated[float, Field(ge=-2, le=2, strict=True)] | None = None
+    frequency_penalty: Annotated[float, Field(ge=-2, le=2, strict=True)] | None = None
     text: TextConfig | None = None
     reasoning: ReasoningConfig | None = None
     truncation: Literal["auto", "disabled"] | None = None

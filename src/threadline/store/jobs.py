@@ -14,6 +14,7 @@ import orjson
 from sqlalchemy import delete, func, insert, select, update
 
 from threadline.errors import invalid, not_found
+from threadline.spec.events import terminal_event
 from threadline.store.database import Database
 from threadline.store.responses import insert_events
 from threadline.store.tables import response_events, responses, workers
@@ -226,4 +227,4 @@ async def _terminal_event(connection, response_id: str, response: dict) -> dict:
             select(func.max(response_events.c.sequence_number)).where(response_events.c.response_id == response_id)
         )
     ).scalar()
-    return {"type": "response.failed", "sequence_number": (-1 if last is None else last) + 1, "response": response}
+    return terminal_event(response, (-1 if last is None else last) + 1)
