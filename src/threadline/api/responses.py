@@ -63,10 +63,10 @@ async def create_response(body: CreateResponseBody, project: Project, request: R
 
 async def start_response(state: State, body: CreateResponseBody, project: str, idempotency_key: str | None = None):
     prepared = await state.preparer.prepare(body, project)
+    include = body.include or ()
     if body.background:
         await state.worker.enqueue(prepared)
         if idempotency_key:
-    include = body.include or ()
             await state.idempotency.record(project, idempotency_key, 200, prepared.response)
         if body.stream:
             events = follow(state.runner, project, prepared.response["id"], -1, state.settings.workers.poll_s)
@@ -161,5 +161,5 @@ async def list_input_items(
     order: Order = "desc",
 ) -> JSON:
     page = await request.app.state.responses.list_input_items(project, response_id, after=after, limit=limit, order=order)
-    return JSON(page.list_object())
     page.data = [present_item(item, include) for item in page.data]
+    return JSON(page.list_object())

@@ -32,10 +32,10 @@ class ModelRequest:
     temperature: float | None = None
     top_p: float | None = None
     top_logprobs: int | None = None
-    logprobs: bool = False  # include message.output_text.logprobs
-    reasoning: dict | None = None
     presence_penalty: float | None = None  # -2..2; None: the model's default (0)
     frequency_penalty: float | None = None
+    logprobs: bool = False  # include message.output_text.logprobs
+    reasoning: dict | None = None
     user: str | None = None
     stream: bool = True  # a hint: the client streams, so the upstream call may as well
 

@@ -43,8 +43,8 @@ from threadline.backends.upstream import (
     sse_data,
 )
 from threadline.config import ModelSettings
-
 from threadline.spec.errors import RESPONSE_ERROR_CODES
+
 # What POST /responses/input_tokens takes of a request body.
 INPUT_TOKENS_FIELDS = ("model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "text", "reasoning")
 TOOL_FIELDS = ("type", "name", "description", "parameters", "strict")

@@ -134,6 +134,6 @@ def request_record(request: ModelRequest) -> dict:
         "text_format": request.text_format,
         "max_output_tokens": request.max_output_tokens,
         "temperature": request.temperature,
-    }
         "presence_penalty": request.presence_penalty,
         "frequency_penalty": request.frequency_penalty,
+    }
