@@ -58,12 +58,21 @@ def test_a_damaged_gguf_file_stops_the_server_with_one_line(tmp_path):
     assert_one_clear_line(result, "'local' cannot be loaded", "llama.cpp", "model.gguf", "model_path to a complete GGUF file")
 
 
+def broken(tmp_path: Path, package: str, error: str) -> dict:
+    """The environment of an installation whose `package` fails to import with `error`."""
+    (tmp_path / "shadow" / package).mkdir(parents=True)
+    (tmp_path / "shadow" / package / "__init__.py").write_text(f"raise {error}\n")
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path / "shadow"), os.environ.get("PYTHONPATH")]))}
+
+
 def test_llama_cpp_that_cannot_be_imported_stops_the_server_with_one_line(tmp_path):
-    # A broken installation: a llama_cpp whose import fails, found before the real one.
-    (tmp_path / "shadow" / "llama_cpp").mkdir(parents=True)
-    (tmp_path / "shadow" / "llama_cpp" / "__init__.py").write_text("raise ImportError('libllama.so: cannot open shared object file')\n")
-    result = serve(cwd=tmp_path, env={"PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path / "shadow"), os.environ.get("PYTHONPATH")]))})
+    result = serve(cwd=tmp_path, env=broken(tmp_path, "llama_cpp", "ImportError('libllama.so: cannot open shared object file')"))
     assert_one_clear_line(result, f"'{MODEL}' cannot be loaded", "libllama.so", "pip install --force-reinstall llama-cpp-python")
+
+
+def test_a_missing_library_of_the_embedded_model_stops_the_server_with_one_line(tmp_path):
+    result = serve(cwd=tmp_path, env=broken(tmp_path, "numpy", "ModuleNotFoundError(\"No module named 'numpy'\", name='numpy')"))
+    assert_one_clear_line(result, f"'{MODEL}' cannot be loaded", "numpy is not installed", "Reinstall Threadline")
 
 
 def test_a_database_that_cannot_be_opened_stops_the_server_with_one_line_without_its_password(tmp_path):
