@@ -550,3 +550,14 @@ def test_encrypted_reasoning_is_returned_only_when_included(client):
     assert "encrypted_content" not in shown.model_dump(exclude_unset=True)
     included = client.responses.input_items.list(response.id, order="asc", include=["reasoning.encrypted_content"]).data[0]
     assert included.encrypted_content == "opaque-blob"
+    # Conversation items alike: listed, retrieved, and as they are added.
+    conversation = client.conversations.create()
+    (added,) = client.conversations.items.create(conversation.id, items=[reasoning]).data
+    assert added.encrypted_content is None
+    (listed,) = client.conversations.items.list(conversation.id).data
+    assert listed.encrypted_content is None
+    assert client.conversations.items.retrieve(added.id, conversation_id=conversation.id).encrypted_content is None
+    (listed,) = client.conversations.items.list(conversation.id, include=["reasoning.encrypted_content"]).data
+    assert listed.encrypted_content == "opaque-blob"
+    retrieved = client.conversations.items.retrieve(added.id, conversation_id=conversation.id, include=["reasoning.encrypted_content"])
+    assert retrieved.encrypted_content == "opaque-blob"

@@ -15,6 +15,7 @@ from threadline.engine.new_items import new_items
 from threadline.errors import invalid
 from threadline.items import InputItem
 from threadline.spec.request import Body, Metadata
+from threadline.spec.response import present_item
 from threadline.store.conversations import ConversationStore
 from threadline.store.pagination import Page
 
@@ -83,7 +84,7 @@ async def create_items(
 ) -> JSON:
     items = await new_items(conversations.database, project, body.items, param="items")
     added = await conversations.add_items(project, conversation_id, items)
-    return JSON(Page(added, has_more=False).list_object())
+    return JSON(Page([present_item(item, include) for item in added], has_more=False).list_object())
 
 
 @router.get("/{conversation_id}/items", summary="List a conversation's items", responses=answers(ItemList, 400, 404))
@@ -97,6 +98,7 @@ async def list_items(
     order: Order = "desc",
 ) -> JSON:
     page = await conversations.list_items(project, conversation_id, after=after, limit=limit, order=order)
+    page.data = [present_item(item, include) for item in page.data]
     return JSON(page.list_object())
 
 
@@ -104,7 +106,7 @@ async def list_items(
 async def retrieve_item(
     conversation_id: str, item_id: str, project: Project, conversations: Store, include: Include
 ) -> JSON:
-    return JSON(await conversations.get_item(project, conversation_id, item_id))
+    return JSON(present_item(await conversations.get_item(project, conversation_id, item_id), include))
 
 
 @router.delete(
