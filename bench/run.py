@@ -347,7 +347,7 @@ class Suite:
         return (
             f"Latest full run, {when} on {m['cpus']} cores (commit {self.results['source']['commit'][:10]}): "
             f"{sum(1 for row in judged if row['met'])} of {len(judged)} targets met"
-            + (f"; missed in figures {', '.join(missed)}" if missed else "")
+            + (f"; missed in figure{'s' if len(missed) > 1 else ''} {', '.join(missed)}" if missed else "")
             + ". Full table, plots and what stands in the way: [bench/README.md](bench/README.md#latest-results)."
         )
 
@@ -908,7 +908,7 @@ PACKAGES = [
 
 # Threadline frames whose inclusive time says what a response costs, in order of the request.
 STAGES = [
-    ("BodySizeLimit.__call__", "the whole request through the ASGI app"),
+    ("BodyLimits.__call__", "the whole request through the ASGI app"),
     ("create_response", "create_response handler (after body parsing)"),
     ("Preparer.prepare", "prepare: model, tools, context, Response echo"),
     ("Runner.start", "start the run (a streamed response is recorded meanwhile)"),
