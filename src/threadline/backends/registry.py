@@ -45,13 +45,12 @@ class Models:
         return list(self.settings)
 
     async def start(self) -> None:
-        """Build every backend now, loading embedded models, so the first request waits for none."""
+        """Build every backend now, loading embedded models, so the first request waits for none.
+
+        Raises ModelLoadError, naming the model and the fix, for a model that cannot be served."""
         for model_id in self.settings:
             try:
-                backend = self.get(model_id)
-                start = getattr(backend, "start", None)
-                if start is not None:
-                    await start()
+                await self.get(model_id).start()
             except BackendError as exc:
                 raise ModelLoadError(f"The model {model_id!r} cannot be loaded. {exc.message}") from None
             except ModuleNotFoundError as exc:
