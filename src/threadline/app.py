@@ -47,7 +47,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.jobs = JobStore(database)
         app.state.idempotency = IdempotencyStore(database, settings.server.idempotency_ttl_s)
         app.state.runner = Runner(app.state.responses, app.state.jobs, owner=new_id("proc"))
-        app.state.worker = Worker(app.state.runner, app.state.models, settings.workers, app.state.idempotency)
+        app.state.worker = Worker(app.state.runner, app.state.models, settings.workers)
         await app.state.jobs.heartbeat(app.state.runner.owner, settings.workers.lease_s)
         app.state.worker.start()
         app.state.started_at = int(time.time())

@@ -9,31 +9,23 @@ import asyncio
 import contextlib
 import logging
 
-from threadline.backends.base import ModelRequest
 from threadline.backends.registry import Models
 from threadline.config import WorkerSettings
 from threadline.engine.events import ResponseEvents
 from threadline.engine.prepare import PreparedResponse
 from threadline.engine.runner import ResponseRun, Runner
-from threadline.store.idempotency import IdempotencyStore
-from threadline.store.jobs import ClaimedJob
+from threadline.jobs.payload import UnreadableJob, job_payload, read_job
+from threadline.jobs.recovery import failed, recover
+from threadline.store.jobs import OwnedResponse
 
 log = logging.getLogger("threadline")
 
-EXPIRE_EVERY_S = 60
-
-
-def job_for(prepared: PreparedResponse) -> dict:
-    """What another process needs to run a queued response."""
-    return {"model_request": vars(prepared.model_request), "input_items": prepared.input_items}
-
 
 class Worker:
-    def __init__(self, runner: Runner, models: Models, settings: WorkerSettings, idempotency: IdempotencyStore) -> None:
+    def __init__(self, runner: Runner, models: Models, settings: WorkerSettings) -> None:
         self.runner = runner
         self.models = models
         self.settings = settings
-        self.idempotency = idempotency
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._claiming = True
@@ -42,17 +34,12 @@ class Worker:
         """Queue a background response; its log starts with response.created and response.queued."""
         prepared.response["status"] = "queued"
         events = ResponseEvents(prepared.response).queued()
-        await self.runner.responses.begin(
-            prepared.project, prepared.response, prepared.input_items, owner=None, job=job_for(prepared), events=events
-        )
+        job = job_payload(prepared.model_request, prepared.input_items)
+        await self.runner.responses.begin(prepared.project, prepared.response, prepared.input_items, owner=None, job=job, events=events)
         self._wake.set()
 
     def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._claim_loop()),
-            asyncio.create_task(self._heartbeat_loop()),
-            asyncio.create_task(self._expire_loop()),
-        ]
+        self._tasks = [asyncio.create_task(self._claim_loop()), asyncio.create_task(self._heartbeat_loop())]
 
     async def stop(self, grace_s: float) -> None:
         """Stop claiming, give running responses the grace period, then stop the rest."""
@@ -75,15 +62,12 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         while self._claiming:
-            claimed = None
             if self._background_runs() < self.settings.max_background_jobs:
                 try:
-                    claimed = await self.runner.jobs.claim(self.runner.owner, self.models.ids())
+                    if await self._claim():
+                        continue
                 except Exception:
                     log.exception("claiming a background response failed")
-            if claimed is not None:
-                self._run(claimed)
-                continue
             self._wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.settings.poll_s)
@@ -96,34 +80,37 @@ class Worker:
                     run = self.runner.runs.get(response_id)
                     if run is not None and run.stop_reason is None:
                         run.stop("cancelled")
-                for response_id in await self.runner.jobs.recover():
+                for response_id in await recover(self.runner.jobs):
                     log.warning("response %s was left by a stopped process and is marked failed", response_id)
                     self.runner.notify(response_id)
             except Exception:
                 log.exception("worker heartbeat failed")
             await asyncio.sleep(self.settings.heartbeat_s)
 
-    async def _expire_loop(self) -> None:
-        while True:
-            try:
-                await self.idempotency.expire()
-            except Exception:
-                log.exception("expiring idempotency keys failed")
-            await asyncio.sleep(EXPIRE_EVERY_S)
-
     def _background_runs(self) -> int:
         return sum(1 for run in self.runner.runs.values() if run.background)
 
-    def _run(self, claimed: ClaimedJob) -> None:
-        # Only jobs for this process's models are claimed, so the backend is there.
-        model_request = ModelRequest(**claimed.job["model_request"])
+    async def _claim(self) -> bool:
+        """Claim the oldest queued response for this process's models and start it; False if none is queued."""
+        claimed = await self.runner.jobs.claim(self.runner.owner, self.models.ids())
+        if claimed is None:
+            return False
+        try:
+            job = read_job(claimed.job)
+        except UnreadableJob as error:
+            log.error("response %s cannot be run here: %s", claimed.response_id, error)
+            owned = OwnedResponse(claimed.response_id, self.runner.owner, "in_progress", claimed.response)
+            await self.runner.jobs.end(owned, failed(claimed.response, str(error)))
+            self.runner.notify(claimed.response_id)
+            return True
         prepared = PreparedResponse(
             project=claimed.project,
-            backend=self.models.get(claimed.response["model"]),
-            model_request=model_request,
+            backend=self.models.get(claimed.response["model"]),  # claimed for this process's models: it is here
+            model_request=job.model_request,
             response={**claimed.response, "status": "in_progress"},
-            input_items=claimed.job["input_items"],
+            input_items=job.input_items,
             store=True,
         )
         run = self.runner.track(ResponseRun(prepared, self.runner, background=True))
         run.task.add_done_callback(lambda _task: self._wake.set())
+        return True

@@ -27,12 +27,14 @@ class IdempotencyStore:
 
     async def claim(self, project: str, key: str, fingerprint: str) -> Outcome | None:
         """None if this request is the first with the key (it must then record its outcome),
-        else what the first one recorded so far."""
+        else what the first one recorded so far.
+
+        Keys expire here, lazily: each claim first removes every key older than the ttl
+        (an index range, empty but for keys that just expired)."""
         now = time.time()
-        key_row = (idempotency_keys.c.project == project) & (idempotency_keys.c.key == key)
         try:
             async with self.database.write() as connection:
-                await connection.execute(delete(idempotency_keys).where(key_row, idempotency_keys.c.created_at < now - self.ttl_s))
+                await connection.execute(delete(idempotency_keys).where(idempotency_keys.c.created_at < now - self.ttl_s))
                 await connection.execute(insert(idempotency_keys).values(project=project, key=key, fingerprint=fingerprint, created_at=now))
             return None
         except IntegrityError:
@@ -65,7 +67,3 @@ class IdempotencyStore:
             await connection.execute(
                 delete(idempotency_keys).where(idempotency_keys.c.project == project, idempotency_keys.c.key == key)
             )
-
-    async def expire(self) -> None:
-        async with self.database.write() as connection:
-            await connection.execute(delete(idempotency_keys).where(idempotency_keys.c.created_at < time.time() - self.ttl_s))

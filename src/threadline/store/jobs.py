@@ -2,7 +2,8 @@
 
 Every rule that keeps several processes honest is a conditional UPDATE here: a queued
 response is claimed by exactly one process, only its owner can finish it, and work whose
-owner stopped heartbeating is recovered by whichever process notices first.
+owner stopped heartbeating is ended once, by whichever process notices first. How such work
+ends is decided in jobs/, which runs it; this module only keeps it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,16 @@ from threadline.store.responses import insert_events
 from threadline.store.tables import response_events, responses, workers
 
 FINISHED = ("completed", "failed", "incomplete", "cancelled")
+
+
+@dataclass
+class OwnedResponse:
+    """A response as its owner (a process) left it."""
+
+    response_id: str
+    owner: str
+    status: str
+    response: dict
 
 
 @dataclass
@@ -145,45 +156,36 @@ class JobStore:
                 )
             return bool(updated.rowcount)
 
-    async def recover(self) -> list[str]:
-        """End the work of processes whose lease ran out without a heartbeat.
-
-        A response they left in progress is marked failed; one cancelled under them is left
-        cancelled. Either way its event log gets the terminal event its owner never wrote.
-        """
-        now = time.time()
-        live = select(workers.c.id).where(workers.c.lease_expires_at >= now)
+    async def abandoned(self) -> list[OwnedResponse]:
+        """Responses left in progress or cancelled by processes whose lease ran out without a heartbeat."""
+        live = select(workers.c.id).where(workers.c.lease_expires_at >= time.time())
         async with self.database.read() as connection:
-            rows = (
-                await connection.execute(
-                    select(responses.c.id, responses.c.owner, responses.c.status, responses.c.data).where(
-                        responses.c.status.in_(("in_progress", "cancelled")),
-                        responses.c.owner.is_not(None),
-                        responses.c.owner.not_in(live),
-                    )
+            rows = await connection.execute(
+                select(responses.c.id, responses.c.owner, responses.c.status, responses.c.data).where(
+                    responses.c.status.in_(("in_progress", "cancelled")),
+                    responses.c.owner.is_not(None),
+                    responses.c.owner.not_in(live),
                 )
-            ).all()
-        recovered = []
-        for row in rows:
-            response = orjson.loads(row.data)
-            if row.status == "in_progress":
-                response["status"] = "failed"
-                response["error"] = {
-                    "code": "server_error",
-                    "message": "The Threadline process generating this response stopped before it finished.",
-                }
-            async with self.database.write() as connection:
-                updated = await connection.execute(
-                    update(responses)
-                    .where(responses.c.id == row.id, responses.c.status == row.status, responses.c.owner == row.owner)
-                    .values(status=response["status"], data=orjson.dumps(response).decode(), owner=None, job=None)
-                )
-                if updated.rowcount:
-                    await insert_events(connection, row.id, [await _terminal_event(connection, row.id, response)])
-                    recovered.append(row.id)
+            )
+            return [OwnedResponse(row.id, row.owner, row.status, orjson.loads(row.data)) for row in rows]
+
+    async def end(self, owned: OwnedResponse, response: dict) -> bool:
+        """Store `response` as how an owned response ended, unowned, and end its event log;
+        False (and nothing written) if it is no longer as `owned` says."""
         async with self.database.write() as connection:
-            await connection.execute(delete(workers).where(workers.c.lease_expires_at < now))
-        return recovered
+            updated = await connection.execute(
+                update(responses)
+                .where(responses.c.id == owned.response_id, responses.c.status == owned.status, responses.c.owner == owned.owner)
+                .values(status=response["status"], data=orjson.dumps(response).decode(), owner=None, job=None)
+            )
+            if updated.rowcount:
+                await insert_events(connection, owned.response_id, [await _terminal_event(connection, owned.response_id, response)])
+            return bool(updated.rowcount)
+
+    async def forget_lapsed(self) -> None:
+        """Remove the processes whose lease ran out."""
+        async with self.database.write() as connection:
+            await connection.execute(delete(workers).where(workers.c.lease_expires_at < time.time()))
 
     # -- event logs ------------------------------------------------------------------
 

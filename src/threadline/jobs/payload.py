@@ -1,0 +1,50 @@
+"""The stored job of a queued background response: what any process needs to run it, versioned.
+
+A job stays in the database across upgrades, so whichever version of Threadline claims it
+reads it by the version it was written in:
+
+    1  {"model_request": {...}, "input_items": [...]}  (written before jobs carried a version)
+    2  {"version": 2, "model_request": {...}, "input_items": [...]}
+
+`model_request` holds `ModelRequest`'s fields by name. A field the payload lacks (it was
+added later) takes its default; one this process does not know (a newer process wrote it)
+is left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from threadline.backends.base import ModelRequest
+
+VERSION = 2
+MODEL_REQUEST_FIELDS = tuple(field.name for field in fields(ModelRequest))
+
+
+class UnreadableJob(Exception):
+    """A stored job this process cannot run."""
+
+
+@dataclass
+class Job:
+    model_request: ModelRequest
+    input_items: list[dict]  # the response's new input, as stored with it
+
+
+def job_payload(model_request: ModelRequest, input_items: list[dict]) -> dict:
+    """The job to store with a queued response, in the current version."""
+    request = {name: getattr(model_request, name) for name in MODEL_REQUEST_FIELDS}
+    return {"version": VERSION, "model_request": request, "input_items": input_items}
+
+
+def read_job(payload: dict) -> Job:
+    """A stored job of any version up to this one; raises UnreadableJob for anything else."""
+    version = payload.get("version", 1)
+    if version not in (1, 2):
+        raise UnreadableJob(f"The job was queued by a newer version of Threadline (job version {version}).")
+    try:
+        stored = payload["model_request"]
+        model_request = ModelRequest(**{name: stored[name] for name in MODEL_REQUEST_FIELDS if name in stored})
+        return Job(model_request, list(payload["input_items"]))
+    except (KeyError, TypeError) as error:
+        raise UnreadableJob("The stored job of this response is malformed.") from error

@@ -1,0 +1,26 @@
+"""Ending background work that no run will end: left by a process that stopped, or unreadable."""
+
+from __future__ import annotations
+
+from threadline.store.jobs import JobStore
+
+STOPPED = "The Threadline process generating this response stopped before it finished."
+
+
+def failed(response: dict, message: str) -> dict:
+    """The response, failed with a server error saying why."""
+    return {**response, "status": "failed", "error": {"code": "server_error", "message": message}}
+
+
+async def recover(jobs: JobStore) -> list[str]:
+    """End the work of processes whose lease ran out: a response they left in progress fails,
+    one cancelled under them stays cancelled, and either's event log gets its terminal event.
+    Returns the ids of the responses ended here."""
+    recovered = []
+    for owned in await jobs.abandoned():
+        ending = failed(owned.response, STOPPED) if owned.status == "in_progress" else {**owned.response, "status": owned.status}
+        if await jobs.end(owned, ending):
+            recovered.append(owned.response_id)
+    await jobs.forget_lapsed()
+    return recovered
+
