@@ -15,6 +15,7 @@ import openai
 import pytest
 
 from tests.servers import free_port, write_config
+from threadline.config import LLAMA_CPP_MAX_OUTPUT_TOKENS
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = "smollm2-135m-instruct"
@@ -103,7 +104,8 @@ def test_a_config_file_that_cannot_be_used_stops_the_server_with_one_line(tmp_pa
 @pytest.mark.slow
 def test_a_fresh_install_serves_the_embedded_model(tmp_path):
     """`pip install .` in a new virtual environment, then `threadline serve` with no
-    configuration in an empty folder: "Count from 1 to 5." streamed through the SDK ends."""
+    configuration in an empty folder: "Count from 1 to 5." streamed through the SDK ends
+    within the output bound. pip reuses its cached build of llama-cpp-python (`make` built it)."""
     venv, folder = tmp_path / "venv", tmp_path / "empty"
     folder.mkdir()
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
@@ -126,9 +128,15 @@ def test_a_fresh_install_serves_the_embedded_model(tmp_path):
 
         client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=300)
         with client.responses.create(model=MODEL, input="Count from 1 to 5.", stream=True) as stream:
-            types = [event.type for event in stream]
+            events = list(stream)
+        types = [event.type for event in events]
         assert types[0] == "response.created"
         assert [t for t in types if t in TERMINAL] == [types[-1]] and types[-1] in {"response.completed", "response.incomplete"}, types[-5:]
+        # Within the embedded model's documented output bound, which a looping model reaches.
+        response = events[-1].response
+        assert 0 < response.usage.output_tokens <= LLAMA_CPP_MAX_OUTPUT_TOKENS
+        if response.status == "incomplete":
+            assert response.incomplete_details.reason == "max_output_tokens"
         assert (folder / "threadline.db").exists()  # the default store, in the working directory
     finally:
         server.terminate()
