@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import jsonschema
-import openai
 import pytest
 from pydantic import BaseModel
 
 from tests.helpers import sse_events
 from tests.servers import ThreadlineServer
+from tests.spec_check import checked_client, checked_http
 
 pytestmark = pytest.mark.slow
 
@@ -26,8 +25,8 @@ def embedded(database_url):
 
 
 @pytest.fixture
-def sdk(embedded):
-    return openai.OpenAI(base_url=embedded.url + "/v1", api_key="unused", max_retries=0)
+def sdk(embedded, spec_check):
+    return checked_client(spec_check, embedded.url + "/v1", "unused")
 
 
 def test_the_default_model_is_offered(sdk):
@@ -41,8 +40,8 @@ def test_real_generated_text(sdk):
     assert response.usage.input_tokens > 5 and 0 < response.usage.output_tokens <= 40
 
 
-def test_real_generated_text_streamed(embedded):
-    with httpx.Client(base_url=embedded.url, timeout=60) as http:
+def test_real_generated_text_streamed(embedded, spec_check):
+    with checked_http(spec_check, embedded.url, timeout=60) as http:
         events = sse_events(http, "/v1/responses", {"model": MODEL, "input": "Name three colours.", "max_output_tokens": 30, "stream": True})
     deltas = [event["delta"] for event in events if event["type"] == "response.output_text.delta"]
     assert len(deltas) > 1 and "".join(deltas).strip()

@@ -62,6 +62,7 @@ from tests.mock_upstream import (
     text,
 )
 from tests.servers import ThreadlineServer, postgres_database, write_config
+from tests.spec_check import checked_client, checked_http
 from threadline.backends.openai_chat import OpenAIChatBackend
 from threadline.backends.upstream import LOOKUP_RETRY_S, sse_lines
 from threadline.config import ModelSettings
@@ -105,7 +106,8 @@ def own_database(database_url, tmp_path_factory):
 def threadline(own_database, upstream, black_hole, refused, tmp_path_factory):
     models = []
     for model_id, provider in PROVIDERS.items():
-        shared = {"provider": provider, "base_url": upstream.base_url, "options": {"retry_base_s": 0.01}}
+        # total_timeout_s leaves room for every retry the faults below expect.
+        shared = {"provider": provider, "base_url": upstream.base_url, "total_timeout_s": 10, "options": {"retry_base_s": 0.01}}
         models += [
             {"id": model_id, "timeout_s": TIMEOUT_S, "max_retries": 2, **shared},
             {"id": f"{model_id}-quick", "timeout_s": QUICK_TIMEOUT_S, "max_retries": 1, **shared},
@@ -130,14 +132,14 @@ def model(request) -> str:
 
 
 # Made once per module: building a client (its TLS context) costs more than most of these tests.
-@pytest.fixture(scope="module")
-def client(threadline) -> openai.OpenAI:
-    return openai.OpenAI(base_url=threadline.url + "/v1", api_key="open-server", max_retries=0)
+@pytest.fixture
+def client(threadline, spec_check) -> openai.OpenAI:
+    return checked_client(spec_check, threadline.url + "/v1", "open-server")
 
 
-@pytest.fixture(scope="module")
-def http(threadline):
-    with httpx.Client(base_url=threadline.url, timeout=30) as session:
+@pytest.fixture
+def http(threadline, spec_check):
+    with checked_http(spec_check, threadline.url, timeout=30) as session:
         yield session
 
 
