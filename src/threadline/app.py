@@ -13,7 +13,7 @@ from threadline.api import conversations, models, responses
 from threadline.api.auth import Authenticator
 from threadline.api.errors import install_error_handlers
 from threadline.api.json import JSON
-from threadline.api.limits import BodySizeLimit
+from threadline.api.limits import BodyLimits
 from threadline.api.openapi import openapi_document
 from threadline.config import Settings
 from threadline.backends.registry import Models
@@ -43,7 +43,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.responses = ResponseStore(database)
         app.state.models = Models(settings)
         await app.state.models.start()
-        app.state.preparer = Preparer(database, app.state.models, app.state.responses, app.state.conversations)
+        app.state.preparer = Preparer(database, app.state.models, app.state.responses, app.state.conversations, settings.limits)
         app.state.jobs = JobStore(database)
         app.state.idempotency = IdempotencyStore(database, settings.server.idempotency_ttl_s)
         app.state.runner = Runner(app.state.responses, app.state.jobs, owner=new_id("proc"))
@@ -76,7 +76,7 @@ def create_app(settings: Settings) -> FastAPI:
     if app.state.authenticator.is_open:
         log.warning("No API keys are configured: every request is accepted, in one open project.")
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_body_bytes=settings.limits.max_body_bytes)
+    app.add_middleware(BodyLimits, max_body_bytes=settings.limits.max_body_bytes, timeout_s=settings.server.body_timeout_s)
     app.include_router(conversations.router)
     app.include_router(responses.router)
     app.include_router(models.router)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import sys
@@ -42,6 +43,7 @@ def serve(
     """Serve the API (migrating the database first)."""
     import uvicorn
 
+    from threadline.api.limits import HeaderTimeout
     from threadline.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -58,6 +60,8 @@ def serve(
         log_level="info",
         # Open streams get the grace period too; what is left is stopped and recorded.
         timeout_graceful_shutdown=settings.server.shutdown_grace_s,
+        timeout_keep_alive=settings.server.keep_alive_s,
+        http=functools.partial(HeaderTimeout, header_timeout_s=settings.server.header_timeout_s),
     )
 
 
@@ -77,7 +81,7 @@ def migrate(database: DatabaseOption = None, config: ConfigOption = None) -> Non
             await db.dispose()
 
     asyncio.run(run())
-    typer.echo(f"Migrated {settings.database_url}")
+    typer.echo(f"Migrated {make_url(settings.database_url).render_as_string(hide_password=True)}")
 
 
 def settings_or_exit(config_file: str | None, **overrides: object) -> Settings:

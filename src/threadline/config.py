@@ -58,10 +58,16 @@ class ServerSettings(_Section):
     shutdown_grace_s: float = Field(default=30.0, ge=0)  # SIGTERM grace for running responses
     idempotency_ttl_s: float = Field(default=86400.0, gt=0)  # how long Idempotency-Key answers are kept
     idempotency_wait_s: float = Field(default=60.0, ge=0)  # how long a repeat waits for the first answer
+    # Connections that hold the server without using it are closed.
+    keep_alive_s: float = Field(default=5.0, gt=0)  # idle time allowed between requests on one connection
+    header_timeout_s: float = Field(default=10.0, gt=0)  # time allowed for a request's headers, from its first byte
+    body_timeout_s: float = Field(default=60.0, gt=0)  # time allowed for a request's whole body, after its headers
+
 
 
 class LimitsSettings(_Section):
     max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)  # larger request bodies get 413
+    max_input_items: int = Field(default=10_000, gt=0)  # more items in a response's `input` get 400
 
 
 class Settings(_Section):

@@ -38,6 +38,11 @@ class CreateItemsBody(Body):
     items: Annotated[list[InputItem], Field(min_length=1, max_length=20)]
 
 
+def max_body_bytes(request: Request) -> int:
+    """The most the items of one request may come to, item references expanded."""
+    return request.app.state.settings.limits.max_body_bytes
+
+
 def store(request: Request) -> ConversationStore:
     return request.app.state.conversations
 
@@ -55,7 +60,7 @@ async def create_conversation(
     if body is None and body_is_null(request):
         raise invalid("Invalid type for request body: expected an object, but got null instead.")
     body = body or CreateConversationBody()
-    items = await new_items(conversations.database, project, body.items or [], param="items")
+    items = await new_items(conversations.database, project, body.items or [], param="items", max_bytes=max_body_bytes(request))
     created = await conversations.create(project, body.metadata, items)
     return JSON(created)
 
@@ -80,9 +85,9 @@ async def delete_conversation(conversation_id: str, project: Project, conversati
 
 @router.post("/{conversation_id}/items", summary="Add items to a conversation", responses=answers(ItemList, 400, 404, 413))
 async def create_items(
-    conversation_id: str, body: CreateItemsBody, project: Project, conversations: Store, include: Include
+    conversation_id: str, body: CreateItemsBody, project: Project, conversations: Store, include: Include, request: Request
 ) -> JSON:
-    items = await new_items(conversations.database, project, body.items, param="items")
+    items = await new_items(conversations.database, project, body.items, param="items", max_bytes=max_body_bytes(request))
     added = await conversations.add_items(project, conversation_id, items)
     return JSON(Page([present_item(item, include) for item in added], has_more=False).list_object())
 

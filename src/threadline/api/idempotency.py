@@ -2,15 +2,15 @@
 
 The first request with a key records its outcome (the Response, or the 4xx it was refused
 with); a repeat waits for that outcome and answers with it, streamed if it asks for a
-stream. A failure on our side (5xx) forgets the key, so a retry runs again. Keys are kept
-for `server.idempotency_ttl_s` (24 hours by default).
+stream. A failure worth retrying (a 5xx, or the model's 429) forgets the key, so a retry
+runs again; so does the crash of the process running the first request, once its lease has
+run out. Keys are kept for `server.idempotency_ttl_s` (24 hours by default).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import time
 
 from starlette.datastructures import State
 from starlette.responses import Response
@@ -23,8 +23,6 @@ from threadline.errors import APIError
 from threadline.jobs.follow import follow
 from threadline.store.idempotency import Outcome
 
-WAIT_POLL_S = 0.05
-
 
 def fingerprint(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
@@ -34,11 +32,13 @@ async def repeat(state: State, project: str, key: str, request_fingerprint: str,
     """The answer to a request whose key was seen before."""
     if earlier.fingerprint != request_fingerprint:
         raise APIError(422, "This Idempotency-Key was already used with a different request body.", code="idempotency_key_reused")
-    deadline = time.monotonic() + state.settings.server.idempotency_wait_s
-    while earlier is not None and earlier.status_code is None and time.monotonic() < deadline:
-        await asyncio.sleep(WAIT_POLL_S)
-        earlier = await state.idempotency.outcome(project, key)
-    if earlier is None or earlier.status_code is None:
+    if earlier.status_code is None and not earlier.abandoned:
+        earlier = await state.idempotency.wait(project, key, state.settings.server.idempotency_wait_s, state.settings.workers.poll_s)
+    if earlier is None or earlier.abandoned:
+        raise APIError(
+            409, "The request that held this Idempotency-Key ended without an answer to repeat; send it again to run it.", code="idempotency_key_in_use"
+        )
+    if earlier.status_code is None:
         raise APIError(409, "A request with this Idempotency-Key is still being processed; retry later.", code="idempotency_key_in_use")
     answer = earlier.body
     if earlier.status_code != 200 or not stream or answer.get("object") != "response":
@@ -54,7 +54,8 @@ async def repeat(state: State, project: str, key: str, request_fingerprint: str,
 
 
 async def record_failure(state: State, project: str, key: str, error: APIError) -> None:
-    if error.status >= 500:
+    """Keep a refusal as the key's answer; forget the key after a failure a retry may not meet."""
+    if error.status >= 500 or error.status == 429:
         await state.idempotency.release(project, key)
     else:
         await state.idempotency.record(project, key, error.status, error.envelope())

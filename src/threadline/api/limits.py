@@ -1,9 +1,20 @@
-"""Request bodies over `limits.max_body_bytes` are refused with 413, before they are read whole."""
+"""What a request may take from the server: bytes, and time.
+
+A body over `limits.max_body_bytes` is refused with 413 before it is read whole. A body that
+takes longer than `server.body_timeout_s` to arrive after its headers is refused with 408,
+and headers that take longer than `server.header_timeout_s` (a connection that sends nothing
+included) lose their connection: a client cannot hold the server's connections by sending
+slowly. Idle connections between requests are closed after `server.keep_alive_s` by uvicorn.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from threadline.api.json import JSON
 from threadline.errors import APIError
@@ -16,10 +27,18 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"The request body is larger than this server accepts ({max_body_bytes} bytes).")
 
 
-class BodySizeLimit:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+class BodyTooSlow(HTTPException):
+    """Raised when the body has not arrived in time; the connection is closed after the answer."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(408, f"The request body did not arrive within {timeout_s:g} s.", headers={"connection": "close"})
+
+
+class BodyLimits:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, timeout_s: float) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -29,16 +48,25 @@ class BodySizeLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             await self._refuse(scope, receive, send)
             return
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
         received = 0
+        whole = False  # the body has arrived; later receives wait for a disconnect, as long as it takes
         started = False
 
-        async def counted_receive() -> Message:
-            nonlocal received
-            message = await receive()
+        async def bounded_receive() -> Message:
+            nonlocal received, whole
+            if whole:
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyTooSlow(self.timeout_s) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
                     raise BodyTooLarge(self.max_body_bytes)
+                whole = not message.get("more_body", False)
             return message
 
         async def tracked_send(message: Message) -> None:
@@ -47,7 +75,7 @@ class BodySizeLimit:
             await send(message)
 
         try:
-            await self.app(scope, counted_receive, tracked_send)
+            await self.app(scope, bounded_receive, tracked_send)
         except BodyTooLarge:
             if not started:
                 await self._refuse(scope, receive, send)
@@ -55,3 +83,44 @@ class BodySizeLimit:
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         error = APIError(413, BodyTooLarge(self.max_body_bytes).detail, code="request_too_large")
         await JSON(error.envelope(), status_code=413)(scope, receive, send)
+
+
+class HeaderTimeout(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol, closing a connection whose request headers take longer
+    than `header_timeout_s` to arrive: from the connection's start for its first request,
+    from the first byte for each later one (the wait between requests is uvicorn's keep-alive)."""
+
+    def __init__(self, *args: Any, header_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_timeout_s = header_timeout_s
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._start_header_timer()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._start_header_timer()
+
+    def on_headers_complete(self) -> None:
+        self._stop_header_timer()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_header_timer()
+        super().connection_lost(exc)
+
+    def _start_header_timer(self) -> None:
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_too_slow)
+
+    def _stop_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()

@@ -51,13 +51,16 @@ async def create_response(body: CreateResponseBody, project: Project, request: R
     if not key:  # an empty header names no key
         return await start_response(state, body, project)
     request_fingerprint = fingerprint(await request.body())
-    earlier = await state.idempotency.claim(project, key, request_fingerprint)
+    earlier = await state.idempotency.claim(project, key, request_fingerprint, owner=state.runner.owner)
     if earlier is not None:
         return await repeat(state, project, key, request_fingerprint, earlier, bool(body.stream))
     try:
         return await start_response(state, body, project, idempotency_key=key)
     except APIError as error:
         await record_failure(state, project, key, error)
+        raise
+    except Exception:  # the server's own failure: a retry runs again
+        await state.idempotency.release(project, key)
         raise
 
 
@@ -109,7 +112,8 @@ async def retrieve_response(
     request: Request,
     include: Include,
     stream: bool = False,
-    starting_after: Annotated[int, Query(ge=0)] | None = None,
+    # Sequence numbers are stored as 64-bit integers: a larger one could not even be looked up.
+    starting_after: Annotated[int, Query(ge=0, le=INT64_MAX)] | None = None,
 ):
     state = request.app.state
     stored = await state.responses.get(project, response_id)

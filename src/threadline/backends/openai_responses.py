@@ -38,6 +38,7 @@ from threadline.backends.upstream import (
     answers_with_events,
     error_from_body,
     parse_json,
+    redact,
     response_logprobs,
     server_error,
     sse_data,
@@ -237,7 +238,7 @@ def usage_from(usage: dict | None) -> Usage | None:
 def upstream_failure(error: dict) -> BackendError:
     """A failure the upstream reported in a response.failed or error event."""
     code = error.get("code")
-    message = str(error.get("message") or "The upstream model failed.")
+    message = redact(str(error.get("message") or "The upstream model failed."))
     if CONTEXT_LENGTH_MESSAGE.search(f"{code} {message}"):
         return ContextLengthExceeded(message)
     if code == "rate_limit_exceeded":

@@ -80,6 +80,26 @@ def server_error(message: str, *, retryable: bool = False) -> BackendError:
 
 # --- Errors -------------------------------------------------------------------------------
 
+# What an upstream's words may hold that must go no further: credentials (a header or a key the
+# upstream echoed) and its internals (addresses). Each is replaced by REDACTED.
+REDACTED = "[redacted]"
+SECRETS = re.compile(
+    r"(?i)(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?(?:(?:bearer|basic|token)\s+)?[^\s\"',;}]+"
+    r"|\bbearer\s+[\w.~+/=-]+"
+    r"|(?:x-)?api[-_]?key[\"']?\s*[:=]\s*[\"']?[^\s\"',;&}]+"
+    r"|\bsk-[\w-]{8,}"
+    r"|\b[a-z][a-z0-9+.-]*://[^\s\"'<>]+"  # URLs
+    r"|\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"  # IPv4 addresses
+    r"|\[[0-9a-f:]*:[0-9a-f:]*\](?::\d+)?"  # IPv6 addresses, as URLs write them
+    r"|\b[a-z0-9-]*[a-z][a-z0-9-]*(?:\.[a-z0-9-]+)*:\d{2,5}\b"  # host:port
+)
+
+
+def redact(text: str) -> str:
+    """The upstream's words without the credentials and addresses they may hold."""
+    return SECRETS.sub(REDACTED, text)
+
+
 
 class UpstreamError(BackendError):
     """A BackendError that also carries the upstream's Retry-After, in seconds."""
@@ -112,7 +132,7 @@ def http_error(status: int, content: bytes, headers: Mapping[str, str]) -> Backe
         body = orjson.loads(content)
     except orjson.JSONDecodeError:
         body = None
-    message = upstream_message(body) or content.decode(errors="replace").strip()[:500] or f"HTTP {status}"
+    message = redact(upstream_message(body) or content.decode(errors="replace").strip()[:500] or f"HTTP {status}")
     retry_after = retry_after_seconds(headers.get("retry-after"))
     if status == 429:
         return UpstreamError(
@@ -168,9 +188,9 @@ def transport_error(error: aiohttp.ClientError) -> BackendError:
     elif isinstance(error, aiohttp.ServerTimeoutError):
         message = "The upstream model timed out."
     elif isinstance(error, aiohttp.ClientConnectorError):
-        message = f"Could not connect to the upstream model: {described(error)}"
+        message = f"Could not connect to the upstream model: {redact(described(error))}"
     else:
-        message = f"The connection to the upstream model failed: {described(error)}"
+        message = f"The connection to the upstream model failed: {redact(described(error))}"
     return server_error(message, retryable=True)
 
 

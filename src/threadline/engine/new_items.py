@@ -11,14 +11,15 @@ from threadline.store.database import Database
 from threadline.store.items import resolve_item_references
 
 
-async def new_items(database: Database, project: str, items: Sequence[dict | BaseModel], *, param: str) -> list[dict]:
+async def new_items(database: Database, project: str, items: Sequence[dict | BaseModel], *, param: str, max_bytes: int) -> list[dict]:
     """The items as stored: each validated input item normalized under a new id, and each
     item_reference replaced by a copy of the item it names (a 404 naming `param[i].id`
-    when the project has no such item)."""
+    when the project has no such item, a 413 when the copies would take the items over
+    `max_bytes`)."""
     added = normalized(items)
     if any(is_item_reference(item) for item in added):
         async with database.read() as connection:
-            added = await resolve_item_references(connection, project, added, param=param)
+            added = await resolve_item_references(connection, project, added, param=param, max_bytes=max_bytes)
     return added
 
 

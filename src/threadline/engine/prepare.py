@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from threadline.backends.base import Backend, ModelRequest
 from threadline.backends.registry import Models
+from threadline.config import LimitsSettings
 from threadline.engine.context import History, fit_to_window
 from threadline.engine.new_items import new_items
 from threadline.errors import invalid
@@ -87,11 +88,14 @@ def text_format(body: CreateResponseBody) -> dict | None:
 
 
 class Preparer:
-    def __init__(self, database: Database, models: Models, responses: ResponseStore, conversations: ConversationStore) -> None:
+    def __init__(
+        self, database: Database, models: Models, responses: ResponseStore, conversations: ConversationStore, limits: LimitsSettings
+    ) -> None:
         self.database = database
         self.models = models
         self.responses = responses
         self.conversations = conversations
+        self.limits = limits
 
     async def prepare(self, body: CreateResponseBody, project: str) -> PreparedResponse:
         if body.conversation is not None and body.previous_response_id is not None:
@@ -100,13 +104,19 @@ class Preparer:
             raise invalid("Missing required parameter: 'input'.", param="input")
         if body.background and body.store is False:
             raise invalid("Background responses must be stored: 'background' requires 'store' to be true.", param="background")
+        if isinstance(body.input, list) and len(body.input) > self.limits.max_input_items:
+            raise invalid(
+                f"Invalid 'input': array too long. Expected an array with maximum length {self.limits.max_input_items}, "
+                f"but got an array with length {len(body.input)} instead.",
+                param="input",
+            )
         backend = self.models.get(body.model)
         model_id = body.model or self.models.default_id
         tools = function_tools(body)
         choice = tool_choice(body, tools)
         history = History(self.earlier_items(body, project))
         await history.read()  # an unknown conversation or previous response is refused first
-        input_items = await new_items(self.database, project, request_input(body), param="input")
+        input_items = await new_items(self.database, project, request_input(body), param="input", max_bytes=self.limits.max_body_bytes)
         include = set(body.include or [])
         model_request = ModelRequest(
             model=model_id,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from threadline.backends.base import BackendError, ContextLengthExceeded, Finish
 from threadline.engine.events import TERMINAL_EVENTS, ResponseEvents
@@ -268,7 +268,7 @@ class Runner:
         self.jobs = jobs
         self.owner = owner
         self.runs: dict[str, ResponseRun] = {}
-        self._signals: dict[str, asyncio.Event] = {}
+        self._signals: dict[str, LogSignal] = {}  # responses followed in this process, while followed
         self._chores: set[asyncio.Task] = set()
 
     async def start(self, prepared: PreparedResponse, *, streamed: bool) -> ResponseRun:
@@ -300,10 +300,45 @@ class Runner:
     # -- followers of event logs ------------------------------------------------------
 
     def notify(self, response_id: str) -> None:
-        signal = self._signals.pop(response_id, None)
+        """Wake this process's followers of the response: its log has new events."""
+        signal = self._signals.get(response_id)
         if signal is not None:
             signal.set()
 
-    def signal(self, response_id: str) -> asyncio.Event:
-        """Set the next time this process logs events of the response."""
-        return self._signals.setdefault(response_id, asyncio.Event())
+    def signal(self, response_id: str) -> LogSignal:
+        """The response's log signal, shared by its followers in this process; each holds it
+        with `with`, and it is dropped when the last one lets go."""
+        signal = self._signals.get(response_id)
+        if signal is None:
+            signal = self._signals[response_id] = LogSignal(lambda: self._signals.pop(response_id, None))
+        return signal
+
+
+class LogSignal:
+    """Wakes the followers of one response's event log each time events are logged."""
+
+    def __init__(self, drop: Callable[[], None]) -> None:
+        self.poll: asyncio.Task | None = None  # the followers' shared poll, for events another process logs
+        self._drop = drop
+        self._holders = 0
+        self._next = asyncio.Event()
+
+    def __enter__(self) -> LogSignal:
+        self._holders += 1
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._holders -= 1
+        if not self._holders:
+            if self.poll is not None:
+                self.poll.cancel()
+            self._drop()
+
+    def mark(self) -> asyncio.Event:
+        """Set the next time events are logged: taken before reading the log, so that nothing
+        logged after the read goes unnoticed."""
+        return self._next
+
+    def set(self) -> None:
+        self._next.set()
+        self._next = asyncio.Event()

@@ -105,5 +105,7 @@ idempotency_keys = Table(
     # Null while the first request is still running.
     Column("status_code", Integer, nullable=True),
     Column("body", Text, nullable=True),
+    # The process running the first request: if it dies before an answer, the key is free again.
+    Column("owner", ObjectId(80), nullable=True),
     Index("ix_idempotency_keys_created_at", "created_at"),
 )
