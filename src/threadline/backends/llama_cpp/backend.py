@@ -116,7 +116,7 @@ class LlamaCppBackend:
         return await asyncio.to_thread(self._prompt_tokens, request, plan_output(request))
 
     def _prompt_tokens(self, request: ModelRequest, plan: OutputPlan) -> list[int]:
-        return self._template.tokens(chat_messages(request, plan, self._template.tool_role))
+        return self._template.tokens(prompt_messages(request, plan, self._template.tool_role))
 
     async def count_tokens(self, request: ModelRequest) -> int:
         return len(await self.prompt_tokens(request))
