@@ -31,8 +31,10 @@ chat.completion or Response otherwise. A reply is a list of steps, read by eithe
 `reply(..., delay=0.5)` waits before the first byte, `done=False` ends the stream without
 [DONE] (chat) or without a terminal event unless finish() sent one (Responses),
 `forever=True` keeps the stream open (empty chunks, or keep-alive comments; a non-streaming
-answer sends whitespace and never its JSON) until the client goes away. `error(503)` and
-friends answer with an HTTP error, `malformed(...)` with a broken JSON body.
+answer sends whitespace and never its JSON) until the client goes away, and
+`repeat=text("w ")` sends that step over and over after the others until then (streams): an
+upstream that ignores max_tokens. `error(503)` and friends answer with an HTTP error,
+`malformed(...)` with a broken JSON body.
 
 With nothing scripted, `responder(body)` (when set) makes the reply for a request; otherwise
 the answer is a 418. `request_times` holds when each generation request arrived (monotonic).
@@ -78,10 +80,11 @@ class Reply:
     delay: float = 0.0
     done: bool = True
     forever: bool = False
+    repeat: dict | None = None  # a step sent over and over after the others (streams)
 
 
-def reply(*steps: dict, delay: float = 0.0, done: bool = True, forever: bool = False) -> Reply:
-    return Reply(list(steps), delay=delay, done=done, forever=forever)
+def reply(*steps: dict, delay: float = 0.0, done: bool = True, forever: bool = False, repeat: dict | None = None) -> Reply:
+    return Reply(list(steps), delay=delay, done=done, forever=forever, repeat=repeat)
 
 
 def error(status: int, message: str = "upstream error", *, retry_after: str | None = None, type: str = "server_error", code: Any = None) -> Reply:
@@ -507,6 +510,9 @@ class MockUpstream:
                 yield event({"error": {"message": step["fail"]["message"], "type": "server_error", "code": step["fail"]["code"]}})
             else:
                 yield event(chunk(model, delta=step.get("delta"), logprobs=step.get("logprobs"), finish_reason=step.get("finish_reason")))
+        while scripted.repeat is not None:
+            yield event(chunk(model, delta=scripted.repeat.get("delta")))
+            await asyncio.sleep(0.001)
         while scripted.forever:
             await asyncio.sleep(0.05)
             yield event(chunk(model, delta={"content": ""}))
@@ -541,6 +547,10 @@ class MockUpstream:
             else:
                 for stepped in answer.step(step):
                     yield named_event(stepped)
+        while scripted.repeat is not None:
+            for repeated in answer.step(scripted.repeat):
+                yield named_event(repeated)
+            await asyncio.sleep(0.001)
         while scripted.forever:
             await asyncio.sleep(0.05)
             yield b": keep-alive\n\n"

@@ -563,7 +563,23 @@ async def test_timeout_before_first_byte(mock, stream):
 
 async def test_timeout_before_output_is_retried(mock):
     mock.script(reply(text("late"), finish(), delay=3), reply(text("ok"), finish()))
-    assert await generate(mock, timeout_s=0.5, max_retries=1) == [TextDelta("ok"), Finish("stop")]
+    assert await generate(mock, timeout_s=0.5, max_retries=1, total_timeout_s=2) == [TextDelta("ok"), Finish("stop")]
+
+
+async def test_every_attempt_together_is_bounded_by_total_timeout_s(mock):
+    mock.script(*[reply(text("late"), finish(), delay=3)] * 4)
+    with pytest.raises(BackendError) as failure:
+        await generate(mock, timeout_s=0.5, max_retries=3, total_timeout_s=0.8)
+    assert failure.value.message == "The upstream model did not finish within this model's total_timeout_s (0.8 s)."
+    assert len(mock.requests) == 2  # the second attempt had what the first left of 0.8 s; no time for a third
+
+
+async def test_a_timeout_spends_a_total_timeout_s_left_at_its_default(mock):
+    mock.script(*[reply(text("late"), finish(), delay=3)] * 2)
+    with pytest.raises(BackendError) as failure:
+        await generate(mock, timeout_s=0.5, max_retries=1)  # total_timeout_s: timeout_s
+    assert failure.value.message == "The upstream model did not finish within 0.5 s."
+    assert len(mock.requests) == 1
 
 
 async def test_slow_chunks_within_the_timeout(mock):

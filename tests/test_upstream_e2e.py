@@ -310,13 +310,13 @@ def test_upstream_timeout_or_cut_mid_stream_fails_the_response(client, http, moc
     assert client.responses.retrieve(failed["id"]).status == "failed"
 
 
-def test_upstream_context_length_error_is_a_400_before_any_streamed_byte(client, http, mock, model):
+def test_upstream_context_length_error_is_a_400_or_a_failed_stream(client, http, mock, model):
     message = "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens."
     mock.script(*[error(400, message, type="invalid_request_error", code="context_length_exceeded")] * 2)
-    with http.stream("POST", "/v1/responses", json={"model": model, "input": "Hi", "stream": True}) as streamed:
-        assert streamed.status_code == 400
-        assert streamed.headers["content-type"].startswith("application/json")
-        assert streamed.read() and streamed.json()["error"]["code"] == "context_length_exceeded"
+    # A stream begins before the model answers, so its refusal ends the stream.
+    events = sse_events(http, "/v1/responses", {"model": model, "input": "Hi", "stream": True})
+    assert [event["type"] for event in events] == ["response.created", "response.in_progress", "response.failed"]
+    assert events[-1]["response"]["error"] == {"code": "invalid_prompt", "message": message}
     with pytest.raises(openai.BadRequestError) as raised:
         client.responses.create(model=model, input="Hi")
     assert raised.value.body["code"] == "context_length_exceeded" and raised.value.body["param"] == "input"

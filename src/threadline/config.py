@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DEFAULT_DATABASE_URL = "sqlite:///threadline.db"
+# A small model can loop until its context is full; at ~130 tokens/s this ends it in about 4 s.
+LLAMA_CPP_MAX_OUTPUT_TOKENS = 512
 
 
 class _Section(BaseModel):
@@ -36,13 +38,33 @@ class ModelSettings(_Section):
     model_path: str | None = None
     timeout_s: float = Field(default=600.0, gt=0)
     max_retries: int = Field(default=2, ge=0)
+    # The most one response waits on the upstream, every attempt and the waits between them
+    # included (each attempt is also held to timeout_s). Default: timeout_s.
+    total_timeout_s: float | None = Field(default=None, gt=0)
     # How long connecting to the upstream may take, within timeout_s: a host that drops
     # connection attempts fails each attempt after this long, not after the system's ~2 min.
     connect_timeout_s: float = Field(default=10.0, gt=0)
     # The most an upstream's answer (streamed or not) may hold; a larger one fails the response.
     max_answer_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    # The output bound of a request that sets no max_output_tokens (one that does may ask for
+    # more or less). llama-cpp models default to LLAMA_CPP_MAX_OUTPUT_TOKENS, others to none.
+    max_output_tokens: int | None = Field(default=None, gt=0)
+    # What a foreground response does when its client disconnects: "stop" ends it at once
+    # (failed), "continue" finishes and stores it. Default: "stop" for llama-cpp models, which
+    # serve one request at a time, else "continue". Background responses always continue.
+    on_disconnect: Literal["stop", "continue"] | None = None
     # Backend-specific options (e.g. a scripted backend's script, llama.cpp's n_ctx).
     options: dict = {}
+
+    @model_validator(mode="after")
+    def _provider_defaults(self) -> ModelSettings:
+        if self.total_timeout_s is None:
+            self.total_timeout_s = self.timeout_s
+        if self.max_output_tokens is None and self.provider == "llama-cpp":
+            self.max_output_tokens = LLAMA_CPP_MAX_OUTPUT_TOKENS
+        if self.on_disconnect is None:
+            self.on_disconnect = "stop" if self.provider == "llama-cpp" else "continue"
+        return self
 
 
 class WorkerSettings(_Section):
@@ -62,7 +84,6 @@ class ServerSettings(_Section):
     keep_alive_s: float = Field(default=5.0, gt=0)  # idle time allowed between requests on one connection
     header_timeout_s: float = Field(default=10.0, gt=0)  # time allowed for a request's headers, from its first byte
     body_timeout_s: float = Field(default=60.0, gt=0)  # time allowed for a request's whole body, after its headers
-
 
 
 class LimitsSettings(_Section):

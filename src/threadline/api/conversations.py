@@ -77,9 +77,16 @@ async def update_conversation(
     return JSON(await conversations.update(project, conversation_id, body.metadata))
 
 
-@router.delete("/{conversation_id}", summary="Delete a conversation and its items", responses=answers(ConversationDeleted, 404))
-async def delete_conversation(conversation_id: str, project: Project, conversations: Store) -> JSON:
+@router.delete(
+    "/{conversation_id}",
+    summary="Delete a conversation and its items",
+    description="Responses still running in the conversation end `failed`, adding nothing to it.",
+    responses=answers(ConversationDeleted, 404),
+)
+async def delete_conversation(conversation_id: str, project: Project, conversations: Store, request: Request) -> JSON:
     await conversations.delete(project, conversation_id)
+    # Those running here stop now; one running on another process fails when its model finishes.
+    request.app.state.runner.conversation_deleted(conversation_id)
     return JSON({"id": conversation_id, "object": "conversation.deleted", "deleted": True})
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from starlette.datastructures import State
 
 from threadline.api.auth import project
 from threadline.api.idempotency import fingerprint, record_failure, record_run, repeat
@@ -17,6 +17,7 @@ from threadline.api.openapi import Response as ResponseObject
 from threadline.api.schemas import Order, include_values
 from threadline.api.sse import event_stream
 from threadline.backends.estimate import estimate_request_tokens
+from threadline.engine.runner import ResponseRun
 from threadline.errors import APIError, invalid
 from threadline.jobs.follow import follow
 from threadline.spec.request import INT64_MAX, CreateResponseBody
@@ -49,13 +50,13 @@ IdempotencyKey = Annotated[
 async def create_response(body: CreateResponseBody, project: Project, request: Request, key: IdempotencyKey = None):
     state = request.app.state
     if not key:  # an empty header names no key
-        return await start_response(state, body, project)
+        return await start_response(request, body, project)
     request_fingerprint = fingerprint(await request.body())
     earlier = await state.idempotency.claim(project, key, request_fingerprint, owner=state.runner.owner)
     if earlier is not None:
         return await repeat(state, project, key, request_fingerprint, earlier, bool(body.stream))
     try:
-        return await start_response(state, body, project, idempotency_key=key)
+        return await start_response(request, body, project, idempotency_key=key)
     except APIError as error:
         await record_failure(state, project, key, error)
         raise
@@ -64,7 +65,8 @@ async def create_response(body: CreateResponseBody, project: Project, request: R
         raise
 
 
-async def start_response(state: State, body: CreateResponseBody, project: str, idempotency_key: str | None = None):
+async def start_response(request: Request, body: CreateResponseBody, project: str, idempotency_key: str | None = None):
+    state = request.app.state
     prepared = await state.preparer.prepare(body, project)
     include = body.include or ()
     if body.background:
@@ -79,17 +81,40 @@ async def start_response(state: State, body: CreateResponseBody, project: str, i
     if idempotency_key:
         state.runner.keep(record_run(state, project, idempotency_key, run))
     if not body.stream:
-        return JSON(present(await run.result(), include))
+        return JSON(present(await _result(request, run), include))
     batches = run.stream()
-    # Wait for the first events, so a request the model refuses outright is still a plain 4xx.
+    # The first events go out once the response is recorded, without waiting for the model:
+    # waiting for them keeps a response that cannot even be recorded a plain error.
     first = await anext(batches)
     return event_stream(present_events(_prepend(first, batches), include))
 
 
 async def _prepend(first: list[dict], rest: AsyncIterator[list[dict]]) -> AsyncIterator[list[dict]]:
     yield first
-    async for batch in rest:
-        yield batch
+    async with contextlib.aclosing(rest):
+        async for batch in rest:
+            yield batch
+
+
+async def _result(request: Request, run: ResponseRun) -> dict:
+    """The finished Response of a run not streamed. A client that disconnects first is told
+    to the run, which stops if its model says so (on_disconnect)."""
+    if not run.stops_without_client:
+        return await run.result()
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait([run.task, gone], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if not run.task.done():
+        run.client_left()
+    return await run.result()
+
+
+async def _disconnected(request: Request) -> None:
+    """Return once the client has gone: with the body read, that is all the server can hear."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 @router.post("/input_tokens", summary="Count a request's input tokens", responses=answers(InputTokens, 400, 404, 413, 429))

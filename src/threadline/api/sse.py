@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import orjson
 from starlette.responses import StreamingResponse
@@ -20,13 +21,16 @@ def encode(event: dict) -> bytes:
     return b"event: " + event["type"].encode() + b"\ndata: " + data + b"\n\n"
 
 
-async def _encoded(events: AsyncIterable[dict | list[dict]]) -> AsyncIterator[bytes]:
-    async for event in events:
-        # A list holds events ready together: one write carries them all.
-        yield b"".join(map(encode, event)) if isinstance(event, list) else encode(event)
+async def _encoded(events: AsyncGenerator[dict | list[dict]]) -> AsyncIterator[bytes]:
+    # Closed with the stream, also when its client leaves: whatever produces the events learns
+    # at once that nobody reads them any more.
+    async with contextlib.aclosing(events):
+        async for event in events:
+            # A list holds events ready together: one write carries them all.
+            yield b"".join(map(encode, event)) if isinstance(event, list) else encode(event)
 
 
-def event_stream(events: AsyncIterable[dict | list[dict]]) -> StreamingResponse:
+def event_stream(events: AsyncGenerator[dict | list[dict]]) -> StreamingResponse:
     return StreamingResponse(
         _encoded(events),
         media_type="text/event-stream",

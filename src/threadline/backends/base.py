@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, Union
 
+from threadline.config import ModelSettings
+
 
 @dataclass
 class ModelRequest:
@@ -106,6 +108,7 @@ class Backend(Protocol):
 
     id: str
     context_window: int | None
+    settings: ModelSettings  # as configured: its output bound and on_disconnect are read from here
 
     def generate(self, request: ModelRequest) -> AsyncIterator[ModelEvent]: ...
 

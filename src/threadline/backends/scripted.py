@@ -42,6 +42,7 @@ SCRIPT_PREFIX = "#script "
 class ScriptedBackend:
     def __init__(self, settings: ModelSettings) -> None:
         self.id = settings.id
+        self.settings = settings
         self.context_window = settings.context_window or 8192
         self.script = settings.options.get("script")
         self.record_to = settings.options.get("record_to")

@@ -3,9 +3,10 @@
 An upstream's failures become OpenAI's error codes (HTTP statuses, error bodies, dropped
 connections); retryable ones are retried with backoff as long as nothing has reached the
 caller; each whole call is bounded by the model's `timeout_s` (connecting by its
-`connect_timeout_s`), and each answer by its `max_answer_bytes`; answers arrive as
-server-sent events or one JSON body. `UpstreamBackend` holds this plumbing, and a backend
-for one API adds how it writes a request and reads an answer.
+`connect_timeout_s`), every call and wait for one response together by its `total_timeout_s`,
+and each answer by its `max_answer_bytes`; answers arrive as server-sent events or one JSON
+body. `UpstreamBackend` holds this plumbing, and a backend for one API adds how it writes a
+request and reads an answer.
 
 A connection is kept for the next call once an answer has been read to its end; one whose
 answer was abandoned midway, or that failed, is closed.
@@ -98,7 +99,6 @@ SECRETS = re.compile(
 def redact(text: str) -> str:
     """The upstream's words without the credentials and addresses they may hold."""
     return SECRETS.sub(REDACTED, text)
-
 
 
 class UpstreamError(BackendError):
@@ -428,22 +428,28 @@ class UpstreamBackend:
 
     async def generate(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         body = self.request_body(request)
+        started = time.monotonic()
+        spent = 0.0  # of total_timeout_s, by the attempts so far and the waits between them
         attempt = 0
         while True:
             yielded = False
             try:
-                async with contextlib.aclosing(self._call(body)) as events:
+                allowed = min(self.settings.timeout_s, self.settings.total_timeout_s - spent)
+                async with contextlib.aclosing(self._call(body, allowed)) as events:
                     async for event in events:
                         yielded = True
                         yield event
                 return
             except BackendError as error:
                 delay = self._retry_delay(attempt, error)
-                # Once output reached the caller a retry would repeat it, so only retry before.
-                if yielded or delay is None:
+                spent = time.monotonic() - started
+                # Once output reached the caller a retry would repeat it, so only retry before;
+                # and only while total_timeout_s leaves time for it.
+                if yielded or delay is None or spent + delay >= self.settings.total_timeout_s:
                     raise
             attempt += 1
             await asyncio.sleep(delay)
+            spent = time.monotonic() - started
 
     def _retry_delay(self, attempt: int, error: BackendError) -> float | None:
         if not error.retryable or attempt >= self.settings.max_retries:
@@ -454,8 +460,9 @@ class UpstreamBackend:
         base = float(self.settings.options.get("retry_base_s", 0.5))
         return min(MAX_BACKOFF_S, base * 2**attempt) * random.uniform(0.5, 1.0)
 
-    async def _call(self, body: dict) -> AsyncIterator[ModelEvent]:
-        """One upstream call, its whole duration bounded by timeout_s.
+    async def _call(self, body: dict, allowed: float) -> AsyncIterator[ModelEvent]:
+        """One upstream call, its whole duration bounded by `allowed` seconds: timeout_s, or
+        what total_timeout_s leaves of itself.
 
         The deadline (aiohttp's total timeout) cancels only while the call waits on the upstream
         (to connect, for the headers, for more of the answer), never the caller's task while it
@@ -464,7 +471,7 @@ class UpstreamBackend:
         reader = self.new_reader()
         url = f"{self.base_url}{self.path}"
         try:
-            async with self.request("POST", url, self.call_timeout(self.settings.timeout_s), body) as response:
+            async with self.request("POST", url, self.call_timeout(allowed), body) as response:
                 if response.status >= 400:
                     raise http_error(response.status, await read_error_body(response), response.headers)
                 async with contextlib.aclosing(self.read_answer(response, body, reader)) as events:
@@ -477,9 +484,14 @@ class UpstreamBackend:
             # The model had finished; only the trailing usage or [DONE] went missing.
         except TimeoutError:
             if not reader.finished:
-                raise server_error(f"The upstream model did not finish within {self.settings.timeout_s:g} s.", retryable=True) from None
+                raise server_error(self._timed_out(allowed), retryable=True) from None
             # The model had finished; only the trailing usage or [DONE] never came.
         yield reader.finish()
+
+    def _timed_out(self, allowed: float) -> str:
+        if allowed < self.settings.timeout_s:
+            return f"The upstream model did not finish within this model's total_timeout_s ({self.settings.total_timeout_s:g} s)."
+        return f"The upstream model did not finish within {self.settings.timeout_s:g} s."
 
     async def metadata(self, method: str, url: str, body: dict | None = None) -> tuple[int, bytes] | None:
         """A quick metadata call's status and body; None when it could not be made."""

@@ -1,0 +1,40 @@
+"""The output bound: a model stops at max_output_tokens, whether or not it honours it.
+
+The bound is the request's `max_output_tokens`, else the model's configured default; the
+backend is told it, and most keep to it. For those that don't, output is counted as it
+streams, one token per delta (a piece of text, refusal, reasoning or function call): exact for
+an upstream that sends a token a chunk, as most do, and never more than the real count, so an
+upstream that keeps to the bound is never cut before it ends by itself. A model that goes on
+past the bound is stopped there, its connection closed, and its turn ends as "length" would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from threadline.backends.base import Finish, ModelEvent, ModelRequest, Usage
+from threadline.backends.estimate import estimate_request_tokens
+
+
+def output_bound(request: ModelRequest, model_default: int | None) -> int | None:
+    """The bound of this request's output: its own, else the model's default (None: unbounded)."""
+    return request.max_output_tokens if request.max_output_tokens is not None else model_default
+
+
+async def bounded(events: AsyncIterator[ModelEvent], request: ModelRequest) -> AsyncIterator[ModelEvent]:
+    """The model's events, ended with Finish("length") once it goes past `request.max_output_tokens`.
+
+    The usage of a turn cut here is what is known of it: the output counted, and the input
+    estimated (the model never sent its own count)."""
+    produced = 0
+    async with contextlib.aclosing(events):
+        async for event in events:
+            if isinstance(event, Finish):
+                yield event
+                return
+            if produced >= request.max_output_tokens:
+                yield Finish("length", Usage(input_tokens=estimate_request_tokens(request), output_tokens=produced))
+                return
+            produced += 1
+            yield event
