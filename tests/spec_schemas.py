@@ -63,6 +63,11 @@ def _spec(name: str) -> dict:
     return spec
 
 
+def spec_schema(schema_name: str, spec: str = OPENAI) -> dict:
+    """The named schema of `spec`, as written there (with the patches above)."""
+    return _spec(spec)["components"]["schemas"][schema_name]
+
+
 @functools.cache
 def _registry(name: str) -> Registry:
     return Registry().with_resource(name, Resource.opaque(_spec(name)))

@@ -6,9 +6,11 @@ against OpenAI's description and Open Responses by `spec_check`.)
 
 from __future__ import annotations
 
+import ast
 import json
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import openai
 import pytest
@@ -17,7 +19,9 @@ from tests.helpers import sse_events
 from tests.mock_upstream import MockUpstream, finish, reply, text, tool_call, usage
 from tests.servers import ThreadlineServer, postgres_database, write_config
 from tests.spec_check import checked_client, checked_http
-from tests.spec_schemas import OPEN_RESPONSES, validate, validate_event
+from tests.spec_schemas import OPEN_RESPONSES, OPENAI, spec_schema, validate, validate_event
+from threadline.spec.errors import RESPONSE_ERROR_CODES
+from threadline.spec.request import INCLUDABLE
 
 EMBEDDED_MODEL = "smollm2-135m-instruct"
 TARGETS = ["chat", "resp", pytest.param("embedded", marks=pytest.mark.slow)]
@@ -229,3 +233,21 @@ def test_multi_turn_input(target):
     assert follow_up["previous_response_id"] == response["id"]
     if not target.real:
         assert [role for role, _content in upstream_messages(target)] == ["user", "assistant", "user", "assistant", "user"]
+
+
+# --- the spec package agrees with the specs, and is the engine's only source of shapes -------
+
+
+def test_error_codes_and_include_values_are_the_specs_own():
+    assert RESPONSE_ERROR_CODES == set(spec_schema("ResponseErrorCode", OPENAI)["enum"])
+    assert set(INCLUDABLE) == set(spec_schema("IncludeEnum", OPENAI)["enum"])
+    assert set(spec_schema("IncludeEnum", OPEN_RESPONSES)["enum"]) <= set(INCLUDABLE)
+
+
+def test_the_engine_and_the_spec_package_import_nothing_from_the_api():
+    package = Path(__file__).resolve().parents[1] / "src" / "threadline"
+    for path in [*(package / "engine").glob("*.py"), *(package / "spec").glob("*.py")]:
+        tree = ast.parse(path.read_text())
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        assert not {name for name in imported if name and name.startswith("threadline.api")}, path
