@@ -1,11 +1,12 @@
 """The output bound: a model stops at max_output_tokens, whether or not it honours it.
 
-The bound is the request's `max_output_tokens`, else the model's configured default; the
-backend is told it, and most keep to it. For those that don't, output is counted as it
-streams, one token per delta (a piece of text, refusal, reasoning or function call): exact for
-an upstream that sends a token a chunk, as most do, and never more than the real count, so an
-upstream that keeps to the bound is never cut before it ends by itself. A model that goes on
-past the bound is stopped there, its connection closed, and its turn ends as "length" would.
+The bound is the request's `max_output_tokens`, else the model's configured default (as
+engine/prepare.py puts it in the ModelRequest); the backend is told it, and most keep to it.
+For those that don't, output is counted as it streams, one token per delta (a piece of text,
+refusal, reasoning or function call): exact for an upstream that sends a token a chunk, as
+most do, and never more than the real count, so an upstream that keeps to the bound is never
+cut before it ends by itself. A model that goes on past the bound is stopped there, its
+connection closed, and its turn ends as "length" would.
 """
 
 from __future__ import annotations
@@ -15,11 +16,6 @@ from collections.abc import AsyncIterator
 
 from threadline.backends.base import Finish, ModelEvent, ModelRequest, Usage
 from threadline.backends.estimate import estimate_request_tokens
-
-
-def output_bound(request: ModelRequest, model_default: int | None) -> int | None:
-    """The bound of this request's output: its own, else the model's default (None: unbounded)."""
-    return request.max_output_tokens if request.max_output_tokens is not None else model_default
 
 
 async def bounded(events: AsyncIterator[ModelEvent], request: ModelRequest) -> AsyncIterator[ModelEvent]:

@@ -126,7 +126,8 @@ class Preparer:
             tool_choice=choice,
             parallel_tool_calls=True if body.parallel_tool_calls is None else body.parallel_tool_calls,
             text_format=text_format(body),
-            max_output_tokens=body.max_output_tokens,
+            # The request's own bound, else the model's default (see engine/output_bound.py).
+            max_output_tokens=body.max_output_tokens if body.max_output_tokens is not None else backend.settings.max_output_tokens,
             temperature=body.temperature,
             top_p=body.top_p,
             top_logprobs=body.top_logprobs,

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from threadline.backends.base import BackendError, ContextLengthExceeded, Finish, ModelEvent
 from threadline.engine.client_stream import ClientStream
 from threadline.engine.events import ResponseEvents, snapshot
-from threadline.engine.output_bound import bounded, output_bound
+from threadline.engine.output_bound import bounded
 from threadline.engine.prepare import PreparedResponse
 from threadline.errors import APIError, not_found
 from threadline.spec.events import terminal_event
@@ -142,7 +142,6 @@ class ResponseRun:
     def _model_events(self) -> AsyncIterator[ModelEvent]:
         """The model's events for this response, held to its output bound."""
         request = self.prepared.model_request
-        request.max_output_tokens = output_bound(request, self.prepared.backend.settings.max_output_tokens)
         events = self.prepared.backend.generate(request)
         return events if request.max_output_tokens is None else bounded(events, request)
 
