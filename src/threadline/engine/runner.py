@@ -92,8 +92,8 @@ class ResponseRun:
         return self._client.batches()
 
     def client_left(self) -> None:
-        """The client waiting for this response went away: nothing more is kept for it, and
-        the response stops if its model says so."""
+        """The client waiting for this response went away: the response stops if its model
+        says so (its stream, if any, keeps nothing more for it either way)."""
         if self.stops_without_client and self.stop_reason is None and not self.task.done():
             log.info("response %s stops: its client disconnected", self.response_id)
             self.stop("disconnected")
