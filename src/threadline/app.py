@@ -1,4 +1,4 @@
-"""The ASGI application: routes, error handlers, and the store opened for its lifetime."""
+"""The ASGI application: routes, error handlers, and the services they call, built for its lifetime."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import time
 from fastapi import FastAPI
 
 from threadline import __version__
-from threadline.api import conversations, models, responses
+from threadline.api import conversations as conversation_routes
+from threadline.api import models as model_routes
+from threadline.api import responses as response_routes
 from threadline.api.auth import Authenticator
 from threadline.api.errors import install_error_handlers
 from threadline.api.json import JSON
@@ -21,6 +23,10 @@ from threadline.engine.prepare import Preparer
 from threadline.engine.runner import Runner
 from threadline.ids import new_id
 from threadline.jobs.worker import Worker
+from threadline.services.conversations import ConversationsService
+from threadline.services.idempotency import Idempotency
+from threadline.services.models import ModelsService
+from threadline.services.responses import ResponsesService
 from threadline.store.conversations import ConversationStore
 from threadline.store.idempotency import IdempotencyStore
 from threadline.store.jobs import JobStore
@@ -38,26 +44,40 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI):
         database = Database(settings.database_url)
         await migrate(database)
-        app.state.database = database
-        app.state.conversations = ConversationStore(database)
-        app.state.responses = ResponseStore(database)
-        app.state.models = Models(settings)
-        await app.state.models.start()
-        app.state.preparer = Preparer(database, app.state.models, app.state.responses, app.state.conversations, settings.limits)
-        app.state.jobs = JobStore(database)
-        app.state.idempotency = IdempotencyStore(database, settings.server.idempotency_ttl_s)
-        app.state.runner = Runner(app.state.responses, app.state.jobs, owner=new_id("proc"))
-        app.state.worker = Worker(app.state.runner, app.state.models, settings.workers)
-        await app.state.jobs.heartbeat(app.state.runner.owner, settings.workers.lease_s)
-        app.state.worker.start()
-        app.state.started_at = int(time.time())
+        models = Models(settings)
+        await models.start()
+        responses = ResponseStore(database)
+        conversations = ConversationStore(database)
+        jobs = JobStore(database)
+        runner = Runner(responses, jobs, owner=new_id("proc"))
+        worker = Worker(runner, models, settings.workers)
+        idempotency = Idempotency(
+            IdempotencyStore(database, settings.server.idempotency_ttl_s),
+            owner=runner.owner,
+            wait_s=settings.server.idempotency_wait_s,
+            poll_s=settings.workers.poll_s,
+        )
+        app.state.responses = ResponsesService(
+            preparer=Preparer(database, models, responses, conversations, settings.limits),
+            runner=runner,
+            worker=worker,
+            responses=responses,
+            idempotency=idempotency,
+            poll_s=settings.workers.poll_s,
+        )
+        app.state.conversations = ConversationsService(
+            conversations=conversations, runner=runner, max_items_bytes=settings.limits.max_body_bytes
+        )
+        app.state.models = ModelsService(models, started_at=int(time.time()))
+        await jobs.heartbeat(runner.owner, settings.workers.lease_s)
+        worker.start()
         app.state.ready = True
         try:
             yield
         finally:
             app.state.ready = False
-            await app.state.worker.stop(settings.server.shutdown_grace_s)
-            await app.state.models.close()
+            await worker.stop(settings.server.shutdown_grace_s)
+            await models.close()
             await database.dispose()
 
     app = FastAPI(
@@ -70,16 +90,15 @@ def create_app(settings: Settings) -> FastAPI:
     )
     # /v1/conversations/ is not /v1/conversations: answer 404 rather than redirect.
     app.router.redirect_slashes = False
-    app.state.settings = settings
     app.state.ready = False
     app.state.authenticator = Authenticator(settings.projects_by_key)
     if app.state.authenticator.is_open:
         log.warning("No API keys are configured: every request is accepted, in one open project.")
     install_error_handlers(app)
     app.add_middleware(BodyLimits, max_body_bytes=settings.limits.max_body_bytes, timeout_s=settings.server.body_timeout_s)
-    app.include_router(conversations.router)
-    app.include_router(responses.router)
-    app.include_router(models.router)
+    app.include_router(conversation_routes.router)
+    app.include_router(response_routes.router)
+    app.include_router(model_routes.router)
     # Built on first request and kept; it documents answers as well as request bodies.
     app.openapi = lambda: openapi_document(app)
 

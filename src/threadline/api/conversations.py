@@ -1,4 +1,4 @@
-"""The Conversations API: /v1/conversations and their items."""
+"""The Conversations API over HTTP: /v1/conversations and their items."""
 
 from __future__ import annotations
 
@@ -11,17 +11,12 @@ from threadline.api.auth import project
 from threadline.api.json import JSON, JSONRoute, body_is_null
 from threadline.api.openapi import Conversation, ConversationDeleted, Item, ItemList, answers
 from threadline.api.schemas import Order, include_values
-from threadline.engine.new_items import new_items
 from threadline.errors import invalid
 from threadline.items import InputItem
+from threadline.services.conversations import ConversationsService
 from threadline.spec.request import Body, Metadata
-from threadline.spec.response import present_item
-from threadline.store.conversations import ConversationStore
-from threadline.store.pagination import Page
 
 router = APIRouter(prefix="/v1/conversations", tags=["Conversations"], route_class=JSONRoute)
-
-Project = Annotated[str, Depends(project)]
 
 
 class CreateConversationBody(Body):
@@ -38,41 +33,35 @@ class CreateItemsBody(Body):
     items: Annotated[list[InputItem], Field(min_length=1, max_length=20)]
 
 
-def max_body_bytes(request: Request) -> int:
-    """The most the items of one request may come to, item references expanded."""
-    return request.app.state.settings.limits.max_body_bytes
-
-
-def store(request: Request) -> ConversationStore:
+def service(request: Request) -> ConversationsService:
     return request.app.state.conversations
 
 
-Store = Annotated[ConversationStore, Depends(store)]
+Conversations = Annotated[ConversationsService, Depends(service)]
+Project = Annotated[str, Depends(project)]
 Include = Annotated[list[str], Depends(include_values)]
 
 
 @router.post("", summary="Create a conversation", responses=answers(Conversation, 400, 404, 413))
 async def create_conversation(
-    request: Request, project: Project, conversations: Store, body: CreateConversationBody | None = None
+    request: Request, project: Project, conversations: Conversations, body: CreateConversationBody | None = None
 ) -> JSON:
     # Every field is optional, so a POST without a body creates an empty conversation; a
     # body of JSON `null` is refused as any other body that is not an object.
     if body is None and body_is_null(request):
         raise invalid("Invalid type for request body: expected an object, but got null instead.")
     body = body or CreateConversationBody()
-    items = await new_items(conversations.database, project, body.items or [], param="items", max_bytes=max_body_bytes(request))
-    created = await conversations.create(project, body.metadata, items)
-    return JSON(created)
+    return JSON(await conversations.create(project, body.metadata, body.items or []))
 
 
 @router.get("/{conversation_id}", summary="Retrieve a conversation", responses=answers(Conversation, 404))
-async def retrieve_conversation(conversation_id: str, project: Project, conversations: Store) -> JSON:
-    return JSON(await conversations.get(project, conversation_id))
+async def retrieve_conversation(conversation_id: str, project: Project, conversations: Conversations) -> JSON:
+    return JSON(await conversations.retrieve(project, conversation_id))
 
 
 @router.post("/{conversation_id}", summary="Update a conversation's metadata", responses=answers(Conversation, 400, 404, 413))
 async def update_conversation(
-    conversation_id: str, body: UpdateConversationBody, project: Project, conversations: Store
+    conversation_id: str, body: UpdateConversationBody, project: Project, conversations: Conversations
 ) -> JSON:
     return JSON(await conversations.update(project, conversation_id, body.metadata))
 
@@ -83,42 +72,37 @@ async def update_conversation(
     description="Responses still running in the conversation end `failed`, adding nothing to it.",
     responses=answers(ConversationDeleted, 404),
 )
-async def delete_conversation(conversation_id: str, project: Project, conversations: Store, request: Request) -> JSON:
+async def delete_conversation(conversation_id: str, project: Project, conversations: Conversations) -> JSON:
     await conversations.delete(project, conversation_id)
-    # Those running here stop now; one running on another process fails when its model finishes.
-    request.app.state.runner.conversation_deleted(conversation_id)
     return JSON({"id": conversation_id, "object": "conversation.deleted", "deleted": True})
 
 
 @router.post("/{conversation_id}/items", summary="Add items to a conversation", responses=answers(ItemList, 400, 404, 413))
 async def create_items(
-    conversation_id: str, body: CreateItemsBody, project: Project, conversations: Store, include: Include, request: Request
+    conversation_id: str, body: CreateItemsBody, project: Project, conversations: Conversations, include: Include
 ) -> JSON:
-    items = await new_items(conversations.database, project, body.items, param="items", max_bytes=max_body_bytes(request))
-    added = await conversations.add_items(project, conversation_id, items)
-    return JSON(Page([present_item(item, include) for item in added], has_more=False).list_object())
+    return JSON((await conversations.add_items(project, conversation_id, body.items, include)).list_object())
 
 
 @router.get("/{conversation_id}/items", summary="List a conversation's items", responses=answers(ItemList, 400, 404))
 async def list_items(
     conversation_id: str,
     project: Project,
-    conversations: Store,
+    conversations: Conversations,
     include: Include,
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     order: Order = "desc",
 ) -> JSON:
-    page = await conversations.list_items(project, conversation_id, after=after, limit=limit, order=order)
-    page.data = [present_item(item, include) for item in page.data]
+    page = await conversations.list_items(project, conversation_id, after=after, limit=limit, order=order, include=include)
     return JSON(page.list_object())
 
 
 @router.get("/{conversation_id}/items/{item_id}", summary="Retrieve an item", responses=answers(Item, 400, 404))
 async def retrieve_item(
-    conversation_id: str, item_id: str, project: Project, conversations: Store, include: Include
+    conversation_id: str, item_id: str, project: Project, conversations: Conversations, include: Include
 ) -> JSON:
-    return JSON(present_item(await conversations.get_item(project, conversation_id, item_id), include))
+    return JSON(await conversations.retrieve_item(project, conversation_id, item_id, include))
 
 
 @router.delete(
@@ -127,5 +111,5 @@ async def retrieve_item(
     description="Answers with the conversation the item was deleted from.",
     responses=answers(Conversation, 404),
 )
-async def delete_item(conversation_id: str, item_id: str, project: Project, conversations: Store) -> JSON:
+async def delete_item(conversation_id: str, item_id: str, project: Project, conversations: Conversations) -> JSON:
     return JSON(await conversations.delete_item(project, conversation_id, item_id))

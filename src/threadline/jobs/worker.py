@@ -14,6 +14,7 @@ from threadline.config import WorkerSettings
 from threadline.engine.events import ResponseEvents
 from threadline.engine.prepare import PreparedResponse
 from threadline.engine.runner import ResponseRun, Runner
+from threadline.jobs.cancel import stop_cancelled
 from threadline.jobs.payload import UnreadableJob, job_payload, read_job
 from threadline.jobs.recovery import failed, recover
 from threadline.store.jobs import OwnedResponse
@@ -76,10 +77,7 @@ class Worker:
         while True:
             try:
                 await self.runner.jobs.heartbeat(self.runner.owner, self.settings.lease_s)
-                for response_id in await self.runner.jobs.cancelled_among(self.runner.owner):
-                    run = self.runner.runs.get(response_id)
-                    if run is not None and run.stop_reason is None:
-                        run.stop("cancelled")
+                await stop_cancelled(self.runner)
                 for response_id in await recover(self.runner.jobs):
                     log.warning("response %s was left by a stopped process and is marked failed", response_id)
                     self.runner.notify(response_id)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import orjson
 from sqlalchemy import delete, func, insert, select, update
 
-from threadline.errors import invalid, not_found
+from threadline.errors import not_found
 from threadline.spec.events import terminal_event
 from threadline.store.database import Database
 from threadline.store.responses import insert_events
@@ -88,38 +88,21 @@ class JobStore:
             return None
         return ClaimedJob(row.id, row.project, orjson.loads(row.data), orjson.loads(row.job))
 
-    async def cancel(self, project: str, response_id: str) -> dict:
-        """Mark a queued or running background response cancelled; its owner stops when it sees it.
+    async def cancel(self, response: dict, from_status: str) -> bool:
+        """Store `response`, cancelled, in place of the response still `from_status`: a queued
+        one leaves the queue and its log ends here, as nobody runs it. False, with nothing
+        written, if its status moved meanwhile (claimed, finished, cancelled elsewhere).
 
-        The row is locked while deciding, so a cancel and a finish (or a claim) never both win."""
-        row_query = select(responses.c.data, responses.c.status, responses.c.background).where(
-            responses.c.id == response_id, responses.c.project == project
-        )
-        if not self.database.is_sqlite:
-            row_query = row_query.with_for_update()
+        Claims and finishes are conditional on the status too, so only one of them wins."""
+        queued = from_status == "queued"
+        values = {"status": "cancelled", "data": orjson.dumps(response).decode()} | ({"job": None} if queued else {})
         async with self.database.write() as connection:
-            row = (await connection.execute(row_query)).first()
-            if row is None:
-                raise not_found("Response", response_id)
-            response = orjson.loads(row.data)
-            response["status"] = row.status
-            if not row.background:
-                raise invalid("Only background responses can be cancelled.", param="response_id")
-            if row.status == "cancelled":
-                return response
-            if row.status in FINISHED:
-                raise invalid(
-                    f"Cannot cancel a response that is {row.status}: only queued or in-progress background responses can be cancelled.",
-                    param="response_id",
-                )
-            response["status"] = "cancelled"
-            values = {"status": "cancelled", "data": orjson.dumps(response).decode()}
-            if row.status == "queued":
-                # Nobody runs it, so the log is ended here.
-                values["job"] = None
-                await insert_events(connection, response_id, [await _terminal_event(connection, response_id, response)])
-            await connection.execute(update(responses).where(responses.c.id == response_id).values(**values))
-        return response
+            updated = await connection.execute(
+                update(responses).where(responses.c.id == response["id"], responses.c.status == from_status).values(**values)
+            )
+            if updated.rowcount and queued:
+                await insert_events(connection, response["id"], [await _terminal_event(connection, response["id"], response)])
+            return bool(updated.rowcount)
 
     async def cancelled_among(self, owner: str) -> list[str]:
         """Responses this process runs that were cancelled, perhaps through another process."""
