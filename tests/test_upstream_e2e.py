@@ -243,6 +243,25 @@ def test_logprobs_are_shown_only_to_requests_that_include_them(client, http, moc
     assert "logprobs" not in mock.requests[-1] and "include" not in mock.requests[-1]
 
 
+def test_an_idempotent_repeat_shows_what_the_request_includes(http, mock, model):
+    # The answer is recorded whole; a repeat is shown as its request's `include` asks, as the first was.
+    token = {"token": "Hi", "logprob": -0.25, "bytes": [72, 105], "top_logprobs": []}
+    mock.script(reply(text("Hi", logprobs=[token])), reply(text("Hi", logprobs=[token])))
+    body = {"model": model, "input": "Greet me."}
+    key = {"Idempotency-Key": f"test-{uuid.uuid4()}"}
+    first, repeat = (http.post("/v1/responses", json=body, headers=key).json() for _ in range(2))
+    assert repeat["id"] == first["id"]
+    assert first["output"][0]["content"][0]["logprobs"] == repeat["output"][0]["content"][0]["logprobs"] == []
+    streamed = {**body, "stream": True}
+    key = {"Idempotency-Key": f"test-{uuid.uuid4()}"}
+    first, repeat = (sse_events(http, "/v1/responses", streamed, headers=key) for _ in range(2))
+    assert repeat[-1]["response"]["id"] == first[-1]["response"]["id"]
+    for events in (first, repeat):
+        (delta,) = [event for event in events if event["type"] == "response.output_text.delta"]
+        assert delta["logprobs"] == [] and events[-1]["response"]["output"][0]["content"][0]["logprobs"] == []
+    assert len(mock.requests) == 2
+
+
 class City(BaseModel):
     name: str
     population: int
