@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import KEYS
+from tests.helpers import sse_events
 
 TABLES = ("conversations", "conversation_items", "responses", "response_items")
 MAX_BODY_BYTES = 32 * 1024 * 1024  # the default limits.max_body_bytes the test servers run with
@@ -450,10 +451,16 @@ def test_odd_text_is_stored_and_returned_exactly(http, objects):
     assert answer.status_code == 200, answer.text
     stored_answer = http.get(f"/v1/responses/{answer.json()['id']}").json()
     assert stored_answer["instructions"] == ODD_TEXT and stored_answer["metadata"] == metadata
-    # Streamed too: every event still parses, whatever the text holds.
-    with http.stream("GET", f"/v1/responses/{answer.json()['id']}", params={"stream": "true"}) as events:
-        data = [json.loads(line[len("data: "):]) for line in events.iter_lines() if line.startswith("data: ")]
-    assert data[-1]["response"]["instructions"] == ODD_TEXT
+    # Streamed too: every event still parses, whatever the text holds, and the stream read
+    # again by id (a background response's event log) is the same stream.
+    body = {"model": "scripted", "input": ODD_TEXT, "instructions": ODD_TEXT, "metadata": metadata, "background": True, "stream": True}
+    streamed = sse_events(http, "/v1/responses", body)
+    final = streamed[-1]["response"]
+    assert streamed[-1]["type"] == "response.completed"
+    assert final["instructions"] == ODD_TEXT and final["metadata"] == metadata
+    deltas = "".join(event["delta"] for event in streamed if event["type"] == "response.output_text.delta")
+    assert deltas == final["output"][0]["content"][0]["text"] and ODD_TEXT in deltas
+    assert sse_events(http, f"/v1/responses/{final['id']}?stream=true", method="GET") == streamed
 
 
 # --- JSON oddities ---------------------------------------------------------------------------
