@@ -20,7 +20,9 @@ chat.completion or Response otherwise. A reply is a list of steps, read by eithe
     usage(10, 5, cached=3, reasoning=2) chat: sent last, only when stream_options.include_usage;
                                         Responses: the usage of the final Response
     fail("...", code=, event=)          streams: chat sends an error chunk; Responses sends
-                                        response.failed (or, with event="error", an error event);
+                                        response.failed (or, with event="error", an error event
+                                        nested as OpenAI's API sends it; event="flat error", one
+                                        shaped as OpenAI's description has it);
                                         a non-streaming Response comes back failed
     sleep(0.2)                          a pause between chunks (streams)
     cut()                               drop the connection here (streams; a non-streaming
@@ -234,12 +236,21 @@ class ResponsesAnswer:
     def __init__(self, request: dict, steps: list[dict]) -> None:
         counts = next((step["usage"] for step in reversed(steps) if "usage" in step), None)
         self.usage = response_usage(counts) if counts else None  # the final Response's
+        # Every field OpenAI sends, the request's settings echoed with OpenAI's defaults.
         self.response: dict[str, Any] = {
-            "id": "resp_mock", "object": "response", "created_at": 0, "status": "in_progress", "model": request.get("model", "mock-model"),
-            "output": [], "error": None, "incomplete_details": None,
-            "instructions": request.get("instructions"), "tools": request.get("tools", []), "tool_choice": request.get("tool_choice", "auto"),
-            "parallel_tool_calls": request.get("parallel_tool_calls", True), "temperature": request.get("temperature", 1.0),
-            "top_p": request.get("top_p", 1.0), "metadata": {}, "store": request.get("store", True),
+            "id": "resp_mock", "object": "response", "created_at": 0, "completed_at": None, "status": "in_progress",
+            "background": request.get("background", False), "model": request.get("model", "mock-model"),
+            "output": [], "error": None, "incomplete_details": None, "usage": None, "user": request.get("user"),
+            "instructions": request.get("instructions"), "previous_response_id": request.get("previous_response_id"),
+            "tools": [tool_echo(tool) for tool in request.get("tools", [])], "tool_choice": request.get("tool_choice", "auto"),
+            "parallel_tool_calls": request.get("parallel_tool_calls", True), "max_tool_calls": request.get("max_tool_calls"),
+            "max_output_tokens": request.get("max_output_tokens"), "temperature": request.get("temperature", 1.0),
+            "top_p": request.get("top_p", 1.0), "presence_penalty": request.get("presence_penalty", 0.0),
+            "frequency_penalty": request.get("frequency_penalty", 0.0), "top_logprobs": request.get("top_logprobs", 0),
+            "reasoning": request.get("reasoning", {"effort": None, "summary": None}), "text": {"format": {"type": "text"}, "verbosity": "medium", **request.get("text", {})},
+            "truncation": request.get("truncation", "disabled"), "service_tier": "default", "store": request.get("store", True),
+            "metadata": request.get("metadata", {}), "safety_identifier": request.get("safety_identifier"),
+            "prompt_cache_key": request.get("prompt_cache_key"),
         }  # fmt: skip
         self.sequence_number = 0
         self.ended = False
@@ -273,16 +284,19 @@ class ResponsesAnswer:
             self.response["status"] = "incomplete"
             self.response["incomplete_details"] = {"reason": "max_output_tokens" if reason == "length" else "content_filter"}
         else:
-            self.response["status"] = "completed"
+            self.response.update(status="completed", completed_at=1)
         self.ended = True
         return events + [self._event(f"response.{self.response['status']}", response=self._snapshot())]
 
     def _fail(self, failure: dict) -> list[dict]:
         self.ended = True
+        error = {"code": failure["code"], "message": failure["message"], "param": None}
         if failure["event"] == "error":
-            return [self._event("error", code=failure["code"], message=failure["message"], param=None)]
+            return [self._event("error", error={"type": failure["code"], **error})]
+        if failure["event"] == "flat error":
+            return [self._event("error", **error)]
         events = self._close_all()
-        self.response.update(status="failed", error={"code": failure["code"], "message": failure["message"]}, )
+        self.response.update(status="failed", error={"code": failure["code"], "message": failure["message"]})
         return events + [self._event("response.failed", response=self._snapshot())]
 
     def _text(self, part_type: str, delta: str, logprobs: list[dict]) -> list[dict]:
@@ -378,12 +392,19 @@ class ResponsesAnswer:
         return self._snapshot()
 
     def _snapshot(self) -> dict:
-        usage = {"usage": self.usage} if self.ended and self.usage else {}  # only a finished Response has it
-        return copied({**self.response, **usage})
+        usage = self.usage if self.ended else None  # only a finished Response has it
+        return copied({**self.response, "usage": usage})
 
     def _event(self, type: str, **fields: Any) -> dict:
         self.sequence_number += 1
         return {"type": type, "sequence_number": self.sequence_number - 1, **fields}
+
+
+def tool_echo(tool: dict) -> dict:
+    """A tool as OpenAI lists it in a Response: a function tool with every field filled in."""
+    if tool.get("type") != "function":
+        return tool
+    return {"description": None, "parameters": None, **tool, "strict": tool.get("strict", True)}
 
 
 def copied(value: Any) -> Any:

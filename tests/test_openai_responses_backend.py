@@ -25,7 +25,7 @@ from tests.mock_upstream import (
     tool_call,
     usage,
 )
-from tests.spec_schemas import validate, validate_event
+from tests.spec_schemas import OPEN_RESPONSES, OPENAI, validate, validate_event, validate_response
 from tests.test_openai_chat_backend import CLOCK, WEATHER, joined, tool_calls, user
 from threadline.backends.base import (
     BackendError,
@@ -266,7 +266,12 @@ async def test_refusal(mock, stream):
 
 
 async def test_the_mock_speaks_the_spec():
-    """What these tests read is what OpenAI sends: every mock event validates against the spec."""
+    """What these tests read is what OpenAI sends: every mock event and Response validates
+    against both specs, but where OpenAI's API sends what one of them does not have; there the
+    other holds:
+    - a text delta's logprobs carry no `bytes` (OpenAI's description; Open Responses asks for them);
+    - an `error` event nests its fields under `error` (Open Responses; OpenAI's description has
+      them at the top, which `event="flat error"` sends)."""
     steps = [reasoning("r"), summary("s"), text("t", logprobs=[{"token": "t", "logprob": -1.0, "top_logprobs": []}]), refusal("no"),
              tool_call(0, id="call_a", name="f", arguments="{}"), finish("length"), usage(1, 2, cached=0, reasoning=1)]  # fmt: skip
     answer = ResponsesAnswer({"model": "m", "tools": [CLOCK], "store": False}, steps)
@@ -274,10 +279,16 @@ async def test_the_mock_speaks_the_spec():
     assert events[-1]["type"] == "response.incomplete"
     failed = ResponsesAnswer({"model": "m"}, [text("t"), fail("It broke.")])
     events += failed.start() + failed.step(text("t")) + failed.step(fail("It broke."))
-    events += ResponsesAnswer({}, []).step(fail("Slow down.", code="rate_limit_exceeded", event="error"))
     for event in events:
-        validate_event(event)
-    validate(ResponsesAnswer({"model": "m"}, steps[:4]).final(), "Response")
+        if event["type"] == "response.output_text.delta" and event["logprobs"]:
+            validate(event, "ResponseTextDeltaEvent", OPENAI)
+        else:
+            validate_event(event)
+    assert any(event["type"] == "response.output_text.delta" and event["logprobs"] for event in events)
+    nested, flat = (ResponsesAnswer({}, []).step(fail("Slow down.", code="rate_limit_exceeded", event=shape))[0] for shape in ("error", "flat error"))
+    validate(nested, "ErrorStreamingEvent", OPEN_RESPONSES)
+    validate(flat, "ResponseErrorEvent", OPENAI)
+    validate_response(ResponsesAnswer({"model": "m"}, steps[:4]).final())
 
 
 # --- Failures -------------------------------------------------------------------------
@@ -296,8 +307,9 @@ async def test_failed_response(mock, stream, code, expected, retryable):
     assert "It broke." in failure.value.message
 
 
-async def test_error_event(mock):
-    mock.script(reply(fail("Too many requests.", code="rate_limit_exceeded", event="error")))
+@pytest.mark.parametrize("shape", ["error", "flat error"])
+async def test_error_event(mock, shape):
+    mock.script(reply(fail("Too many requests.", code="rate_limit_exceeded", event=shape)))
     with pytest.raises(BackendError) as failure:
         await generate(mock)
     assert (failure.value.code, failure.value.status) == ("rate_limit_exceeded", 429)
