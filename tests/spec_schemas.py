@@ -47,10 +47,16 @@ def _open_responses_as_openai_sends(schemas: dict) -> None:
     """Where Open Responses differs from OpenAI's API, OpenAI's shape is kept:
     - a json_schema text format echoes its schema (Open Responses allows only null there);
     - `tools` lists what the request gave, namespace groups of functions included (Open
-      Responses knows function tools alone; OpenAI's description checks namespaces)."""
+      Responses knows function tools alone; OpenAI's description checks namespaces);
+    - output items of hosted tools (web_search_call, mcp_call, ...) are OpenAI's: Open
+      Responses knows messages, function calls and their outputs, and reasoning alone, so
+      OpenAI's description checks the others."""
     schemas["JsonSchemaResponseFormat"]["properties"]["schema"] = {"anyOf": [{"type": "object"}, NULL]}
     namespace = {"type": "object", "properties": {"type": {"const": "namespace"}}, "required": ["type"]}
     schemas["Tool"] = {"anyOf": [{"$ref": "#/components/schemas/FunctionTool"}, namespace]}
+    described = ["message", "function_call", "function_call_output", "reasoning"]
+    hosted = {"type": "object", "properties": {"type": {"type": "string", "not": {"enum": described}}}, "required": ["type"]}
+    schemas["ItemField"]["oneOf"].append(hosted)
 
 
 PATCHES = {OPENAI: _openai_as_sent, OPEN_RESPONSES: _open_responses_as_openai_sends}

@@ -59,6 +59,37 @@ class ReasoningDelta:
 
 
 @dataclass
+class ReasoningSummaryDelta:
+    """A piece of the reasoning summary; `part` numbers its paragraphs, and a new number starts one."""
+
+    text: str
+    part: int = 0
+
+
+@dataclass
+class ReasoningEncrypted:
+    """The reasoning as its provider encrypted it, to be sent back in a later request; it
+    belongs to the reasoning just written, so a backend gives it before the next output."""
+
+    encrypted_content: str
+
+
+@dataclass
+class TextAnnotation:
+    """An annotation of the output text being written, in OpenAI's shape (url_citation, file_citation, ...)."""
+
+    annotation: dict
+
+
+@dataclass
+class ToolItem:
+    """A whole output item of a tool the model's provider ran (web_search_call, mcp_call,
+    file_search_call, ...), as it ended: status and results included, in OpenAI's shape."""
+
+    item: dict
+
+
+@dataclass
 class ToolCallDelta:
     """A piece of a function call; `index` tells calls apart, name and call_id come first."""
 
@@ -75,6 +106,15 @@ class Usage:
     cached_tokens: int = 0
     reasoning_tokens: int = 0
 
+    def __add__(self, other: Usage) -> Usage:
+        """The usage of two turns of one response together."""
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cached_tokens=self.cached_tokens + other.cached_tokens,
+            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+        )
+
 
 @dataclass
 class Finish:
@@ -84,7 +124,19 @@ class Finish:
     usage: Usage | None = None
 
 
-ModelEvent = Union[TextDelta, RefusalDelta, ReasoningDelta, ToolCallDelta, Finish]
+ModelEvent = Union[
+    TextDelta,
+    RefusalDelta,
+    ReasoningDelta,
+    ReasoningSummaryDelta,
+    ReasoningEncrypted,
+    TextAnnotation,
+    ToolCallDelta,
+    ToolItem,
+    Finish,
+]
+# The events that are a piece of the model's output, about a token each.
+OUTPUT_DELTAS = (TextDelta, RefusalDelta, ReasoningDelta, ReasoningSummaryDelta, ToolCallDelta)
 
 
 class BackendError(Exception):

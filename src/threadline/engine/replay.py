@@ -10,8 +10,17 @@ from __future__ import annotations
 
 import copy
 
-from threadline.backends.base import ReasoningDelta, RefusalDelta, TextDelta, ToolCallDelta
-from threadline.engine.events import ResponseEvents
+from threadline.backends.base import (
+    ReasoningDelta,
+    ReasoningEncrypted,
+    ReasoningSummaryDelta,
+    RefusalDelta,
+    TextAnnotation,
+    TextDelta,
+    ToolCallDelta,
+    ToolItem,
+)
+from threadline.spec.stream import ResponseEvents
 
 
 def replay_events(stored: dict) -> list[dict]:
@@ -31,14 +40,24 @@ def replay_events(stored: dict) -> list[dict]:
 
 
 def model_events(item: dict, call_index: int):
+    """The model events that give `item` again."""
     if item["type"] == "message":
         for part in item.get("content", []):
             if part["type"] == "refusal":
                 yield RefusalDelta(part["refusal"])
             else:
                 yield TextDelta(part.get("text", ""), part.get("logprobs") or None)
+                for annotation in part.get("annotations") or ():
+                    yield TextAnnotation(annotation)
     elif item["type"] == "reasoning":
-        for part in item.get("content") or [{"text": ""}]:
+        for number, part in enumerate(item.get("summary") or ()):
+            yield ReasoningSummaryDelta(part.get("text", ""), number)
+        # Reasoning with neither summary nor encrypted content has a text, if only an empty one.
+        for part in item.get("content") or ([] if item.get("summary") or item.get("encrypted_content") else [{"text": ""}]):
             yield ReasoningDelta(part.get("text", ""))
+        if item.get("encrypted_content"):
+            yield ReasoningEncrypted(item["encrypted_content"])
     elif item["type"] == "function_call":
         yield ToolCallDelta(call_index, call_id=item["call_id"], name=item["name"], arguments=item["arguments"])
+    else:
+        yield ToolItem(item)

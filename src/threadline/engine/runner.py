@@ -1,25 +1,28 @@
-"""Running a prepared response: the backend's events in, OpenAI's events out, stored at the end.
+"""Running a prepared response: its lifecycle from start to the stored end.
 
-Each response runs in a task of its own. A streamed foreground response hands its events to
-the client through a `ClientStream`. A client that disconnects stops the work only where its
-model says so (`on_disconnect = "stop"`): otherwise the response still completes and is
-stored as if the client had stayed. A background response writes its events to the durable
-event log instead, which any process can follow, and always runs to its end.
+Each response runs in a task of its own. Its turns of the model (engine/turns.py) feed one
+`ResponseEvents`, whose events go to the run's sinks: a streamed foreground response's
+client reads them from a `ClientStream`; a background response writes them to its durable
+event log (`EventLogSink`), which any process can follow. A response is stored before its
+terminal event goes out. It stops early only from outside: a cancel, a shutdown, its
+conversation's deletion, or its client leaving where its model says so (`on_disconnect =
+"stop"`; otherwise the response completes and is stored as if the client had stayed, and a
+background response always runs to its end).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
-from threadline.backends.base import BackendError, ContextLengthExceeded, Finish, ModelEvent
 from threadline.engine.client_stream import ClientStream
-from threadline.engine.events import ResponseEvents, snapshot
-from threadline.engine.output_bound import bounded
+from threadline.engine.event_log import EventLogSink, LogSignal
 from threadline.engine.prepare import PreparedResponse
+from threadline.engine.turns import TurnLoop
 from threadline.errors import APIError, not_found
-from threadline.spec.events import terminal_event
+from threadline.spec.stream import ResponseEvents
 from threadline.store.jobs import JobStore
 from threadline.store.responses import ResponseStore
 
@@ -32,8 +35,6 @@ FAILURE_TYPE = {"rate_limit_exceeded": "requests", "server_error": "server_error
 
 # Background logs start with response.created and response.queued, written when queued.
 QUEUED_EVENTS = 2
-# How long a background response's events wait to be written together.
-LOG_BATCH_S = 0.01
 
 # Why a response stopped from outside failed (a cancelled one is `cancelled` instead).
 STOP_MESSAGES = {
@@ -63,13 +64,12 @@ class ResponseRun:
         self.events = ResponseEvents(prepared.response, sequence_number=QUEUED_EVENTS if background else 0)
         self.stop_reason: str | None = None  # a key of STOP_MESSAGES, or "cancelled", when stopped from outside
         self.error: APIError | None = None  # why the request was refused, if it was
-        # The client reading the events as they come: a streamed foreground response's only.
+        # The sinks: a streamed foreground response's client, a background response's log.
         self._client = ClientStream(self.client_left) if streamed and not background else None
+        self._log = EventLogSink(self.response_id, runner.jobs, runner.notify) if background else None
+        self._turns = TurnLoop(prepared.backend, prepared.model_request, self.events, self._publish, self._open)
         self._opened = False  # its first events are out
         self._finishing = False  # storing the end: a stop now is seen by the store, not by cancelling
-        self._unlogged: list[dict] = []  # a background response's events not yet in its log
-        self._log_lock = asyncio.Lock()
-        self._log_dirty = asyncio.Event()
         self.task = asyncio.create_task(self._run())
 
     @property
@@ -105,7 +105,7 @@ class ResponseRun:
             raise self.error
         if self.stop_reason == "conversation_deleted" and self.response["status"] == "failed":
             # Answered as if the delete had come first.
-            raise not_found("Conversation", self.prepared.response["conversation"]["id"], param="conversation")
+            raise not_found("Conversation", self.response["conversation"]["id"], param="conversation")
         error = self.response.get("error")
         if self.response["status"] == "failed" and error:
             code = error["code"]
@@ -120,10 +120,10 @@ class ResponseRun:
     # -- the run ---------------------------------------------------------------------
 
     async def _run(self) -> None:
-        flusher = asyncio.create_task(self._flush_log()) if self.background else None
-        generator = self._model_events()
+        if self._log is not None:
+            self._log.open()
         try:
-            await self._generate(generator)
+            await self._finish(await self._turns.run(self.recording, self.begun))
         except APIError as error:
             self._refuse(error)
         except asyncio.CancelledError:
@@ -133,68 +133,10 @@ class ResponseRun:
             log.exception("response %s could not be stored", self.response_id)
             self._refuse(APIError(500, "The server had an error while saving this response.", type="server_error"))
         finally:
-            if flusher:
-                flusher.cancel()
-            await generator.aclose()
+            if self._log is not None:
+                self._log.close()
             if self._client is not None:
                 self._client.put(None)
-
-    def _model_events(self) -> AsyncIterator[ModelEvent]:
-        """The model's events for this response, held to its output bound."""
-        request = self.prepared.model_request
-        events = self.prepared.backend.generate(request)
-        return events if request.max_output_tokens is None else bounded(events, request)
-
-    async def _generate(self, generator: AsyncIterator[ModelEvent]) -> None:
-        model_event = await self._start(generator)
-        if isinstance(model_event, Exception):
-            await self._fail(model_event)
-            return
-        try:
-            while not isinstance(model_event, Finish):
-                self._publish(self.events.feed(model_event))
-                model_event = await anext(generator)
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:  # noqa: BLE001
-            await self._fail(error)
-            return
-        await self._finish(self.events.finish(model_event))
-
-    async def _start(self, generator: AsyncIterator[ModelEvent]):
-        """The model's first event, or the exception it failed with.
-
-        The model starts at once, alongside the recording of a streamed response; the first
-        events go out as soon as the response is recorded, without waiting for the model."""
-        first = asyncio.ensure_future(self._first_event(generator))
-        try:
-            if self.recording is not None:
-                # Nothing about the response goes out before it is stored; shielded, as a stop
-                # meanwhile still needs it.
-                await asyncio.shield(self.recording)
-            if self.begun:
-                self._open()
-            model_event = await first
-        except BaseException:
-            first.cancel()
-            await asyncio.wait([first])  # the model's generator is left before it is closed
-            raise
-        if isinstance(model_event, BackendError) and model_event.status == 400 and not self.begun:
-            # The model refused the request before anyone saw the response: the client's plain 400.
-            param = "input" if isinstance(model_event, ContextLengthExceeded) else None
-            raise APIError(400, model_event.message, param=param, code=model_event.code) from model_event
-        self._open()
-        return model_event
-
-    @staticmethod
-    async def _first_event(generator: AsyncIterator[ModelEvent]):
-        """The model's first event, or the exception it failed with."""
-        try:
-            return await anext(generator)
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:  # noqa: BLE001 - any failure of the model is recorded, not lost
-            return error
 
     def _refuse(self, error: APIError) -> None:
         self.error = error
@@ -211,46 +153,55 @@ class ResponseRun:
     def _open(self) -> None:
         self._publish(self._opening_events())
 
-    async def _fail(self, error: BaseException) -> None:
-        if isinstance(error, StopAsyncIteration):
-            code, message = "server_error", "The model stopped without finishing its answer."
-        elif isinstance(error, BackendError):
-            # A model that refuses the request once its stream began: the prompt's fault.
-            code, message = ("invalid_prompt" if error.status == 400 else error.code), error.message
-        else:
-            log.error("response %s failed", self.response_id, exc_info=error)
-            code, message = "server_error", "The model failed while generating this response."
-        await self._finish(self.events.fail(code, message))
+    def _publish(self, events: list[dict], *, written: bool = False) -> None:
+        """Hand events to the sinks; `written` ones are in the log already, with the response's end."""
+        if self._client is not None:
+            for event in events:
+                self._client.put(event)
+        if self._log is not None:
+            if written:
+                self._log.written()
+            else:
+                self._log.put(events)
 
-    async def _finish(self, events: list[dict]) -> None:
+    def _held_log(self) -> contextlib.AbstractAsyncContextManager[list[dict]]:
+        """The log's unwritten events, for the run to write with the response's end (a
+        foreground response has no log: none)."""
+        return self._log.held() if self._log is not None else contextlib.nullcontext([])
+
+    # -- the end ---------------------------------------------------------------------
+
+    async def _finish(self, ending: list[dict]) -> None:
         """Store the response, then let the terminal event out: what a client sees is saved.
 
         A background response's last events go into its log in the same transaction."""
         if self.prepared.store:
             self._finishing = True
-            async with self._log_lock:
-                if self.background:
-                    self._unlogged.extend(events)
-                stored = await self._complete()
-                if stored is None:
-                    events = self._conversation_deleted(events)
-                    stored = await self._complete()
-                if stored:
-                    self._unlogged.clear()
-                else:
-                    events = await self._ended_elsewhere(events)
-        self._publish(events, logged=True)
+            async with self._held_log() as unwritten:
+                ending = await self._store_end(unwritten, ending)
+        self._publish(ending, written=True)
 
-    async def _complete(self) -> bool | None:
-        """Store how the response ended (ResponseStore.complete); None, with nothing written,
-        when the conversation it would be appended to is gone."""
+    async def _store_end(self, unwritten: list[dict], ending: list[dict]) -> list[dict]:
+        """Store how the response ended; the events that end it, as they stand once stored."""
+        stored = await self._complete(unwritten + ending if self.background else [])
+        if stored is None:
+            ending = ending[:-1] + [self._conversation_deleted()]
+            stored = await self._complete(unwritten + ending if self.background else [])
+        if not stored:
+            ending = ending[:-1] + [await self._ended_elsewhere(unwritten, ending)]
+        return ending
+
+    async def _complete(self, events: list[dict]) -> bool | None:
+        """Store how the response ended, with the last `events` of its log
+        (ResponseStore.complete); None, with nothing written, when the conversation it would
+        be appended to is gone."""
         try:
             return await self.runner.responses.complete(
                 self.prepared.project,
                 self.response,
                 self.prepared.input_items,
                 owner=self.runner.owner,
-                events=self._unlogged,
+                events=events,
                 begun=self.begun,
             )
         except APIError as error:
@@ -258,32 +209,25 @@ class ResponseRun:
                 raise
             return None
 
-    def _conversation_deleted(self, events: list[dict]) -> list[dict]:
-        """The conversation was deleted while the response ran: it ends failed, adding nothing."""
+    def _conversation_deleted(self) -> dict:
+        """The conversation was deleted while the response ran: it ends failed, adding
+        nothing; the terminal event that says so."""
         log.info("response %s failed: its conversation was deleted", self.response_id)
         self.stop_reason = "conversation_deleted"
-        error = {"code": "server_error", "message": STOP_MESSAGES["conversation_deleted"]}
-        self.response.update(status="failed", completed_at=None, incomplete_details=None, error=error)
-        ending = events[:-1] + [terminal_event(snapshot(self.response), events[-1]["sequence_number"])]
-        if self.background:
-            self._unlogged[-1] = ending[-1]
-        return ending
+        return self.events.fail_instead("server_error", STOP_MESSAGES["conversation_deleted"])
 
-    async def _ended_elsewhere(self, events: list[dict]) -> list[dict]:
-        """The response was cancelled (or recovered) while it finished: end as it was stored.
+    async def _ended_elsewhere(self, unwritten: list[dict], ending: list[dict]) -> dict:
+        """The response was cancelled (or recovered) while it finished: it ends as it was
+        stored; the terminal event that says so.
 
-        Called holding the log lock, so no flush can slip the abandoned ending into the log."""
+        Called holding the log, so no batch can slip the abandoned ending into it."""
         stored = await self.runner.responses.get(self.prepared.project, self.response_id)
         log.info("response %s was %s before it finished", self.response_id, stored["status"])
-        if stored["status"] == "cancelled":
-            stored = {**self.response, "status": "cancelled", "completed_at": None}
-        ending = events[:-1] + [terminal_event(stored, events[-1]["sequence_number"])]
-        if self.background and stored["status"] == "cancelled":
-            self._unlogged[-1] = ending[-1]
-            await self.runner.jobs.end_cancelled(stored, self.runner.owner, self._unlogged)
-        self._unlogged.clear()
-        self.events.response = self.prepared.response = stored
-        return ending
+        terminal = self.events.ended_as(stored)
+        self.prepared.response = self.events.response
+        if self.background and self.response["status"] == "cancelled":
+            await self.runner.jobs.end_cancelled(self.response, self.runner.owner, unwritten + ending[:-1] + [terminal])
+        return terminal
 
     async def _stopped(self) -> None:
         """Stopped from outside: by a cancel, its client leaving (on_disconnect "stop"), its
@@ -297,40 +241,11 @@ class ResponseRun:
         events = self._opening_events() + self.events.close_all("incomplete")
         if self.stop_reason == "cancelled":
             events += self.events.end("cancelled")
-            async with self._log_lock:
-                self._unlogged.extend(events)
-                await self.runner.jobs.end_cancelled(self.response, self.runner.owner, self._unlogged)
-                self._unlogged.clear()
-            self._publish(events, logged=True)
+            async with self._held_log() as unwritten:
+                await self.runner.jobs.end_cancelled(self.response, self.runner.owner, unwritten + events)
+            self._publish(events, written=True)
             return
         await self._finish(events + self.events.fail("server_error", STOP_MESSAGES[self.stop_reason]))
-
-    # -- the event log of a background response --------------------------------------
-
-    def _publish(self, events: list[dict], logged: bool = False) -> None:
-        if self._client is not None:
-            for event in events:
-                self._client.put(event)
-        if self.background:
-            if logged:
-                self.runner.notify(self.response_id)
-            else:
-                self._unlogged.extend(events)
-                self._log_dirty.set()
-
-    async def _flush_log(self) -> None:
-        while True:
-            await self._log_dirty.wait()
-            # Gather the deltas of a few milliseconds into one write.
-            await asyncio.sleep(LOG_BATCH_S)
-            self._log_dirty.clear()
-            async with self._log_lock:
-                # Events keep arriving while this write waits: remove only the ones written.
-                written = list(self._unlogged)
-                if written:
-                    await self.runner.jobs.append_events(self.response_id, written)
-                    del self._unlogged[: len(written)]
-            self.runner.notify(self.response_id)
 
 
 class Runner:
@@ -391,33 +306,3 @@ class Runner:
         if signal is None:
             signal = self._signals[response_id] = LogSignal(lambda: self._signals.pop(response_id, None))
         return signal
-
-
-class LogSignal:
-    """Wakes the followers of one response's event log each time events are logged."""
-
-    def __init__(self, drop: Callable[[], None]) -> None:
-        self.poll: asyncio.Task | None = None  # the followers' shared poll, for events another process logs
-        self._drop = drop
-        self._holders = 0
-        self._next = asyncio.Event()
-
-    def __enter__(self) -> LogSignal:
-        self._holders += 1
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._holders -= 1
-        if not self._holders:
-            if self.poll is not None:
-                self.poll.cancel()
-            self._drop()
-
-    def mark(self) -> asyncio.Event:
-        """Set the next time events are logged: taken before reading the log, so that nothing
-        logged after the read goes unnoticed."""
-        return self._next
-
-    def set(self) -> None:
-        self._next.set()
-        self._next = asyncio.Event()

@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from threadline.engine.runner import LogSignal, Runner
+from threadline.engine.event_log import LogSignal
+from threadline.engine.runner import Runner
 from threadline.spec.events import TERMINAL_TYPES
 
 

@@ -11,7 +11,7 @@ import logging
 
 from threadline.backends.registry import Models
 from threadline.config import WorkerSettings
-from threadline.engine.events import ResponseEvents
+from threadline.spec.stream import ResponseEvents
 from threadline.engine.prepare import PreparedResponse
 from threadline.engine.runner import ResponseRun, Runner
 from threadline.jobs.cancel import stop_cancelled
