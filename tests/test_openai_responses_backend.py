@@ -33,15 +33,20 @@ from threadline.backends.base import (
     Finish,
     ModelRequest,
     ReasoningDelta,
+    ReasoningEncrypted,
+    ReasoningSummaryDelta,
     RefusalDelta,
+    TextAnnotation,
     TextDelta,
     ToolCallDelta,
     Usage,
 )
-from threadline.backends.openai_responses import OpenAIResponsesBackend
+from threadline.backends.openai_responses import OpenAIResponsesBackend, ResponseReader
 from threadline.config import ModelSettings
 
 pytestmark = pytest.mark.asyncio
+
+CITATION = {"type": "url_citation", "url": "https://example.com/paris", "title": "Paris", "start_index": 0, "end_index": 6}
 
 
 @pytest.fixture(scope="module")
@@ -175,13 +180,13 @@ async def test_text_streams_as_it_arrives(mock):
 
 
 @pytest.mark.parametrize("stream", [True, False])
-async def test_summary_parts_read_as_reasoning(mock, stream):
+async def test_summary_parts_read_as_summary_parts(mock, stream):
     mock.script(reply(summary("**Plan**"), summary("Greet them.", part=1), text("Hi"), usage(5, 7, reasoning=5)))
     events = joined(await generate(mock, hello(stream=stream)))
-    assert events[:2] == [ReasoningDelta("**Plan**\n\nGreet them."), TextDelta("Hi")]
+    assert events[:3] == [ReasoningSummaryDelta("**Plan**", 0), ReasoningSummaryDelta("Greet them.", 1), TextDelta("Hi")]
 
 
-async def test_summary_and_full_reasoning_of_one_item_are_not_both_read(mock):
+async def test_summary_and_full_reasoning_of_one_item_are_both_read(mock):
     item = {"id": "rs_1", "type": "reasoning", "summary": [{"type": "summary_text", "text": "Short."}], "content": [{"type": "reasoning_text", "text": "Long thinking."}]}
     where = {"item_id": "rs_1", "output_index": 0, "sequence_number": 0}
     mock.script(reply(raw(sse(
@@ -191,7 +196,34 @@ async def test_summary_and_full_reasoning_of_one_item_are_not_both_read(mock):
         {"type": "response.output_item.done", "output_index": 0, "item": item, "sequence_number": 0},
         {"type": "response.completed", "response": {"status": "completed", "output": [item], "usage": None}, "sequence_number": 0},
     )), done=False))  # fmt: skip
-    assert await generate(mock) == [ReasoningDelta("Long thinking."), Finish("stop")]
+    assert await generate(mock) == [ReasoningDelta("Long thinking."), ReasoningSummaryDelta("Short."), Finish("stop")]
+
+
+async def test_annotations_and_encrypted_reasoning_streamed(mock):
+    """Each is read once, though the finished item and the final Response carry them again."""
+    reasoning_item = {"id": "rs_1", "type": "reasoning", "summary": [{"type": "summary_text", "text": "Plan."}], "encrypted_content": "opaque"}
+    message = {"id": "msg_2", "type": "message", "role": "assistant", "status": "completed",
+               "content": [{"type": "output_text", "text": "Sunny.", "annotations": [CITATION, CITATION], "logprobs": []}]}
+    where = {"item_id": "msg_2", "output_index": 1, "content_index": 0}
+    mock.script(reply(raw(sse(
+        {"type": "response.reasoning_summary_text.delta", "item_id": "rs_1", "output_index": 0, "summary_index": 0, "delta": "Plan.", "sequence_number": 0},
+        {"type": "response.output_item.done", "output_index": 0, "item": reasoning_item, "sequence_number": 1},
+        {"type": "response.output_text.delta", "delta": "Sunny.", "logprobs": [], "sequence_number": 2, **where},
+        {"type": "response.output_text.annotation.added", "annotation_index": 0, "annotation": CITATION, "sequence_number": 3, **where},
+        {"type": "response.output_item.done", "output_index": 1, "item": message, "sequence_number": 4},
+        {"type": "response.completed", "response": {"status": "completed", "output": [reasoning_item, message]}, "sequence_number": 5},
+    )), done=False))  # fmt: skip
+    assert await generate(mock) == [
+        ReasoningSummaryDelta("Plan."), ReasoningEncrypted("opaque"), TextDelta("Sunny."),
+        TextAnnotation(CITATION), TextAnnotation(CITATION), Finish("stop"),
+    ]  # fmt: skip
+
+
+async def test_annotations_and_encrypted_reasoning_of_a_whole_response():
+    reasoning_item = {"id": "rs_1", "type": "reasoning", "summary": [], "content": [{"type": "reasoning_text", "text": "Hmm."}], "encrypted_content": "opaque"}
+    message = {"id": "msg_2", "type": "message", "content": [{"type": "output_text", "text": "Sunny.", "annotations": [CITATION]}]}
+    events = ResponseReader().read_response({"status": "completed", "output": [reasoning_item, message]})
+    assert events == [ReasoningDelta("Hmm."), ReasoningEncrypted("opaque"), TextDelta("Sunny."), TextAnnotation(CITATION)]
 
 
 @pytest.mark.parametrize("stream", [True, False])

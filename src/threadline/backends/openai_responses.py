@@ -26,7 +26,10 @@ from threadline.backends.base import (
     ModelEvent,
     ModelRequest,
     ReasoningDelta,
+    ReasoningEncrypted,
+    ReasoningSummaryDelta,
     RefusalDelta,
+    TextAnnotation,
     TextDelta,
     ToolCallDelta,
     Usage,
@@ -49,7 +52,7 @@ from threadline.spec.errors import RESPONSE_ERROR_CODES
 # What POST /responses/input_tokens takes of a request body.
 INPUT_TOKENS_FIELDS = ("model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "text", "reasoning")
 TOOL_FIELDS = ("type", "name", "description", "parameters", "strict")
-# Reasoning comes as one text per item; its parts (summary paragraphs, mostly) are joined so.
+# Reasoning text comes as one text per item; its parts, if several, are joined so.
 PART_SEPARATOR = "\n\n"
 
 
@@ -115,9 +118,10 @@ class ResponseReader:
         self.status: str | None = None  # "completed" or "incomplete" once the upstream says so
         self.incomplete_reason: str | None = None
         self.usage: Usage | None = None
-        self._sent: dict[tuple, str] = {}  # (kind, output_index, content_index) -> text passed on
+        self._sent: dict[tuple, str] = {}  # (kind, output_index, content or summary index) -> text passed on
+        self._annotations: dict[tuple, int] = {}  # (output_index, content_index) -> annotations passed on
         self._calls: dict[int, str] = {}  # output_index -> arguments passed on
-        self._reasoning: dict[int, tuple[str, int]] = {}  # output_index -> (kind of text read, its last part)
+        self._reasoning_part: dict[int, int] = {}  # output_index -> the last part of reasoning text read
 
     @property
     def finished(self) -> bool:
@@ -137,9 +141,13 @@ class ResponseReader:
         if kind == "response.refusal.delta":
             return self._text(("refusal", index, event.get("content_index", 0)), event.get("delta") or "")
         if kind == "response.reasoning_text.delta":
-            return self._reasoning_delta(index, "content", event.get("content_index", 0), event.get("delta") or "")
+            return self._reasoning_delta(index, event.get("content_index", 0), event.get("delta") or "")
         if kind == "response.reasoning_summary_text.delta":
-            return self._reasoning_delta(index, "summary", event.get("summary_index", 0), event.get("delta") or "")
+            return self._summary_delta(index, event.get("summary_index", 0), event.get("delta") or "")
+        if kind == "response.output_text.annotation.added" and isinstance(event.get("annotation"), dict):
+            key = (index, event.get("content_index", 0))
+            self._annotations[key] = self._annotations.get(key, 0) + 1
+            return [TextAnnotation(event["annotation"])]
         if kind == "response.output_item.added" and (event.get("item") or {}).get("type") == "function_call":
             return self._call(index, event["item"])
         if kind == "response.function_call_arguments.delta":
@@ -170,17 +178,21 @@ class ResponseReader:
         self._sent[key] = self._sent.get(key, "") + delta
         return [TextDelta(delta, logprobs) if key[0] == "output_text" else RefusalDelta(delta)]
 
-    def _reasoning_delta(self, index: int, kind: str, part: int, delta: str) -> list[ModelEvent]:
-        # Summary and full text tell the same thinking: keep the first kind an item shows.
-        read_kind, last_part = self._reasoning.setdefault(index, (kind, part))
-        if kind != read_kind or not delta:
+    def _reasoning_delta(self, index: int, part: int, delta: str) -> list[ModelEvent]:
+        if not delta:
             return []
         sent = self._sent.get(("reasoning", index), "")
-        if part != last_part and sent:
+        if part != self._reasoning_part.setdefault(index, part) and sent:
             delta = PART_SEPARATOR + delta
-        self._reasoning[index] = (kind, part)
+        self._reasoning_part[index] = part
         self._sent[("reasoning", index)] = sent + delta
         return [ReasoningDelta(delta)]
+
+    def _summary_delta(self, index: int, part: int, delta: str) -> list[ModelEvent]:
+        if not delta:
+            return []
+        self._sent[("summary", index, part)] = self._sent.get(("summary", index, part), "") + delta
+        return [ReasoningSummaryDelta(delta, part)]
 
     def _call(self, index: int, item: dict, delta: bool = False) -> list[ModelEvent]:
         first = index not in self._calls
@@ -203,20 +215,33 @@ class ResponseReader:
                     key = ("output_text", index, position)
                     logprobs = part.get("logprobs") if key not in self._sent else None
                     events += self._text(key, rest(self._sent.get(key, ""), part.get("text") or ""), response_logprobs(logprobs) if logprobs else None)
+                    annotations = [annotation for annotation in part.get("annotations") or [] if isinstance(annotation, dict)]
+                    events += [TextAnnotation(annotation) for annotation in annotations[self._annotations.get((index, position), 0) :]]
+                    self._annotations[(index, position)] = len(annotations)
                 elif part.get("type") == "refusal":
                     key = ("refusal", index, position)
                     events += self._text(key, rest(self._sent.get(key, ""), part.get("refusal") or ""))
             return events
         if kind == "reasoning":
-            read_kind = self._reasoning.get(index, (None, 0))[0]
-            texts = {name: [part.get("text") or "" for part in item.get(name) or []] for name in ("content", "summary")}
-            read_kind = read_kind or ("content" if any(texts["content"]) else "summary")
-            self._reasoning[index] = (read_kind, len(texts[read_kind]) - 1)
-            missing = rest(self._sent.get(("reasoning", index), ""), PART_SEPARATOR.join(texts[read_kind]))
-            if missing:
-                self._sent[("reasoning", index)] = self._sent.get(("reasoning", index), "") + missing
-                return [ReasoningDelta(missing)]
+            return self._rest_of_reasoning(index, item)
         return []  # other item types come from tools Threadline never offers
+
+    def _rest_of_reasoning(self, index: int, item: dict) -> list[ModelEvent]:
+        """What a finished reasoning item adds to its deltas: summary, text, encrypted content."""
+        events: list[ModelEvent] = []
+        for part, summary in enumerate(item.get("summary") or []):
+            events += self._summary_delta(index, part, rest(self._sent.get(("summary", index, part), ""), summary.get("text") or ""))
+        texts = [part.get("text") or "" for part in item.get("content") or []]
+        self._reasoning_part[index] = len(texts) - 1
+        missing = rest(self._sent.get(("reasoning", index), ""), PART_SEPARATOR.join(texts))
+        if missing:
+            self._sent[("reasoning", index)] = self._sent.get(("reasoning", index), "") + missing
+            events.append(ReasoningDelta(missing))
+        encrypted = item.get("encrypted_content")
+        if isinstance(encrypted, str) and ("encrypted", index) not in self._sent:  # the final Response repeats it
+            self._sent[("encrypted", index)] = encrypted
+            events.append(ReasoningEncrypted(encrypted))
+        return events
 
 
 def rest(sent: str, whole: str) -> str:

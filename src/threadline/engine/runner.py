@@ -46,6 +46,9 @@ STOP_MESSAGES = {
 
 
 class ResponseRun:
+    """One response running in this process, from its start to its stored end; its turns
+    of the model are its TurnLoop's."""
+
     def __init__(
         self,
         prepared: PreparedResponse,
