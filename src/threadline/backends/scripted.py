@@ -5,8 +5,12 @@ from the newest user message when that message starts with `#script ` followed b
 
     {"text": "Hello", "chunks": 2}        text, split into that many deltas
     {"reasoning": "Thinking..."}          reasoning text
+    {"summary": "Plan.", "part": 0}      a paragraph of the reasoning summary
+    {"encrypted_reasoning": "..."}        the reasoning's encrypted content
     {"refusal": "I can't help with that."}
+    {"annotation": {"type": "url_citation", ...}}   an annotation of the text just written
     {"tool_call": {"name": "f", "arguments": "{}", "call_id": "call_1"}}
+    {"tool_item": {"type": "web_search_call", ...}}  a whole item of a tool the provider ran
     {"delay": 0.5}                        seconds to wait
     {"fail": {"message": "...", "code": "server_error", "retryable": false}}
     {"finish": "length"}                  how the turn ends (default "stop", or "tool_calls")
@@ -29,9 +33,13 @@ from threadline.backends.base import (
     ModelEvent,
     ModelRequest,
     ReasoningDelta,
+    ReasoningEncrypted,
+    ReasoningSummaryDelta,
     RefusalDelta,
+    TextAnnotation,
     TextDelta,
     ToolCallDelta,
+    ToolItem,
     Usage,
 )
 from threadline.config import ModelSettings
@@ -63,6 +71,15 @@ class ScriptedBackend:
                 raise BackendError(failure.get("message", "The scripted model failed."), code=failure.get("code", "server_error"), retryable=failure.get("retryable", False))
             elif "finish" in step:
                 finish = step["finish"]
+            elif "summary" in step:
+                output_tokens += 1
+                yield ReasoningSummaryDelta(step["summary"], step.get("part", 0))
+            elif "encrypted_reasoning" in step:
+                yield ReasoningEncrypted(step["encrypted_reasoning"])
+            elif "annotation" in step:
+                yield TextAnnotation(step["annotation"])
+            elif "tool_item" in step:
+                yield ToolItem(step["tool_item"])
             elif "tool_call" in step:
                 call = step["tool_call"]
                 yield ToolCallDelta(index=calls, call_id=call.get("call_id", f"call_{calls}"), name=call["name"], arguments=call.get("arguments", "{}"))

@@ -25,6 +25,8 @@ log = logging.getLogger("threadline")
 
 
 class TurnLoop:
+    """The model's turns of one response, fed into its ResponseEvents."""
+
     def __init__(
         self,
         backend: Backend,
