@@ -84,7 +84,8 @@ class TextAnnotation:
 @dataclass
 class ToolItem:
     """A whole output item of a tool the model's provider ran (web_search_call, mcp_call,
-    file_search_call, ...), as it ended: status and results included, in OpenAI's shape."""
+    file_search_call, ...), as it ended: status and results included, in OpenAI's shape
+    (Threadline gives it an id of its own)."""
 
     item: dict
 

@@ -63,6 +63,8 @@ class ResponseEvents:
         return [self._lifecycle("response.in_progress")]
 
     def feed(self, event: ModelEvent) -> list[dict]:
+        """The events a piece of the model's output makes (a turn's Finish goes to `end_turn`
+        or `finish`)."""
         if isinstance(event, TextDelta):
             return self._text("output_text", event.text, event.logprobs)
         if isinstance(event, RefusalDelta):
@@ -85,8 +87,6 @@ class ResponseEvents:
             events = self.add_item(item)
             item.update({**event.item, "id": item["id"]})
             return events + self.item_done(item)
-        if isinstance(event, Finish):
-            return self.finish(event)
         raise TypeError(f"unknown model event {event!r}")
 
     def end_turn(self, finish: Finish, status: str = "completed") -> list[dict]:
