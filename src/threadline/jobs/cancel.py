@@ -13,6 +13,7 @@ import asyncio
 
 from threadline.engine.runner import ResponseRun, Runner
 from threadline.errors import invalid
+from threadline.spec.response import with_status
 
 CANCELLABLE = ("queued", "in_progress")
 
@@ -36,7 +37,7 @@ async def cancel_background(runner: Runner, project: str, response_id: str) -> d
                 f"Cannot cancel a response that is {status}: only queued or in-progress background responses can be cancelled.",
                 param="response_id",
             )
-        response["status"] = "cancelled"
+        response = with_status(response, "cancelled")
         if await runner.jobs.cancel(response, from_status=status):
             break
         # Its status moved meanwhile: decide again on the new one.

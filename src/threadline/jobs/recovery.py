@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from threadline.spec.response import with_status
 from threadline.store.jobs import JobStore
 
 STOPPED = "The Threadline process generating this response stopped before it finished."
@@ -9,7 +10,7 @@ STOPPED = "The Threadline process generating this response stopped before it fin
 
 def failed(response: dict, message: str) -> dict:
     """The response, failed with a server error saying why."""
-    return {**response, "status": "failed", "error": {"code": "server_error", "message": message}}
+    return with_status(response, "failed", {"code": "server_error", "message": message})
 
 
 async def recover(jobs: JobStore) -> list[str]:
@@ -18,7 +19,7 @@ async def recover(jobs: JobStore) -> list[str]:
     Returns the ids of the responses ended here."""
     recovered = []
     for owned in await jobs.abandoned():
-        ending = failed(owned.response, STOPPED) if owned.status == "in_progress" else {**owned.response, "status": owned.status}
+        ending = failed(owned.response, STOPPED) if owned.status == "in_progress" else with_status(owned.response, owned.status)
         if await jobs.end(owned, ending):
             recovered.append(owned.response_id)
     await jobs.forget_lapsed()

@@ -11,12 +11,13 @@ import logging
 
 from threadline.backends.registry import Models
 from threadline.config import WorkerSettings
-from threadline.spec.stream import ResponseEvents
 from threadline.engine.prepare import PreparedResponse
 from threadline.engine.runner import ResponseRun, Runner
 from threadline.jobs.cancel import stop_cancelled
 from threadline.jobs.payload import UnreadableJob, job_payload, read_job
 from threadline.jobs.recovery import failed, recover
+from threadline.spec.response import with_status
+from threadline.spec.stream import ResponseEvents
 from threadline.store.jobs import OwnedResponse
 
 log = logging.getLogger("threadline")
@@ -33,7 +34,7 @@ class Worker:
 
     async def enqueue(self, prepared: PreparedResponse) -> None:
         """Queue a background response; its log starts with response.created and response.queued."""
-        prepared.response["status"] = "queued"
+        prepared.response = with_status(prepared.response, "queued")
         events = ResponseEvents(prepared.response).queued()
         job = job_payload(prepared.model_request, prepared.input_items)
         await self.runner.responses.begin(prepared.project, prepared.response, prepared.input_items, owner=None, job=job, events=events)

@@ -108,6 +108,15 @@ def usage_object(usage: Usage) -> dict:
     }
 
 
+def with_status(response: dict, status: str, error: dict | None = None) -> dict:
+    """The Response moved to `status` by something other than its run (queued, claimed,
+    cancelled, or failed by recovery), with the `error` a failed one carries."""
+    moved = {**response, "status": status}
+    if error is not None:
+        moved["error"] = error
+    return moved
+
+
 # --- what a client sees ---------------------------------------------------------------------
 #
 # Everything is stored; `include` decides what of it a client is shown, on every request that

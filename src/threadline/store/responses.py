@@ -10,6 +10,7 @@ from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from threadline.errors import APIError, not_found
+from threadline.spec.response import with_status
 from threadline.store.conversations import append_items
 from threadline.store.database import Database, Inserts
 from threadline.store.pagination import Page, read_page
@@ -116,10 +117,8 @@ class ResponseStore:
             ).first()
         if row is None:
             raise not_found("Response", response_id)
-        response = orjson.loads(row.data)
         # The status column moves first (a worker claiming a queued response sets only it).
-        response["status"] = row.status
-        return response
+        return with_status(orjson.loads(row.data), row.status)
 
     async def delete(self, project: str, response_id: str) -> None:
         async with self.database.write() as connection:
