@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,6 +47,17 @@ def postgres_database(name: str) -> Iterator[str]:
         yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@contextlib.contextmanager
+def new_database(kind: str, folder: Path, name: str) -> Iterator[str]:
+    """The URL of a new, empty database of `kind` ("sqlite", a file in `folder`, or "postgresql",
+    named after `name` and dropped afterwards)."""
+    if kind == "sqlite":
+        yield f"sqlite:///{folder}/threadline.db"
+    else:
+        with postgres_database(f"threadline_{name}_{uuid.uuid4().hex[:12]}") as url:
+            yield url
 
 
 class ThreadlineServer:

@@ -2,43 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import openai
 import pytest
 
-from tests.helpers import script, sse_events
-from tests.spec_schemas import validate_event
+from tests.helpers import read_events, script, sse_events, wait_for
 
 SLOW = {"text": "one two three four five six seven eight nine ten", "chunks": 10, "chunk_delay": 0.2}
-
-
-def wait_for(client, response_id, statuses=("completed", "failed", "incomplete", "cancelled"), timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        response = client.responses.retrieve(response_id)
-        if response.status in statuses:
-            return response
-        time.sleep(0.02)
-    raise AssertionError(f"response {response_id} still {response.status}")
-
-
-def read_events(http: httpx.Client, method: str, path: str, body: dict | None = None, stop_after: int | None = None) -> list[dict]:
-    """SSE events, validated; with stop_after, the connection is dropped after that many."""
-    events = []
-    with http.stream(method, path, json=body) as response:
-        assert response.status_code == 200, response.read()
-        for line in response.iter_lines():
-            if line.startswith("data: "):
-                event = json.loads(line[len("data: ") :])
-                validate_event(event)
-                events.append(event)
-                if stop_after is not None and len(events) == stop_after:
-                    break
-    return events
 
 
 def test_background_create_returns_at_once_and_completes(client):

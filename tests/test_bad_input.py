@@ -8,18 +8,14 @@ leave the conversation and response it names as they were, and store no new rows
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sqlite3
 
-import asyncpg
 import httpx
 import pytest
 
 from tests.conftest import KEYS
 from tests.helpers import sse_events
 
-TABLES = ("conversations", "conversation_items", "responses", "response_items")
 MAX_BODY_BYTES = 32 * 1024 * 1024  # the default limits.max_body_bytes the test servers run with
 
 
@@ -39,28 +35,6 @@ def assert_error(response: httpx.Response, status: int, *mentions: str, param: s
     for mention in mentions:
         assert mention in error["message"], (mention, error["message"])
     return error
-
-
-@pytest.fixture
-def row_counts(server):
-    """Rows in the tables a request could write to, read straight from the database."""
-
-    def count() -> dict[str, int]:
-        url = server.database_url
-        if url.startswith("sqlite"):
-            with sqlite3.connect(url.removeprefix("sqlite:///")) as connection:
-                return {table: connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in TABLES}
-
-        async def count_postgres() -> dict[str, int]:
-            connection = await asyncpg.connect(url)
-            try:
-                return {table: await connection.fetchval(f"SELECT count(*) FROM {table}") for table in TABLES}
-            finally:
-                await connection.close()
-
-        return asyncio.run(count_postgres())
-
-    return count
 
 
 @pytest.fixture

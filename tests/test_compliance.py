@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import ast
 import json
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import openai
 import pytest
 
-from tests.helpers import sse_events
+from tests.helpers import WEATHER_TOOL, sse_events, upstream_models
 from tests.mock_upstream import MockUpstream, finish, reply, text, tool_call, usage
-from tests.servers import ThreadlineServer, postgres_database, write_config
 from tests.spec_check import checked_client, checked_http
 from tests.spec_schemas import OPEN_RESPONSES, OPENAI, spec_schema, validate, validate_event
 from threadline.spec.errors import RESPONSE_ERROR_CODES
@@ -25,12 +23,7 @@ from threadline.spec.request import INCLUDABLE
 
 EMBEDDED_MODEL = "smollm2-135m-instruct"
 TARGETS = ["chat", "resp", pytest.param("embedded", marks=pytest.mark.slow)]
-WEATHER_TOOL = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "Current weather for a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"], "additionalProperties": False},
-}
+WEATHER_TOOL_WITHOUT_STRICT = {key: value for key, value in WEATHER_TOOL.items() if key != "strict"}
 # A 1x1 red PNG.
 RED_PIXEL = (
     "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
@@ -39,33 +32,8 @@ TERMINAL = ("response.completed", "response.incomplete")
 
 
 @pytest.fixture(scope="module")
-def own_database(database_url, tmp_path_factory):
-    """A new database of `database_url`'s kind for this module's servers alone."""
-    if database_url.startswith("sqlite"):
-        yield f"sqlite:///{tmp_path_factory.mktemp('compliance')}/threadline.db"
-    else:
-        with postgres_database(f"threadline_compliance_{uuid.uuid4().hex[:12]}") as url:
-            yield url
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    with MockUpstream() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def upstream_server(own_database, upstream, tmp_path_factory):
-    models = [{"id": model, "provider": provider, "base_url": upstream.base_url} for model, provider in (("chat", "openai-chat"), ("resp", "openai-responses"))]
-    config = write_config(tmp_path_factory.mktemp("compliance") / "threadline.toml", {"models": models})
-    with ThreadlineServer(own_database, config) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def embedded_server(own_database):
-    with ThreadlineServer(own_database) as running:
-        yield running
+def upstream_server(start_server, upstream):
+    return start_server({"models": upstream_models(upstream.base_url, {"": {}})})
 
 
 def answer(body: dict):
@@ -90,12 +58,12 @@ class Target:
 
 
 @pytest.fixture(params=TARGETS)
-def target(request, own_database, spec_check):
+def target(request, start_server, spec_check):
+    """Each target's server is started (by start_server, on this module's database) when first asked for."""
     if request.param == "embedded":
-        server, upstream, model = request.getfixturevalue("embedded_server"), None, EMBEDDED_MODEL
+        server, upstream, model = request.getfixturevalue("embedded"), None, EMBEDDED_MODEL
     else:
-        server, upstream, model = request.getfixturevalue("upstream_server"), request.getfixturevalue("upstream"), request.param
-        upstream.reset()
+        server, upstream, model = request.getfixturevalue("upstream_server"), request.getfixturevalue("mock"), request.param
         upstream.responder = answer
     with checked_http(spec_check, server.url, timeout=120) as http:
         yield Target(model, checked_client(spec_check, server.url + "/v1", "unused"), http, upstream)
@@ -174,16 +142,17 @@ def test_system_message(target):
 
 
 def test_function_tool_call(target):
-    response = create(target, input="What's the weather in Paris?", tools=[WEATHER_TOOL], tool_choice="required", max_output_tokens=60)
+    # Sent without `strict`: OpenAI's default for a function tool (true) is echoed.
+    response = create(target, input="What's the weather in Paris?", tools=[WEATHER_TOOL_WITHOUT_STRICT], tool_choice="required", max_output_tokens=60)
     assert response["status"] == "completed"
     (call,) = response["output"]
     assert call["type"] == "function_call" and call["name"] == "get_weather" and call["status"] == "completed"
     assert call["call_id"] and isinstance(json.loads(call["arguments"])["city"], str)
-    assert response["tools"] == [{**WEATHER_TOOL, "strict": True}]
+    assert response["tools"] == [WEATHER_TOOL]
 
 
 def test_function_tool_call_streamed(target):
-    events = stream(target, input="What's the weather in Paris?", tools=[WEATHER_TOOL], tool_choice="required", max_output_tokens=60)
+    events = stream(target, input="What's the weather in Paris?", tools=[WEATHER_TOOL_WITHOUT_STRICT], tool_choice="required", max_output_tokens=60)
     assert shape(events) == [
         "response.created",
         "response.in_progress",

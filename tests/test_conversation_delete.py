@@ -16,9 +16,8 @@ import openai
 import pytest
 
 from tests.conftest import FAST_WORKERS, KEYS
-from tests.helpers import script
+from tests.helpers import read_events, script, wait_for
 from tests.servers import ThreadlineServer, write_config
-from tests.test_background import read_events, wait_for
 
 # Long enough that a response which is not stopped outlives every wait below.
 ENDLESS = ({"text": "begun "}, {"delay": 60}, {"text": "never reached"})

@@ -7,12 +7,9 @@ a user actually gets (openai.BadRequestError, openai.NotFoundError).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import sqlite3
 
-import asyncpg
 import httpx
 import openai
 import pytest
@@ -77,38 +74,11 @@ def unchanged(http, conversation):
 
 
 @pytest.fixture
-def row_counts(server):
-    """How many conversations and conversation items the database holds, for checking that a
-    rejected create stored nothing (there is no endpoint that lists conversations)."""
-
-    def count() -> tuple[int, int]:
-        url = server.database_url
-        if url.startswith("sqlite"):
-            with sqlite3.connect(url.removeprefix("sqlite:///")) as connection:
-                return tuple(
-                    connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-                    for table in ("conversations", "conversation_items")
-                )
-
-        async def count_postgres() -> tuple[int, int]:
-            connection = await asyncpg.connect(url)
-            try:
-                return tuple(
-                    [await connection.fetchval(f"SELECT count(*) FROM {table}") for table in ("conversations", "conversation_items")]
-                )
-            finally:
-                await connection.close()
-
-        return asyncio.run(count_postgres())
-
-    return count
-
-
-@pytest.fixture
 def nothing_created(row_counts):
-    before = row_counts()
+    """A rejected create stores no conversation or item (there is no endpoint that lists conversations)."""
+    before = row_counts(("conversations", "conversation_items"))
     yield
-    assert row_counts() == before
+    assert row_counts(("conversations", "conversation_items")) == before
 
 
 # --- malformed bodies ------------------------------------------------------------------------

@@ -17,11 +17,8 @@ import openai
 import psutil
 import pytest
 
-from tests.helpers import script
-from tests.servers import ThreadlineServer, write_config
-from tests.spec_check import checked_client, checked_http
-from tests.test_background import read_events, wait_for
-from tests.test_faults import responses_of_conversation
+from tests.conftest import FAST_WORKERS
+from tests.helpers import read_events, responses_of_conversation, script, wait_for
 
 SLOW = {"text": "one two three four five six seven eight nine ten", "chunks": 10, "chunk_delay": 0.3}
 # A model that would go on for a minute if nothing stopped it.
@@ -33,32 +30,13 @@ MANY = {"text": "x" * 20_000, "chunks": 20_000, "chunk_delay": 0.000001}
 
 
 @pytest.fixture(scope="module")
-def server(database_url, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("disconnect")
-    config = write_config(
-        folder / "threadline.toml",
-        {
-            "models": [
-                {"id": "scripted", "provider": "scripted"},
-                {"id": "scripted-stop", "provider": "scripted", "on_disconnect": "stop"},
-                {"id": "scripted-many", "provider": "scripted", "options": {"script": [MANY]}},
-            ],
-            "workers": {"heartbeat_s": 0.2, "lease_s": 1.5, "poll_s": 0.05},
-        },
-    )
-    with ThreadlineServer(database_url, config) as running:
-        yield running
-
-
-@pytest.fixture
-def client(server, spec_check) -> openai.OpenAI:
-    return checked_client(spec_check, server.url + "/v1", "unused")
-
-
-@pytest.fixture
-def http(server, spec_check):
-    with checked_http(spec_check, server.url, timeout=20) as session:
-        yield session
+def server(start_server):
+    models = [
+        {"id": "scripted", "provider": "scripted"},
+        {"id": "scripted-stop", "provider": "scripted", "on_disconnect": "stop"},
+        {"id": "scripted-many", "provider": "scripted", "options": {"script": [MANY]}},
+    ]
+    return start_server({"models": models, "workers": FAST_WORKERS})
 
 
 def test_a_stopping_model_ends_a_stream_its_client_left(client, http):

@@ -13,10 +13,7 @@ import httpx
 import openai
 import pytest
 
-from tests.helpers import sse_events
-from tests.servers import ThreadlineServer
-from tests.spec_check import checked_client
-from tests.test_background import wait_for
+from tests.helpers import sse_events, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -24,18 +21,6 @@ MODEL = "smollm2-135m-instruct"
 DEFAULT_BOUND = 512
 # At temperature 0, goes on far beyond any bound below (at about 80 tokens a second here).
 ENDLESS = "Write a very long story about a dragon, at least 3000 words."
-
-
-@pytest.fixture(scope="module")
-def embedded(database_url):
-    """A server started with no config at all: the embedded default model."""
-    with ThreadlineServer(database_url) as server:
-        yield server
-
-
-@pytest.fixture
-def sdk(embedded, spec_check):
-    return checked_client(spec_check, embedded.url + "/v1", "unused")
 
 
 def test_count_from_1_to_5_ends_within_the_default_bound(embedded):

@@ -8,25 +8,12 @@ import jsonschema
 import pytest
 from pydantic import BaseModel
 
-from tests.helpers import sse_events
-from tests.servers import ThreadlineServer
-from tests.spec_check import checked_client, checked_http
+from tests.helpers import WEATHER_TOOL, sse_events
+from tests.spec_check import checked_http
 
 pytestmark = pytest.mark.slow
 
 MODEL = "smollm2-135m-instruct"
-
-
-@pytest.fixture(scope="module")
-def embedded(database_url):
-    """A server started with no config at all: no keys, no models, the embedded default."""
-    with ThreadlineServer(database_url) as server:
-        yield server
-
-
-@pytest.fixture
-def sdk(embedded, spec_check):
-    return checked_client(spec_check, embedded.url + "/v1", "unused")
 
 
 def test_the_default_model_is_offered(sdk):
@@ -81,17 +68,10 @@ def test_json_schema_output_validates(sdk):
 
 
 def test_forced_tool_call(sdk):
-    tool = {
-        "type": "function",
-        "name": "get_weather",
-        "description": "Current weather for a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"], "additionalProperties": False},
-        "strict": True,
-    }
-    response = sdk.responses.create(model=MODEL, input="What's the weather in Paris?", tools=[tool], tool_choice="required", max_output_tokens=60)
+    response = sdk.responses.create(model=MODEL, input="What's the weather in Paris?", tools=[WEATHER_TOOL], tool_choice="required", max_output_tokens=60)
     (call,) = [item for item in response.output if item.type == "function_call"]
     assert call.name == "get_weather" and call.call_id
-    jsonschema.validate(json.loads(call.arguments), tool["parameters"])
+    jsonschema.validate(json.loads(call.arguments), WEATHER_TOOL["parameters"])
 
 
 def test_max_output_tokens_is_respected(sdk):

@@ -30,24 +30,20 @@ import asyncio
 import json
 import os
 import re
-import sqlite3
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import asyncpg
 import httpx
 import openai
 import pytest
 
-from tests.helpers import sse_events
+from tests.helpers import PROVIDERS, responses_of_conversation, sse_events, upstream_models
 from tests.mock_upstream import (
     BlackHole,
-    MockUpstream,
     Refused,
     Reply,
     cut,
@@ -61,23 +57,14 @@ from tests.mock_upstream import (
     sleep,
     text,
 )
-from tests.servers import ThreadlineServer, postgres_database, write_config
-from tests.spec_check import checked_client, checked_http
 from threadline.backends.openai_chat import OpenAIChatBackend
 from threadline.backends.upstream import LOOKUP_RETRY_S, sse_lines
 from threadline.config import ModelSettings
 
-PROVIDERS = {"chat": "openai-chat", "resp": "openai-responses"}
 SMALL_ANSWER_BYTES = 64 * 1024
 TIMEOUT_S = 1.0
 QUICK_TIMEOUT_S = 0.5
 CONNECT_TIMEOUT_S = 0.3
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    with MockUpstream() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
@@ -93,75 +80,24 @@ def refused():
 
 
 @pytest.fixture(scope="module")
-def own_database(database_url, tmp_path_factory):
-    """A new database of `database_url`'s kind, for this module's server alone."""
-    if database_url.startswith("sqlite"):
-        yield f"sqlite:///{tmp_path_factory.mktemp('faults-sqlite')}/threadline.db"
-    else:
-        with postgres_database(f"threadline_faults_{uuid.uuid4().hex[:12]}") as url:
-            yield url
-
-
-@pytest.fixture(scope="module")
-def threadline(own_database, upstream, black_hole, refused, tmp_path_factory):
-    models = []
-    for model_id, provider in PROVIDERS.items():
-        # total_timeout_s leaves room for every retry the faults below expect.
-        shared = {"provider": provider, "base_url": upstream.base_url, "total_timeout_s": 10, "options": {"retry_base_s": 0.01}}
-        models += [
-            {"id": model_id, "timeout_s": TIMEOUT_S, "max_retries": 2, **shared},
-            {"id": f"{model_id}-quick", "timeout_s": QUICK_TIMEOUT_S, "max_retries": 1, **shared},
-            {"id": f"{model_id}-small", "timeout_s": TIMEOUT_S, "max_retries": 2, "max_answer_bytes": SMALL_ANSWER_BYTES, **shared},
-            {"id": f"{model_id}-blackhole", "timeout_s": TIMEOUT_S, "connect_timeout_s": CONNECT_TIMEOUT_S, "max_retries": 1, **shared, "base_url": black_hole.base_url},
-            {"id": f"{model_id}-refused", "timeout_s": TIMEOUT_S, "max_retries": 2, **shared, "base_url": refused.base_url},
-        ]
-    config = write_config(tmp_path_factory.mktemp("faults") / "threadline.toml", {"models": models})
-    with ThreadlineServer(own_database, config) as running:
-        yield running
-
-
-@pytest.fixture
-def mock(upstream, threadline):
-    upstream.reset()
-    return upstream
-
-
-@pytest.fixture(params=list(PROVIDERS))
-def model(request) -> str:
-    return request.param
-
-
-# Made once per module: building a client (its TLS context) costs more than most of these tests.
-@pytest.fixture
-def client(threadline, spec_check) -> openai.OpenAI:
-    return checked_client(spec_check, threadline.url + "/v1", "open-server")
-
-
-@pytest.fixture
-def http(threadline, spec_check):
-    with checked_http(spec_check, threadline.url, timeout=30) as session:
-        yield session
+def server(start_server, upstream, black_hole, refused):
+    # total_timeout_s leaves room for every retry the faults below expect.
+    models = upstream_models(
+        upstream.base_url,
+        {
+            "": {"timeout_s": TIMEOUT_S, "max_retries": 2},
+            "quick": {"timeout_s": QUICK_TIMEOUT_S, "max_retries": 1},
+            "small": {"timeout_s": TIMEOUT_S, "max_retries": 2, "max_answer_bytes": SMALL_ANSWER_BYTES},
+            "blackhole": {"timeout_s": TIMEOUT_S, "connect_timeout_s": CONNECT_TIMEOUT_S, "max_retries": 1, "base_url": black_hole.base_url},
+            "refused": {"timeout_s": TIMEOUT_S, "max_retries": 2, "base_url": refused.base_url},
+        },
+        total_timeout_s=10,
+        options={"retry_base_s": 0.01},
+    )
+    return start_server({"models": models})
 
 
 # --- What the database holds ----------------------------------------------------------------
-
-
-def responses_of_conversation(database_url: str, conversation_id: str) -> list[tuple[str, str]]:
-    """(id, status) of every stored response of a conversation: the only way to find the id of
-    a response whose failure the client got as an error envelope, which carries no id."""
-    query = "SELECT id, status FROM responses WHERE conversation_id = {} ORDER BY created_at, id"
-    if database_url.startswith("sqlite"):
-        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as connection:
-            return [tuple(row) for row in connection.execute(query.format("?"), (conversation_id,))]
-
-    async def fetch() -> list[tuple[str, str]]:
-        connection = await asyncpg.connect(database_url)
-        try:
-            return [tuple(row) for row in await connection.fetch(query.format("$1"), conversation_id)]
-        finally:
-            await connection.close()
-
-    return asyncio.run(fetch())
 
 
 def conversation_items(http: httpx.Client, conversation_id: str) -> list[dict]:
@@ -278,7 +214,7 @@ FAULT_CASES = [case for fault in FAULTS for case in fault.cases]
 
 
 @pytest.mark.parametrize(("fault", "stream"), FAULT_CASES)
-def test_fault(client, http, mock, threadline, conversation, model, fault: Fault, stream: bool):
+def test_fault(client, http, mock, server, conversation, model, fault: Fault, stream: bool):
     mock.script(*fault.replies(stream))
     body = {"model": model + fault.model, "input": "Hi", "conversation": conversation.id}
     status = 429 if fault.code == "rate_limit_exceeded" else 500
@@ -304,7 +240,7 @@ def test_fault(client, http, mock, threadline, conversation, model, fault: Fault
         assert set(envelope) == {"message", "type", "param", "code"}
         assert envelope["type"] == ("requests" if status == 429 else "server_error") and envelope["param"] is None
         error_code, message = envelope["code"], envelope["message"]
-        ((response_id, _status),) = responses_of_conversation(threadline.database_url, conversation.id)
+        ((response_id, _status),) = responses_of_conversation(server.database_url, conversation.id)
     assert time.monotonic() - started < fault.within
     assert error_code == fault.code
     assert re.search(fault.message, message), message
@@ -313,7 +249,7 @@ def test_fault(client, http, mock, threadline, conversation, model, fault: Fault
     stored = client.responses.retrieve(response_id)
     assert stored.status == "failed"
     assert (stored.error.code, stored.error.message) == (fault.code, message)
-    assert responses_of_conversation(threadline.database_url, conversation.id) == [(response_id, "failed")]
+    assert responses_of_conversation(server.database_url, conversation.id) == [(response_id, "failed")]
     if stream and fault.partial:
         assert stored.output[0].status == "incomplete" and stored.output[0].content[0].text.startswith("partial" if "oversized" not in fault.name else "x")
 
@@ -534,10 +470,10 @@ def port_of(base_url: str) -> int:
     return httpx.URL(base_url).port
 
 
-def test_memory_and_connections_stay_bounded(threadline, mock, http, black_hole, refused, client):
+def test_memory_and_connections_stay_bounded(server, mock, http, black_hole, refused, client):
     """A few hundred failures of every kind, 8 at a time: Threadline's RSS levels off, and it
     keeps no more connections to the upstream than its idle ones awaiting reuse."""
-    pid = threadline.process.pid
+    pid = server.process.pid
     upstream_port = port_of(mock.base_url)
     # The count sees the connections Threadline keeps: one for a plain answer read whole.
     mock.script(reply(text("Hello"), finish()))
@@ -556,7 +492,7 @@ def test_memory_and_connections_stay_bounded(threadline, mock, http, black_hole,
                 peak[state] = max(peak[state], count)
 
     def run(numbers: range) -> list[tuple[str, str]]:
-        with httpx.Client(base_url=threadline.url, timeout=30) as session, ThreadPoolExecutor(CONCURRENCY) as pool:
+        with httpx.Client(base_url=server.url, timeout=30) as session, ThreadPoolExecutor(CONCURRENCY) as pool:
             outcomes = list(pool.map(lambda number: fail_once(session, number, conversation.id), numbers))
         unexpected = [(kind, code) for kind, code in outcomes if code != ("rate_limit_exceeded" if kind == "rate" else "server_error")]
         assert not unexpected, Counter(unexpected)
@@ -571,7 +507,7 @@ def test_memory_and_connections_stay_bounded(threadline, mock, http, black_hole,
     sampler.join()
     rss_after, fds_after = rss_kib(pid), open_fds(pid)
     assert conversation_items(http, conversation.id) == before
-    assert {status for _id, status in responses_of_conversation(threadline.database_url, conversation.id)} == {"failed"}
+    assert {status for _id, status in responses_of_conversation(server.database_url, conversation.id)} == {"failed"}
 
     upstream_sockets = sockets_to(pid, upstream_port)
     print(

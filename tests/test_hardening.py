@@ -20,10 +20,9 @@ import pytest
 from sqlalchemy import insert
 
 from tests.conftest import DATABASES, FAST_WORKERS
-from tests.helpers import script, sse_events
+from tests.helpers import idempotency_key, script, sse_events, wait_for
 from tests.mock_upstream import MockUpstream, error
 from tests.servers import ThreadlineServer, postgres_database, write_config
-from tests.test_background import wait_for
 from threadline.engine.runner import Runner
 from threadline.jobs.follow import follow
 from threadline.store.database import Database
@@ -40,38 +39,21 @@ CLOSED_WITHIN_S = 15.0
 
 
 @pytest.fixture(scope="module")
-def own_database(database_url, tmp_path_factory):
-    """A database of `database_url`'s kind for this module's server alone (its own queue)."""
-    if database_url.startswith("sqlite"):
-        yield f"sqlite:///{tmp_path_factory.mktemp('hardened-sqlite')}/threadline.db"
-    else:
-        with postgres_database(f"threadline_hardened_{uuid.uuid4().hex[:12]}") as url:
-            yield url
-
-
-@pytest.fixture(scope="module")
-def hardened(own_database, tmp_path_factory):
+def hardened(start_server):
     """Threadline with small limits and one-second connection timeouts."""
-    config = write_config(
-        tmp_path_factory.mktemp("hardened") / "threadline.toml",
+    return start_server(
         {
             "models": [{"id": "scripted", "provider": "scripted", "context_window": 1_000_000}],
             "limits": {"max_body_bytes": MAX_BODY_BYTES, "max_input_items": MAX_INPUT_ITEMS},
             "server": {"header_timeout_s": TIMEOUT_S, "body_timeout_s": TIMEOUT_S, "keep_alive_s": TIMEOUT_S},
-        },
+        }
     )
-    with ThreadlineServer(own_database, config) as server:
-        yield server
 
 
 @pytest.fixture
 def hardened_http(hardened):
     with httpx.Client(base_url=hardened.url, timeout=30) as session:
         yield session
-
-
-def key() -> dict:
-    return {"Idempotency-Key": f"test-{uuid.uuid4()}"}
 
 
 # --- References and item counts -------------------------------------------------------------
@@ -116,7 +98,7 @@ def test_input_holds_at_most_max_input_items(hardened_http):
 
 
 def test_a_rate_limited_attempt_is_not_the_keys_answer(http, model_requests):
-    headers = key()
+    headers = idempotency_key()
     limited = {"model": "scripted", "input": script({"fail": {"message": "slow down", "code": "rate_limit_exceeded"}})}
     answers = [http.post("/v1/responses", json=limited, headers=headers) for _ in range(2)]
     assert [answer.status_code for answer in answers] == [429, 429]
@@ -129,7 +111,7 @@ def test_a_key_held_by_a_killed_process_is_free_once_its_lease_runs_out(fresh_da
         tmp_path / "threadline.toml",
         {"models": [{"id": "scripted", "provider": "scripted"}], "workers": FAST_WORKERS, "server": {"idempotency_wait_s": 5}},
     )
-    headers = key()
+    headers = idempotency_key()
     body = {"model": "scripted", "input": script({"text": "a b c d e f g h", "chunks": 8, "chunk_delay": 0.3}), "stream": True}
     crashing = ThreadlineServer(fresh_database_url, config).start()
     with httpx.Client(base_url=crashing.url, timeout=30) as http:
@@ -321,7 +303,7 @@ def test_fifty_followers_of_a_queued_response_sleep(fresh_database_url, tmp_path
 @pytest.mark.slow
 def test_fifty_repeats_waiting_on_one_key_sleep(fresh_database_url, tmp_path):
     config = write_config(tmp_path / "threadline.toml", {"models": [{"id": "scripted", "provider": "scripted"}]})
-    headers = key()
+    headers = idempotency_key()
     body = {"model": "scripted", "input": script({"delay": 30}, {"text": "at last"})}
     with ThreadlineServer(fresh_database_url, config) as server:
         sent = []

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 
 import httpx
 import pytest
 
-from tests.helpers import script, sse_events
+from tests.helpers import idempotency_key, script, sse_events
 from tests.servers import ThreadlineServer, write_config
 
 SMALL_LIMIT = 4096
@@ -47,12 +46,8 @@ def test_a_body_over_the_limit_is_a_413_and_changes_nothing(small_server):
         assert http.post("/v1/responses", json={"model": "scripted", "input": "x" * (SMALL_LIMIT // 2)}).status_code == 200
 
 
-def key() -> dict:
-    return {"Idempotency-Key": f"test-{uuid.uuid4()}"}
-
-
 def test_a_repeated_create_returns_the_first_response(client, model_requests):
-    headers = key()
+    headers = idempotency_key()
     first = client.responses.create(model="scripted", input="only once", extra_headers=headers)
     again = client.responses.create(model="scripted", input="only once", extra_headers=headers)
     assert again.id == first.id and again.output_text == first.output_text
@@ -60,7 +55,7 @@ def test_a_repeated_create_returns_the_first_response(client, model_requests):
 
 
 def test_a_repeat_that_arrives_while_the_first_runs_waits_for_it(http, model_requests):
-    headers = key()
+    headers = idempotency_key()
     body = {"model": "scripted", "input": script({"text": "slow answer", "chunks": 4, "chunk_delay": 0.2})}
     answers = []
     first = threading.Thread(target=lambda: answers.append(http.post("/v1/responses", json=body, headers=headers).json()))
@@ -72,7 +67,7 @@ def test_a_repeat_that_arrives_while_the_first_runs_waits_for_it(http, model_req
 
 
 def test_a_repeated_stream_replays_the_first_response(http, model_requests):
-    headers = key()
+    headers = idempotency_key()
     body = {"model": "scripted", "input": "stream once", "stream": True}
     events = []
     for _ in range(2):
@@ -83,31 +78,31 @@ def test_a_repeated_stream_replays_the_first_response(http, model_requests):
 
 
 def test_a_key_reused_with_another_body_is_refused(http):
-    headers = key()
+    headers = idempotency_key()
     assert http.post("/v1/responses", json={"model": "scripted", "input": "a"}, headers=headers).status_code == 200
     reused = http.post("/v1/responses", json={"model": "scripted", "input": "b"}, headers=headers)
     assert reused.status_code == 422 and reused.json()["error"]["code"] == "idempotency_key_reused"
 
 
 def test_a_refused_request_is_refused_again_and_a_server_failure_runs_again(http, model_requests):
-    headers = key()
+    headers = idempotency_key()
     bad = {"model": "no-such-model", "input": "a"}
     assert [http.post("/v1/responses", json=bad, headers=headers).status_code for _ in range(2)] == [400, 400]
-    headers = key()
+    headers = idempotency_key()
     failing = {"model": "scripted", "input": script({"fail": {"message": "broken"}})}
     assert [http.post("/v1/responses", json=failing, headers=headers).status_code for _ in range(2)] == [500, 500]
     assert len(model_requests()) == 2
 
 
 def test_keys_belong_to_their_project(client, beta_client):
-    headers = key()
+    headers = idempotency_key()
     mine = client.responses.create(model="scripted", input="same key", extra_headers=headers)
     theirs = beta_client.responses.create(model="scripted", input="same key", extra_headers=headers)
     assert mine.id != theirs.id
 
 
 def test_keys_are_forgotten_after_their_time_to_live(small_server):
-    headers = key()
+    headers = idempotency_key()
     with httpx.Client(base_url=small_server.url, timeout=30) as http:
         body = {"model": "scripted", "input": "twice, a while apart"}
         first = http.post("/v1/responses", json=body, headers=headers).json()

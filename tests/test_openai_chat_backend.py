@@ -7,6 +7,7 @@ import time
 import aiohttp
 import pytest
 
+from tests.helpers import CLOCK, WEATHER, UpstreamBackend, calls_named_first, joined, tool_calls, user
 from tests.mock_upstream import (
     MockUpstream,
     cut,
@@ -30,7 +31,6 @@ from threadline.backends.base import (
     ReasoningDelta,
     RefusalDelta,
     TextDelta,
-    ToolCallDelta,
     Usage,
 )
 from threadline.backends.openai_chat import OpenAIChatBackend
@@ -38,73 +38,8 @@ from threadline.config import ModelSettings
 
 pytestmark = pytest.mark.asyncio
 
-
-@pytest.fixture(scope="module")
-def upstream():
-    with MockUpstream() as running:
-        yield running
-
-
-@pytest.fixture
-def mock(upstream):
-    upstream.reset()
-    return upstream
-
-
-def backend_for(mock: MockUpstream, **settings) -> OpenAIChatBackend:
-    options = {"retry_base_s": 0.01, **settings.pop("options", {})}
-    values = {"id": "chat-model", "provider": "openai-chat", "base_url": mock.base_url, "max_retries": 0, "timeout_s": 5, "options": options}
-    return OpenAIChatBackend(ModelSettings(**{**values, **settings}))
-
-
-def user(text_: str) -> dict:
-    return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text_}]}
-
-
-def hello(**fields) -> ModelRequest:
-    return ModelRequest(model="chat-model", input=[user("Hello")], **fields)
-
-
-async def generate(mock: MockUpstream, request: ModelRequest | None = None, **settings) -> list:
-    backend = backend_for(mock, **settings)
-    try:
-        return [event async for event in backend.generate(request or hello())]
-    finally:
-        await backend.close()
-
-
-async def sent(mock: MockUpstream, request: ModelRequest, **settings) -> dict:
-    """The chat completions body the backend sends for `request`."""
-    mock.script(reply(text("ok"), finish()))
-    await generate(mock, request, **settings)
-    return mock.requests[-1]
-
-
-def joined(events: list) -> list:
-    """Consecutive deltas of one kind merged, so streamed and whole answers compare equal."""
-    merged: list = []
-    for event in events:
-        last = merged[-1] if merged else None
-        if isinstance(event, (TextDelta, ReasoningDelta, RefusalDelta)) and type(last) is type(event):
-            last.text += event.text
-            if isinstance(event, TextDelta) and event.logprobs:
-                last.logprobs = (last.logprobs or []) + event.logprobs
-        elif isinstance(event, ToolCallDelta) and isinstance(last, ToolCallDelta) and last.index == event.index:
-            last.arguments += event.arguments
-        else:
-            merged.append(event)
-    return merged
-
-
-def tool_calls(events: list) -> dict[int, dict]:
-    calls: dict[int, dict] = {}
-    for event in events:
-        if isinstance(event, ToolCallDelta):
-            call = calls.setdefault(event.index, {"call_id": None, "name": None, "arguments": ""})
-            call["call_id"] = call["call_id"] or event.call_id
-            call["name"] = call["name"] or event.name
-            call["arguments"] += event.arguments
-    return calls
+CHAT = UpstreamBackend("openai-chat", "chat-model")
+backend_for, hello, generate, sent = CHAT.backend_for, CHAT.hello, CHAT.generate, CHAT.sent
 
 
 # --- Request translation --------------------------------------------------------------
@@ -191,16 +126,6 @@ async def test_function_calls_become_one_assistant_message_and_outputs_tool_mess
         },
         {"role": "tool", "tool_call_id": "call_c", "content": "3C"},
     ]
-
-
-WEATHER = {
-    "type": "function",
-    "name": "weather",
-    "description": "Current weather",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    "strict": True,
-}
-CLOCK = {"type": "function", "name": "clock", "parameters": {"type": "object", "properties": {}}, "strict": False}
 
 
 @pytest.mark.parametrize(
@@ -330,11 +255,7 @@ async def test_parallel_tool_calls_with_split_arguments(mock, stream):
         0: {"call_id": "call_a", "name": "weather", "arguments": '{"city":"Paris"}'},
         1: {"call_id": "call_b", "name": "clock", "arguments": '{"tz":"UTC"}'},
     }
-    first_deltas = {}
-    for event in events:
-        if isinstance(event, ToolCallDelta):
-            first_deltas.setdefault(event.index, event)
-    assert all(delta.call_id and delta.name for delta in first_deltas.values())  # id and name come first
+    assert calls_named_first(events)
     assert events[-1] == Finish("tool_calls", Usage(input_tokens=30, output_tokens=12))
 
 

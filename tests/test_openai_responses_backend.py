@@ -8,8 +8,8 @@ import time
 import aiohttp
 import pytest
 
+from tests.helpers import CLOCK, WEATHER, UpstreamBackend, calls_named_first, joined, tool_calls, user
 from tests.mock_upstream import (
-    MockUpstream,
     ResponsesAnswer,
     cut,
     error,
@@ -26,7 +26,6 @@ from tests.mock_upstream import (
     usage,
 )
 from tests.spec_schemas import OPEN_RESPONSES, OPENAI, validate, validate_event, validate_response
-from tests.test_openai_chat_backend import CLOCK, WEATHER, joined, tool_calls, user
 from threadline.backends.base import (
     BackendError,
     ContextLengthExceeded,
@@ -49,41 +48,8 @@ pytestmark = pytest.mark.asyncio
 CITATION = {"type": "url_citation", "url": "https://example.com/paris", "title": "Paris", "start_index": 0, "end_index": 6}
 
 
-@pytest.fixture(scope="module")
-def upstream():
-    with MockUpstream() as running:
-        yield running
-
-
-@pytest.fixture
-def mock(upstream):
-    upstream.reset()
-    return upstream
-
-
-def backend_for(mock: MockUpstream, **settings) -> OpenAIResponsesBackend:
-    options = {"retry_base_s": 0.01, **settings.pop("options", {})}
-    values = {"id": "resp-model", "provider": "openai-responses", "base_url": mock.base_url, "max_retries": 0, "timeout_s": 5, "options": options}
-    return OpenAIResponsesBackend(ModelSettings(**{**values, **settings}))
-
-
-def hello(**fields) -> ModelRequest:
-    return ModelRequest(model="resp-model", input=[user("Hello")], **fields)
-
-
-async def generate(mock: MockUpstream, request: ModelRequest | None = None, **settings) -> list:
-    backend = backend_for(mock, **settings)
-    try:
-        return [event async for event in backend.generate(request or hello())]
-    finally:
-        await backend.close()
-
-
-async def sent(mock: MockUpstream, request: ModelRequest, **settings) -> dict:
-    """The /responses body the backend sends for `request`."""
-    mock.script(reply(text("ok"), finish()))
-    await generate(mock, request, **settings)
-    return mock.requests[-1]
+RESPONSES = UpstreamBackend("openai-responses", "resp-model")
+backend_for, hello, generate, sent = RESPONSES.backend_for, RESPONSES.hello, RESPONSES.generate, RESPONSES.sent
 
 
 def sse(*events: dict) -> str:
@@ -246,11 +212,7 @@ async def test_parallel_tool_calls_with_split_arguments(mock, stream):
         1: {"call_id": "call_a", "name": "weather", "arguments": '{"city":"Paris"}'},
         2: {"call_id": "call_b", "name": "clock", "arguments": '{"tz":"UTC"}'},
     }
-    first_deltas = {}
-    for event in events:
-        if isinstance(event, ToolCallDelta):
-            first_deltas.setdefault(event.index, event)
-    assert all(delta.call_id and delta.name for delta in first_deltas.values())  # id and name come first
+    assert calls_named_first(events)
     assert events[-1] == Finish("tool_calls", Usage(input_tokens=30, output_tokens=12))
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import threading
 import time
@@ -13,9 +12,8 @@ import openai
 import pytest
 
 from tests.conftest import FAST_WORKERS
-from tests.helpers import script
+from tests.helpers import read_events, script, wait_for
 from tests.servers import ThreadlineServer, postgres_database, write_config
-from tests.test_background import read_events, wait_for
 
 pytestmark = pytest.mark.slow
 

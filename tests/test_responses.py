@@ -8,16 +8,8 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from tests.helpers import script, sse_events, without_volatile
+from tests.helpers import WEATHER_TOOL, script, sse_events, without_volatile
 from tests.spec_schemas import validate_response
-
-WEATHER_TOOL = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "Weather for a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    "strict": True,
-}
 
 
 def test_create_answers_and_echoes_every_request_field(client, model_requests):

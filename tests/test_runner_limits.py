@@ -11,64 +11,29 @@ from __future__ import annotations
 
 import json
 
-import openai
 import pytest
 
-from tests.helpers import script, sse_events
-from tests.mock_upstream import MockUpstream, finish, reply, text, usage
-from tests.servers import ThreadlineServer, write_config
-from tests.spec_check import checked_client, checked_http
+from tests.helpers import script, sse_events, upstream_models
+from tests.mock_upstream import finish, reply, text, usage
+from tests.spec_check import checked_http
 
-PROVIDERS = {"chat": "openai-chat", "resp": "openai-responses"}
 TEN = {"text": "a b c d e f g h i j ", "chunks": 10}
 
 
 @pytest.fixture(scope="module")
-def upstream():
-    with MockUpstream() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def server(database_url, upstream, tmp_path_factory):
-    models = [
+def server(start_server, upstream):
+    scripted = [
         {"id": "scripted", "provider": "scripted"},
         {"id": "scripted-bounded", "provider": "scripted", "max_output_tokens": 3},
     ]
-    for model_id, provider in PROVIDERS.items():
-        shared = {"provider": provider, "base_url": upstream.base_url, "options": {"retry_base_s": 0.01}}
-        models += [
-            {"id": model_id, "max_retries": 0, **shared},
-            {"id": f"{model_id}-bounded", "max_retries": 0, "max_output_tokens": 3, **shared},
-            # Five retries of 1 s calls would take 6 s; the total allows 1.5 s.
-            {"id": f"{model_id}-hangs", "timeout_s": 1, "max_retries": 5, "total_timeout_s": 1.5, **shared},
-            {"id": f"{model_id}-stalls", "timeout_s": 3, "max_retries": 0, **shared},
-        ]
-    config = write_config(tmp_path_factory.mktemp("limits") / "threadline.toml", {"models": models})
-    with ThreadlineServer(database_url, config) as running:
-        yield running
-
-
-@pytest.fixture
-def mock(upstream, server):
-    upstream.reset()
-    return upstream
-
-
-@pytest.fixture
-def client(server, spec_check) -> openai.OpenAI:
-    return checked_client(spec_check, server.url + "/v1", "unused")
-
-
-@pytest.fixture
-def http(server, spec_check):
-    with checked_http(spec_check, server.url, timeout=20) as session:
-        yield session
-
-
-@pytest.fixture(params=list(PROVIDERS))
-def model(request) -> str:
-    return request.param
+    variants = {
+        "": {"max_retries": 0},
+        "bounded": {"max_retries": 0, "max_output_tokens": 3},
+        # Five retries of 1 s calls would take 6 s; the total allows 1.5 s.
+        "hangs": {"timeout_s": 1, "max_retries": 5, "total_timeout_s": 1.5},
+        "stalls": {"timeout_s": 3, "max_retries": 0},
+    }
+    return start_server({"models": scripted + upstream_models(upstream.base_url, variants, options={"retry_base_s": 0.01})})
 
 
 def deltas(events: list[dict]) -> list[str]:

@@ -7,80 +7,19 @@ give up after half a second, so the timeout tests take no longer than that.
 
 from __future__ import annotations
 
-import uuid
-
 import openai
 import pytest
 from pydantic import BaseModel
 
-from tests.helpers import sse_events, without_volatile
+from tests.helpers import WEATHER_TOOL, idempotency_key, sse_events, upstream_models, without_volatile
 from tests.mock_upstream import MockUpstream, cut, error, finish, reasoning, reply, text, tool_call, usage
-from tests.servers import ThreadlineServer, postgres_database, write_config
-from tests.spec_check import checked_client, checked_http
 from tests.spec_schemas import validate_response
 
-PROVIDERS = {"chat": "openai-chat", "resp": "openai-responses"}
-WEATHER_TOOL = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "Weather for a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"], "additionalProperties": False},
-    "strict": True,
-}
-
 
 @pytest.fixture(scope="module")
-def upstream():
-    with MockUpstream() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def own_database(database_url, tmp_path_factory):
-    """A new database of `database_url`'s kind, for this module's server alone.
-
-    Processes on one database share its background queue and judge each other's heartbeats,
-    so this server and conftest's `server` (other models, other worker timings) must not meet.
-    """
-    if database_url.startswith("sqlite"):
-        yield f"sqlite:///{tmp_path_factory.mktemp('upstream-sqlite')}/threadline.db"
-    else:
-        with postgres_database(f"threadline_upstream_{uuid.uuid4().hex[:12]}") as url:
-            yield url
-
-
-@pytest.fixture(scope="module")
-def threadline(own_database, upstream, tmp_path_factory):
-    models = []
-    for model_id, provider in PROVIDERS.items():
-        shared = {"provider": provider, "base_url": upstream.base_url, "options": {"retry_base_s": 0.01}}
-        models.append({"id": model_id, "timeout_s": 2, **shared})
-        models.append({"id": f"{model_id}-quick", "timeout_s": 0.5, "max_retries": 0, **shared})
-    config = write_config(tmp_path_factory.mktemp("upstream") / "threadline.toml", {"models": models})
-    with ThreadlineServer(own_database, config) as running:
-        yield running
-
-
-@pytest.fixture
-def mock(upstream, threadline):
-    upstream.reset()
-    return upstream
-
-
-@pytest.fixture(params=list(PROVIDERS))
-def model(request) -> str:
-    return request.param
-
-
-@pytest.fixture
-def client(threadline, spec_check) -> openai.OpenAI:
-    return checked_client(spec_check, threadline.url + "/v1", "open-server")
-
-
-@pytest.fixture
-def http(threadline, spec_check):
-    with checked_http(spec_check, threadline.url, timeout=30) as session:
-        yield session
+def server(start_server, upstream):
+    variants = {"": {"timeout_s": 2}, "quick": {"timeout_s": 0.5, "max_retries": 0}}
+    return start_server({"models": upstream_models(upstream.base_url, variants, options={"retry_base_s": 0.01})})
 
 
 def upstream_context(mock: MockUpstream, model: str) -> list[dict]:
@@ -248,12 +187,12 @@ def test_an_idempotent_repeat_shows_what_the_request_includes(http, mock, model)
     token = {"token": "Hi", "logprob": -0.25, "bytes": [72, 105], "top_logprobs": []}
     mock.script(reply(text("Hi", logprobs=[token])), reply(text("Hi", logprobs=[token])))
     body = {"model": model, "input": "Greet me."}
-    key = {"Idempotency-Key": f"test-{uuid.uuid4()}"}
+    key = idempotency_key()
     first, repeat = (http.post("/v1/responses", json=body, headers=key).json() for _ in range(2))
     assert repeat["id"] == first["id"]
     assert first["output"][0]["content"][0]["logprobs"] == repeat["output"][0]["content"][0]["logprobs"] == []
     streamed = {**body, "stream": True}
-    key = {"Idempotency-Key": f"test-{uuid.uuid4()}"}
+    key = idempotency_key()
     first, repeat = (sse_events(http, "/v1/responses", streamed, headers=key) for _ in range(2))
     assert repeat[-1]["response"]["id"] == first[-1]["response"]["id"]
     for events in (first, repeat):
