@@ -341,10 +341,10 @@ def test_followers_share_one_signal_and_leave_nothing_behind(fresh_database_url)
         await jobs.append_events("resp_running", [created])
 
         for _ in range(20):  # replays of an ended log
-            assert [event["sequence_number"] async for event in follow(runner, "p", "resp_done", -1, 0.05)] == [0, 1]
+            assert [event["sequence_number"] async for event in follow(runner, "p", {"id": "resp_done"}, -1, 0.05)] == [0, 1]
         assert runner._signals == {}
 
-        followers = [follow(runner, "p", "resp_running", -1, 0.05) for _ in range(5)]
+        followers = [follow(runner, "p", {"id": "resp_running"}, -1, 0.05) for _ in range(5)]
         for follower in followers:
             assert (await anext(follower))["sequence_number"] == 0
         waiting = [asyncio.ensure_future(anext(follower)) for follower in followers]

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 
 from threadline.store.jobs import JobStore
 
+log = logging.getLogger("threadline")
+
 # How long a background response's events wait to be written together.
 LOG_BATCH_S = 0.01
+# How long a write that failed waits before it is tried again.
+LOG_RETRY_S = 0.5
 
 
 class EventLogSink:
@@ -30,8 +35,10 @@ class EventLogSink:
     def open(self) -> None:
         self._writer = asyncio.create_task(self._write_batches())
 
-    def close(self) -> None:
-        self._writer.cancel()
+    async def close(self) -> None:
+        """Stop the batch writer, between writes: a write under way is never cut."""
+        async with self._lock:
+            self._writer.cancel()
 
     def put(self, events: list[dict]) -> None:
         """Events to write with the next batch."""
@@ -59,9 +66,19 @@ class EventLogSink:
             async with self._lock:
                 # Events keep arriving while this write waits: remove only the ones written.
                 written = list(self._unwritten)
-                if written:
-                    await self._jobs.append_events(self.response_id, written)
-                    del self._unwritten[: len(written)]
+                try:
+                    if written:
+                        await self._jobs.append_events(self.response_id, written)
+                        del self._unwritten[: len(written)]
+                    failed = False
+                except Exception:
+                    # Kept, in order, for the next try (or the response's end, which writes them).
+                    log.warning("the event log of response %s could not be written; trying again", self.response_id, exc_info=True)
+                    failed = True
+            if failed:
+                self._dirty.set()
+                await asyncio.sleep(LOG_RETRY_S)
+                continue
             self._notify(self.response_id)
 
 

@@ -15,15 +15,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 
 from threadline.engine.client_stream import ClientStream
 from threadline.engine.event_log import EventLogSink, LogSignal
 from threadline.engine.prepare import PreparedResponse
 from threadline.engine.turns import TurnLoop
 from threadline.errors import APIError, not_found
+from threadline.spec.response import with_status
 from threadline.spec.stream import ResponseEvents
-from threadline.store.jobs import JobStore
+from threadline.store.jobs import JobStore, OwnedResponse
 from threadline.store.responses import ResponseStore
 
 log = logging.getLogger("threadline")
@@ -43,6 +44,8 @@ STOP_MESSAGES = {
     'work nobody waits for (on_disconnect = "stop").',
     "conversation_deleted": "The conversation of this response was deleted while the response was in progress.",
 }
+DELETED = "This response was deleted while it was in progress."
+NOT_SAVED = "The server had an error while saving this response."
 
 
 class ResponseRun:
@@ -62,7 +65,7 @@ class ResponseRun:
         self.runner = runner
         self.background = background
         # Stored as in progress before it ran (its id is out early), rather than only once it ends.
-        self.begun = background or streamed
+        self.recorded_at_start = background or streamed
         self.recording = recording  # that first write, when it runs alongside the model's start
         self.events = ResponseEvents(prepared.response, sequence_number=QUEUED_EVENTS if background else 0)
         self.stop_reason: str | None = None  # a key of STOP_MESSAGES, or "cancelled", when stopped from outside
@@ -71,6 +74,7 @@ class ResponseRun:
         self._client = ClientStream(self.client_left) if streamed and not background else None
         self._log = EventLogSink(self.response_id, runner.jobs, runner.notify) if background else None
         self._turns = TurnLoop(prepared.backend, prepared.model_request, self.events, self._publish, self._open)
+        self._started = False  # its task took its first step: a stop now cancels it
         self._opened = False  # its first events are out
         self._finishing = False  # storing the end: a stop now is seen by the store, not by cancelling
         self.task = asyncio.create_task(self._run())
@@ -116,28 +120,40 @@ class ResponseRun:
         return self.response
 
     def stop(self, reason: str) -> None:
+        """Stop the response from outside, for `reason`; only the first stop counts."""
+        if self.stop_reason is not None:
+            return
         self.stop_reason = reason
-        if not self._finishing:
+        # A task cancelled before its first step never runs: it sees stop_reason when it starts.
+        if self._started and not self._finishing:
             self.task.cancel()
 
     # -- the run ---------------------------------------------------------------------
 
     async def _run(self) -> None:
+        self._started = True
         if self._log is not None:
             self._log.open()
         try:
-            await self._finish(await self._turns.run(self.recording, self.begun))
-        except APIError as error:
-            self._refuse(error)
-        except asyncio.CancelledError:
-            await self._stopped()
-        except Exception:
-            # Storing failed: nothing more can be recorded, so say so loudly.
-            log.exception("response %s could not be stored", self.response_id)
-            self._refuse(APIError(500, "The server had an error while saving this response.", type="server_error"))
+            try:
+                if self.stop_reason is not None:
+                    raise asyncio.CancelledError  # stopped before it started
+                await self._finish(await self._turns.run(self.recording, self.recorded_at_start))
+            except asyncio.CancelledError:
+                self._finishing = True  # the stop is being stored: no second cancel cuts it
+                await self._stopped()
+        except Exception as error:
+            if not isinstance(error, APIError) or self._opened:
+                log.exception("response %s failed in the server", self.response_id)
+            if self._opened:
+                # Its stream began: it ends with a terminal event, never a cut.
+                await self._finish(self.events.fail("server_error", NOT_SAVED))
+            else:
+                # Nobody saw the response: the request is refused, plainly.
+                self._refuse(error if isinstance(error, APIError) else APIError(500, NOT_SAVED, type="server_error"))
         finally:
             if self._log is not None:
-                self._log.close()
+                await self._log.close()
             if self._client is not None:
                 self._client.put(None)
 
@@ -174,15 +190,34 @@ class ResponseRun:
 
     # -- the end ---------------------------------------------------------------------
 
-    async def _finish(self, ending: list[dict]) -> None:
-        """Store the response, then let the terminal event out: what a client sees is saved.
+    async def _finish(self, ending: list[dict], store=None) -> None:
+        """Store the response (with `store`, else `_store_end`), then let the terminal event
+        out: what a client sees is saved. If storing fails, the response ends failed.
 
         A background response's last events go into its log in the same transaction."""
         if self.prepared.store:
             self._finishing = True
-            async with self._held_log() as unwritten:
-                ending = await self._store_end(unwritten, ending)
+            try:
+                async with self._held_log() as unwritten:
+                    ending = await (store or self._store_end)(unwritten, ending)
+            except Exception:
+                log.exception("response %s could not be stored", self.response_id)
+                ending = ending[:-1] + [await self._not_stored()]
         self._publish(ending, written=True)
+
+    async def _not_stored(self) -> dict:
+        """Storing the end failed: the terminal event that says so. A response recorded as
+        running is ended by the owner-conditional update, so that nobody waits for it."""
+        cancelled = self.stop_reason == "cancelled"
+        terminal = self.events.ended_as(self.response) if cancelled else self.events.fail_instead("server_error", NOT_SAVED)
+        self.prepared.response = self.events.response
+        if self.recorded_at_start:
+            owned = OwnedResponse(self.response_id, self.runner.owner, "cancelled" if cancelled else "in_progress", self.response)
+            try:
+                await self.runner.jobs.end(owned, self.response)
+            except Exception:
+                log.exception("response %s could not be ended; its owner's lapsed lease will", self.response_id)
+        return terminal
 
     async def _store_end(self, unwritten: list[dict], ending: list[dict]) -> list[dict]:
         """Store how the response ended; the events that end it, as they stand once stored."""
@@ -205,7 +240,7 @@ class ResponseRun:
                 self.prepared.input_items,
                 owner=self.runner.owner,
                 events=events,
-                begun=self.begun,
+                begun=self.recorded_at_start,
             )
         except APIError as error:
             if error.status != 404:
@@ -224,7 +259,15 @@ class ResponseRun:
         stored; the terminal event that says so.
 
         Called holding the log, so no batch can slip the abandoned ending into it."""
-        stored = await self.runner.responses.get(self.prepared.project, self.response_id)
+        try:
+            stored = await self.runner.responses.get(self.prepared.project, self.response_id)
+        except APIError as error:
+            if error.status != 404:
+                raise
+            log.info("response %s was deleted before it finished", self.response_id)
+            terminal = self.events.fail_instead("server_error", DELETED)
+            self.prepared.response = self.events.response
+            return terminal
         log.info("response %s was %s before it finished", self.response_id, stored["status"])
         terminal = self.events.ended_as(stored)
         self.prepared.response = self.events.response
@@ -237,18 +280,29 @@ class ResponseRun:
         conversation's deletion, or a shutdown whose grace period ran out."""
         if self.recording is not None:
             await self.recording
-        if self.stop_reason == "shutdown" and self.background and not self.response["output"]:
-            if await self.runner.jobs.requeue(self.response_id, self.runner.owner, QUEUED_EVENTS):
-                log.info("response %s handed back to the queue at shutdown", self.response_id)
-                return
+        if self.stop_reason == "shutdown" and self.background and not self.response["output"] and await self._requeue():
+            return
         events = self._opening_events() + self.events.close_all("incomplete")
         if self.stop_reason == "cancelled":
-            events += self.events.end("cancelled")
-            async with self._held_log() as unwritten:
-                await self.runner.jobs.end_cancelled(self.response, self.runner.owner, unwritten + events)
-            self._publish(events, written=True)
+            await self._finish(events + self.events.end("cancelled"), self._store_cancelled)
             return
         await self._finish(events + self.events.fail("server_error", STOP_MESSAGES[self.stop_reason]))
+
+    async def _store_cancelled(self, unwritten: list[dict], ending: list[dict]) -> list[dict]:
+        await self.runner.jobs.end_cancelled(self.response, self.runner.owner, unwritten + ending)
+        return ending
+
+    async def _requeue(self) -> bool:
+        """Hand a background response that produced nothing back to the queue; False if it
+        cannot be (it then fails, as any other stopped at shutdown)."""
+        try:
+            requeued = await self.runner.jobs.requeue(self.response_id, self.runner.owner, QUEUED_EVENTS)
+        except Exception:
+            log.exception("response %s could not be handed back to the queue", self.response_id)
+            return False
+        if requeued:
+            log.info("response %s handed back to the queue at shutdown", self.response_id)
+        return requeued
 
 
 class Runner:
@@ -288,11 +342,17 @@ class Runner:
             if (run.response.get("conversation") or {}).get("id") == conversation_id and run.stop_reason is None:
                 run.stop("conversation_deleted")
 
-    def keep(self, chore) -> None:
-        """Run a coroutine to its end in the background, holding a reference until then."""
+    def run_detached(self, chore: Coroutine) -> None:
+        """Run a coroutine to its end whatever happens to its caller's request, holding a
+        reference until then; a failure is logged."""
         task = asyncio.create_task(chore)
         self._chores.add(task)
-        task.add_done_callback(self._chores.discard)
+        task.add_done_callback(self._chore_done)
+
+    def _chore_done(self, task: asyncio.Task) -> None:
+        self._chores.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a background chore failed", exc_info=task.exception())
 
     # -- followers of event logs ------------------------------------------------------
 

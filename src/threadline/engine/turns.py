@@ -5,9 +5,10 @@ response's `ResponseEvents`, and the OpenAI events they make are handed on as th
 first turn starts the model at once, alongside the response's first write, so the first
 events go out without waiting for the model.
 
-Every response has one turn today. Server-side tools make it several: after a turn that
-ended calling only such tools, the loop runs them (their items through the same
-ResponseEvents), ends the turn with `end_turn`, and asks the model again with their output.
+The turns are a loop, not a single call, because a response whose model calls server-side
+tools takes several: their items go through the same ResponseEvents, `end_turn` closes each
+turn, and the model is asked again with their output. No such tool exists yet, so the first
+turn is also the last.
 """
 
 from __future__ import annotations
@@ -41,19 +42,19 @@ class TurnLoop:
         self._publish = publish  # hands events on as they are made
         self._open = open_response  # lets the response's first events out, once
 
-    async def run(self, recording: asyncio.Future | None, begun: bool) -> list[dict]:
+    async def run(self, recording: asyncio.Future | None, recorded_at_start: bool) -> list[dict]:
         """Run the response's turns; the events that end it, not yet handed on (the response
         is stored before they go out).
 
         `recording` is the response's first write, if it runs alongside the model's start;
-        nothing goes out before it is done. A response `begun` (recorded as in progress
+        nothing goes out before it is done. A response `recorded_at_start` (as in progress,
         before it ran) opens as soon as it is recorded; any other opens with the model's
         first event. A model that refuses the request (400) before anyone saw the response
         raises APIError: the client's plain 400.
         """
         generator = self._model_events(self.request)
         try:
-            finish = await self._turn(generator, await self._start(generator, recording, begun))
+            finish = await self._turn(generator, await self._start(generator, recording, recorded_at_start))
         finally:
             await generator.aclose()
         if not isinstance(finish, Finish):
@@ -82,7 +83,9 @@ class TurnLoop:
             return error
         return model_event
 
-    async def _start(self, generator: AsyncIterator[ModelEvent], recording: asyncio.Future | None, begun: bool) -> ModelEvent | Exception:
+    async def _start(
+        self, generator: AsyncIterator[ModelEvent], recording: asyncio.Future | None, recorded_at_start: bool
+    ) -> ModelEvent | Exception:
         """The model's first event, or the exception it failed with; the response opens meanwhile."""
         first = asyncio.ensure_future(_first_event(generator))
         try:
@@ -90,14 +93,14 @@ class TurnLoop:
                 # Nothing about the response goes out before it is stored; shielded, as a stop
                 # meanwhile still needs it.
                 await asyncio.shield(recording)
-            if begun:
+            if recorded_at_start:
                 self._open()
             model_event = await first
         except BaseException:
             first.cancel()
             await asyncio.wait([first])  # the model's generator is left before it is closed
             raise
-        if isinstance(model_event, BackendError) and model_event.status == 400 and not begun:
+        if isinstance(model_event, BackendError) and model_event.status == 400 and not recorded_at_start:
             param = "input" if isinstance(model_event, ContextLengthExceeded) else None
             raise APIError(400, model_event.message, param=param, code=model_event.code) from model_event
         self._open()

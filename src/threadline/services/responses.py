@@ -107,7 +107,7 @@ class ResponsesService:
             return present(prepared.response, include)
         run = await self.runner.start(prepared, streamed=bool(body.stream))
         if keyed:
-            self.runner.keep(self.idempotency.record_run(project, keyed, run))
+            self.runner.run_detached(self.idempotency.record_run(project, keyed, run))
         if not body.stream:
             return present(await _result(run, client_gone), include)
         batches = run.stream()
@@ -137,7 +137,7 @@ class ResponsesService:
         a new stream (`may_rebuild`: an idempotent repeat's, numbered from 0, never resumed);
         streaming such a response by id is a 400."""
         if response["background"]:
-            return follow(self.runner, project, response["id"], -1 if after is None else after, self.poll_s)
+            return follow(self.runner, project, response, -1 if after is None else after, self.poll_s)
         if not may_rebuild:
             raise invalid(
                 "Only responses created with background=true can be streamed: this response's events were not kept. "

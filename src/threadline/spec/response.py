@@ -7,8 +7,9 @@ null until they have a value, sampling settings are echoed with their defaults f
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Collection
+from collections.abc import AsyncGenerator, AsyncIterator, Collection
 
 from threadline.backends.base import Usage
 from threadline.ids import new_id
@@ -170,11 +171,13 @@ def present_event(event: dict, include: Collection[str]) -> dict:
 
 
 async def present_events(
-    events: AsyncIterable[dict | list[dict]], include: Collection[str]
+    events: AsyncGenerator[dict | list[dict]], include: Collection[str]
 ) -> AsyncIterator[dict | list[dict]]:
-    """A stream (of events, or of lists of events ready together) as `include` shows it."""
-    async for event in events:
-        if isinstance(event, list):
-            yield [present_event(each, include) for each in event]
-        else:
-            yield present_event(event, include)
+    """A stream (of events, or of lists of events ready together) as `include` shows it.
+    Closing it closes `events` at once, so that their producer learns nobody reads them."""
+    async with contextlib.aclosing(events):
+        async for event in events:
+            if isinstance(event, list):
+                yield [present_event(each, include) for each in event]
+            else:
+                yield present_event(event, include)
