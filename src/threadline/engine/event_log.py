@@ -72,6 +72,8 @@ class EventLogSink:
                         del self._unwritten[: len(written)]
                     failed = False
                 except Exception:
+                    if not await self._still_stored():
+                        return  # deleted with its log: nothing more is written for it
                     # Kept, in order, for the next try (or the response's end, which writes them).
                     log.warning("the event log of response %s could not be written; trying again", self.response_id, exc_info=True)
                     failed = True
@@ -80,6 +82,13 @@ class EventLogSink:
                 await asyncio.sleep(LOG_RETRY_S)
                 continue
             self._notify(self.response_id)
+
+
+    async def _still_stored(self) -> bool:
+        try:
+            return await self._jobs.exists(self.response_id)
+        except Exception:
+            return True  # unknown: the database is failing, so write again later
 
 
 class LogSignal:

@@ -186,6 +186,11 @@ class JobStore:
             )
             return [orjson.loads(row.data) for row in rows]
 
+    async def exists(self, response_id: str) -> bool:
+        """Whether the response is stored still (not deleted)."""
+        async with self.database.read() as connection:
+            return (await connection.execute(select(responses.c.id).where(responses.c.id == response_id))).first() is not None
+
     async def log_complete(self, project: str, response_id: str) -> bool:
         """Whether the response's event log has ended: it is finished and nobody owns it.
 
