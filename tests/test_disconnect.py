@@ -9,6 +9,7 @@ nothing more is kept in memory for a client that has left.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 
@@ -27,6 +28,9 @@ LEFT = "client disconnected"
 # 20,000 deltas, written as fast as the server can while it serves others: kept for a client
 # that left, they held about 7 MiB a response.
 MANY = {"text": "x" * 20_000, "chunks": 20_000, "chunk_delay": 0.000001}
+# More deltas than a connection's buffers hold together with the events a stream keeps for a
+# client that stopped reading (engine/client_stream.py, MAX_UNREAD).
+UNREAD = {"text": "x" * 60_000, "chunks": 60_000, "chunk_delay": 0.000001}
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +39,7 @@ def server(start_server):
         {"id": "scripted", "provider": "scripted"},
         {"id": "scripted-stop", "provider": "scripted", "on_disconnect": "stop"},
         {"id": "scripted-many", "provider": "scripted", "options": {"script": [MANY]}},
+        {"id": "scripted-stop-unread", "provider": "scripted", "on_disconnect": "stop", "options": {"script": [UNREAD]}},
     ]
     return start_server({"models": models, "workers": FAST_WORKERS})
 
@@ -115,3 +120,25 @@ def test_streams_abandoned_by_their_clients_keep_nothing_for_them(client, server
         sampler.join()
     # Kept, the four responses' events took 30 MiB; dropped, RSS grows by 1 to 2 MiB.
     assert peak - before < 16 * 2**20, f"RSS grew by {(peak - before) / 2**20:.1f} MiB"
+
+
+def test_a_client_that_stops_reading_counts_as_gone(client, server):
+    """It stays connected, its buffers full: once the events waiting for it pass the bound,
+    it is treated as gone, and a stopping model's response ends failed at once."""
+    body = json.dumps({"model": "scripted-stop-unread", "input": "Go on.", "stream": True}).encode()
+    with socket.socket() as raw:
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
+        raw.connect(("127.0.0.1", server.port))
+        raw.sendall(
+            b"POST /v1/responses HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+        first = b""
+        while b"resp_" not in first.partition(b"data: ")[2]:
+            received = raw.recv(1024)  # enough for the response's id; then it never reads again
+            assert received, first
+            first += received
+        response_id = json.loads(first.partition(b"data: ")[2].partition(b"\n")[0])["response"]["id"]
+        stopped = wait_for(client, response_id, timeout=60)
+    assert stopped.status == "failed" and LEFT in stopped.error.message
+    assert stopped.output_text and len(stopped.output_text) < len(UNREAD["text"])
