@@ -134,7 +134,7 @@ def test_a_client_that_stops_reading_counts_as_gone(client, server):
             + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
         )
         first = b""
-        while b"resp_" not in first.partition(b"data: ")[2]:
+        while b"\n" not in first.partition(b"data: ")[2]:  # the first event whole
             received = raw.recv(1024)  # enough for the response's id; then it never reads again
             assert received, first
             first += received
