@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 
+import httpx
 import openai
 import pytest
 
@@ -184,4 +185,11 @@ def async_client(server, spec_check) -> openai.AsyncOpenAI:
 def http(server, spec_check):
     """Raw HTTP as project alpha, for input the SDK will not send."""
     with checked_http(spec_check, server.url, headers={"Authorization": f"Bearer {KEYS['alpha']}"}, timeout=30) as session:
+        yield session
+
+
+@pytest.fixture
+def quick_http(server):
+    """Raw HTTP that gives up after 20 s, so a stream that never ends fails the test."""
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {KEYS['alpha']}"}, timeout=20) as session:
         yield session

@@ -37,13 +37,6 @@ def assert_ended_by_the_delete(events: list[dict], stored) -> None:
     assert events[-1]["response"]["error"]["message"] == stored.error.message
 
 
-@pytest.fixture
-def quick_http(server):
-    """Raw HTTP that gives up after 20 s, so a stream that never ends fails the test."""
-    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {KEYS['alpha']}"}, timeout=20) as session:
-        yield session
-
-
 def test_a_running_background_response_ends_failed(client, quick_http):
     conversation = client.conversations.create()
     response = client.responses.create(model="scripted", input=script(*ENDLESS), background=True, conversation=conversation.id)

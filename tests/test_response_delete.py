@@ -14,18 +14,10 @@ import uuid
 import httpx
 import pytest
 
-from tests.conftest import KEYS
 from tests.helpers import script
 
 STEADY = {"text": "one two three four five six", "chunks": 6, "chunk_delay": 0.3}
 DELETED = "was deleted"
-
-
-@pytest.fixture
-def quick_http(server):
-    """Raw HTTP that gives up after 20 s, so a stream that never ends fails the test."""
-    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {KEYS['alpha']}"}, timeout=20) as session:
-        yield session
 
 
 @pytest.fixture
