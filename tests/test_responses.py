@@ -31,6 +31,7 @@ def test_create_answers_and_echoes_every_request_field(client, model_requests):
         store=True,
         service_tier="default",
         prompt_cache_key="cache-1",
+        prompt_cache_retention="24h",
         safety_identifier="user-hash",
         user="user-1",
         top_logprobs=2,
@@ -51,6 +52,7 @@ def test_create_answers_and_echoes_every_request_field(client, model_requests):
     assert response.store is True and response.background is False
     assert response.service_tier == "default"
     assert response.prompt_cache_key == "cache-1" and response.safety_identifier == "user-hash"
+    assert response.prompt_cache_retention == "24h"
     assert response.user == "user-1" and response.top_logprobs == 2
     assert (response.presence_penalty, response.frequency_penalty) == (0.5, -1.5)
     (received,) = model_requests()
@@ -68,6 +70,7 @@ def test_defaults_are_echoed_as_openai_sends_them(http, model_requests):
     assert created["usage"] is None and completed["usage"]["total_tokens"] > 0
     for response in (created, completed):
         assert response["user"] is None and response["safety_identifier"] is None and response["prompt_cache_key"] is None
+        assert response["prompt_cache_retention"] is None
         assert (response["presence_penalty"], response["frequency_penalty"], response["top_logprobs"]) == (0, 0, 0)
         assert (response["temperature"], response["top_p"]) == (1, 1)
         # A function tool is strict unless the request says otherwise, as OpenAI has it.
@@ -83,6 +86,12 @@ def test_defaults_are_echoed_as_openai_sends_them(http, model_requests):
 def test_penalties_out_of_range_are_a_400(http, field, value):
     refused = http.post("/v1/responses", json={"model": "scripted", "input": "Hi", field: value})
     assert refused.status_code == 400 and refused.json()["error"]["param"] == field
+
+
+@pytest.mark.parametrize("value", ["forever", "in-memory", 24])
+def test_prompt_cache_retention_takes_only_openais_values(http, value):
+    refused = http.post("/v1/responses", json={"model": "scripted", "input": "Hi", "prompt_cache_retention": value})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "prompt_cache_retention"
 
 
 def test_model_may_be_omitted(client):

@@ -14,22 +14,22 @@ from threadline.api.schemas import Order, include_values
 from threadline.errors import invalid
 from threadline.items import InputItem
 from threadline.services.conversations import ConversationsService
-from threadline.spec.request import Body, Metadata
+from threadline.spec.request import Metadata, Tolerant
 
 router = APIRouter(prefix="/v1/conversations", tags=["Conversations"], route_class=JSONRoute)
 
 
-class CreateConversationBody(Body):
+class CreateConversationBody(Tolerant):
     items: Annotated[list[InputItem], Field(max_length=20)] | None = None
     metadata: Metadata | None = None
 
 
-class UpdateConversationBody(Body):
+class UpdateConversationBody(Tolerant):
     # Required, yet nullable as in OpenAI's description: null clears the metadata.
     metadata: Metadata | None
 
 
-class CreateItemsBody(Body):
+class CreateItemsBody(Tolerant):
     items: Annotated[list[InputItem], Field(min_length=1, max_length=20)]
 
 

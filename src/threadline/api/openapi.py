@@ -172,6 +172,7 @@ class Response(BaseModel):
     previous_response_id: str | None
     prompt: ResponsePrompt | None
     prompt_cache_key: str | None
+    prompt_cache_retention: Literal["in_memory", "24h"] | None
     reasoning: ResponseReasoning
     safety_identifier: str | None
     service_tier: str

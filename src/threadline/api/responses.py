@@ -13,7 +13,7 @@ from threadline.api.openapi import Response as ResponseObject
 from threadline.api.schemas import Order, include_values
 from threadline.api.sse import event_stream
 from threadline.errors import invalid
-from threadline.services.idempotency import Keyed
+from threadline.services.idempotency import KeyedRequest
 from threadline.services.responses import ResponsesService
 from threadline.spec.request import INT64_MAX, CreateResponseBody
 
@@ -46,7 +46,7 @@ IdempotencyKey = Annotated[
 )
 async def create_response(body: CreateResponseBody, project: Project, responses: Responses, request: Request, key: IdempotencyKey = None):
     # An empty header names no key.
-    keyed = Keyed.of(key, await request.body()) if key else None
+    keyed = KeyedRequest.of(key, await request.body()) if key else None
     answer = await responses.create(project, body, keyed=keyed, client_gone=lambda: _disconnected(request))
     return JSON(answer) if isinstance(answer, dict) else event_stream(answer)
 

@@ -19,14 +19,14 @@ from threadline.store.idempotency import IdempotencyStore, Outcome
 
 
 @dataclass(frozen=True)
-class Keyed:
+class KeyedRequest:
     """A request sent with an Idempotency-Key: the key, and what tells its body apart."""
 
     key: str
     fingerprint: str
 
     @classmethod
-    def of(cls, key: str, body: bytes) -> Keyed:
+    def of(cls, key: str, body: bytes) -> KeyedRequest:
         return cls(key, hashlib.sha256(body).hexdigest())
 
 
@@ -37,13 +37,13 @@ class Idempotency:
         self.wait_s = wait_s
         self.poll_s = poll_s
 
-    async def claim(self, project: str, request: Keyed) -> Outcome | None:
+    async def claim(self, project: str, request: KeyedRequest) -> Outcome | None:
         """None if this request is the first with its key: it must then record its outcome
         (`record`, `record_failure`, `record_run`) or `release` the key. Else what the first
         one recorded so far, to answer with (`earlier_answer`)."""
         return await self.store.claim(project, request.key, request.fingerprint, owner=self.owner)
 
-    async def earlier_answer(self, project: str, request: Keyed, earlier: Outcome) -> dict:
+    async def earlier_answer(self, project: str, request: KeyedRequest, earlier: Outcome) -> dict:
         """The Response the first request with the key was answered with, once it has one;
         the refusal it met is raised again, as is a 409 while it has no answer to give."""
         if earlier.fingerprint != request.fingerprint:
@@ -60,18 +60,18 @@ class Idempotency:
             raise APIError(earlier.status_code, **earlier.body["error"])
         return earlier.body
 
-    async def record(self, project: str, request: Keyed, response: dict) -> None:
+    async def record(self, project: str, request: KeyedRequest, response: dict) -> None:
         """Keep the Response as the key's answer."""
         await self.store.record(project, request.key, 200, response)
 
-    async def record_failure(self, project: str, request: Keyed, error: APIError) -> None:
+    async def record_failure(self, project: str, request: KeyedRequest, error: APIError) -> None:
         """Keep a refusal as the key's answer; forget the key after a failure a retry may not meet."""
         if error.status >= 500 or error.status == 429:
             await self.store.release(project, request.key)
         else:
             await self.store.record(project, request.key, error.status, error.envelope())
 
-    async def record_run(self, project: str, request: Keyed, run: ResponseRun) -> None:
+    async def record_run(self, project: str, request: KeyedRequest, run: ResponseRun) -> None:
         """Record a foreground response's outcome when it ends, whether or not its client stayed."""
         await asyncio.wait([run.task])
         try:
@@ -81,6 +81,6 @@ class Idempotency:
         else:
             await self.record(project, request, answer)
 
-    async def release(self, project: str, request: Keyed) -> None:
+    async def release(self, project: str, request: KeyedRequest) -> None:
         """Forget the key after the server's own failure: a retry runs again."""
         await self.store.release(project, request.key)

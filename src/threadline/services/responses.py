@@ -20,7 +20,7 @@ from threadline.errors import APIError, invalid
 from threadline.jobs.cancel import cancel_background
 from threadline.jobs.follow import follow
 from threadline.jobs.worker import Worker
-from threadline.services.idempotency import Idempotency, Keyed
+from threadline.services.idempotency import Idempotency, KeyedRequest
 from threadline.spec.request import CreateResponseBody
 from threadline.spec.response import present, present_events, present_item
 from threadline.store.idempotency import Outcome
@@ -44,7 +44,7 @@ class ResponsesService:
         self.poll_s = poll_s  # how often a log written by another process is read again
 
     async def create(
-        self, project: str, body: CreateResponseBody, *, keyed: Keyed | None = None, client_gone: ClientGone | None = None
+        self, project: str, body: CreateResponseBody, *, keyed: KeyedRequest | None = None, client_gone: ClientGone | None = None
     ) -> dict | Events:
         """The Response, or its events when `body.stream` is set.
 
@@ -95,7 +95,7 @@ class ResponsesService:
 
     # -- create ----------------------------------------------------------------------
 
-    async def _start(self, project: str, body: CreateResponseBody, client_gone: ClientGone | None, keyed: Keyed | None = None) -> dict | Events:
+    async def _start(self, project: str, body: CreateResponseBody, client_gone: ClientGone | None, keyed: KeyedRequest | None = None) -> dict | Events:
         prepared = await self.preparer.prepare(body, project)
         include = body.include or ()
         if body.background:
@@ -116,7 +116,7 @@ class ResponsesService:
         first = await anext(batches)
         return present_events(_prepend(first, batches), include)
 
-    async def _repeat(self, project: str, body: CreateResponseBody, keyed: Keyed, earlier: Outcome) -> dict | Events:
+    async def _repeat(self, project: str, body: CreateResponseBody, keyed: KeyedRequest, earlier: Outcome) -> dict | Events:
         """The answer to a request whose key was seen before: the first one's Response, shown
         as this request's `include` asks, and streamed again if it asks for a stream."""
         response = await self.idempotency.earlier_answer(project, keyed, earlier)

@@ -68,11 +68,6 @@ def unknown_include(value: str) -> str:
     return f"Invalid value: '{value}'. Supported values are: {supported}."
 
 
-class Body(BaseModel):
-    # Unknown fields are tolerated, as OpenAI tolerates them: SDKs add fields over time.
-    model_config = ConfigDict(extra="allow")
-
-
 FunctionName = Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
 # Counts are stored and echoed as JSON numbers that orjson (and most clients) hold as 64-bit.
 INT64_MAX = 2**63 - 1
@@ -83,6 +78,7 @@ ObjectId = Annotated[str, Field(min_length=1)]
 
 
 class Tolerant(BaseModel):
+    # Unknown fields are tolerated, as OpenAI tolerates them: SDKs add fields over time.
     model_config = ConfigDict(extra="allow")
 
 
@@ -184,7 +180,7 @@ class PromptParam(Tolerant):
     variables: dict[str, Any] | None = None
 
 
-class CreateResponseBody(Body):
+class CreateResponseBody(Tolerant):
     model: str | None = None
     input: str | list[InputItem] | None = None
     instructions: str | None = None
@@ -212,7 +208,7 @@ class CreateResponseBody(Body):
     service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
     prompt: PromptParam | None = None
     prompt_cache_key: str | None = None
-    prompt_cache_retention: str | None = None
+    prompt_cache_retention: Literal["in_memory", "24h"] | None = None
     safety_identifier: Annotated[str, Field(max_length=64)] | None = None
     user: str | None = None
     context_management: list[dict[str, Any]] | None = None

@@ -45,6 +45,7 @@ def response_object(body: CreateResponseBody, model_id: str, tool_choice: str | 
         "previous_response_id": body.previous_response_id,
         "prompt": body.prompt.model_dump(exclude_none=True) if body.prompt else None,
         "prompt_cache_key": body.prompt_cache_key,
+        "prompt_cache_retention": body.prompt_cache_retention,
         "reasoning": reasoning,
         "safety_identifier": body.safety_identifier,
         # The tier that served it: "auto" resolves to the default one.
