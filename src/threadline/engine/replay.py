@@ -20,13 +20,12 @@ from threadline.backends.base import (
     ToolCallDelta,
     ToolItem,
 )
+from threadline.spec.response import as_started
 from threadline.spec.stream import ResponseEvents
 
 
 def replay_events(stored: dict) -> list[dict]:
-    start = copy.deepcopy(stored)
-    start.update(status="in_progress", output=[], error=None, incomplete_details=None, completed_at=None, usage=None)
-    builder = ResponseEvents(start, item_ids=iter(item["id"] for item in stored["output"]))
+    builder = ResponseEvents(as_started(stored), item_ids=iter(item["id"] for item in stored["output"]))
     events = builder.start()
     for call_index, item in enumerate(stored["output"]):
         for model_event in model_events(item, call_index):

@@ -106,7 +106,7 @@ class Worker:
             project=claimed.project,
             backend=self.models.get(claimed.response["model"]),  # claimed for this process's models: it is here
             model_request=job.model_request,
-            response={**claimed.response, "status": "in_progress"},
+            response=with_status(claimed.response, "in_progress"),
             input_items=job.input_items,
             store=True,
         )

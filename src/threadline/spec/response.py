@@ -8,6 +8,7 @@ null until they have a value, sampling settings are echoed with their defaults f
 from __future__ import annotations
 
 import contextlib
+import copy
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Collection
 
@@ -117,6 +118,13 @@ def with_status(response: dict, status: str, error: dict | None = None) -> dict:
     if error is not None:
         moved["error"] = error
     return moved
+
+
+def as_started(response: dict) -> dict:
+    """The Response as it was when its run started: in progress, with no output, usage or end."""
+    started = copy.deepcopy({**response, "output": []})
+    started.update(status="in_progress", error=None, incomplete_details=None, completed_at=None, usage=None)
+    return started
 
 
 # --- what a client sees ---------------------------------------------------------------------
