@@ -17,19 +17,21 @@ import openai
 import psutil
 import pytest
 
-from sqlalchemy import insert
+from sqlalchemy import event, insert, select
 
 from tests.conftest import DATABASES, FAST_WORKERS
 from tests.helpers import idempotency_key, script, sse_events, wait_for
 from tests.mock_upstream import MockUpstream, error
 from tests.servers import ThreadlineServer, postgres_database, write_config
+from threadline.engine.new_items import new_items, normalized
 from threadline.engine.runner import Runner
 from threadline.jobs.follow import follow
+from threadline.store.conversations import ConversationStore
 from threadline.store.database import Database
 from threadline.store.jobs import JobStore
 from threadline.store.migrate import migrate
 from threadline.store.responses import ResponseStore
-from threadline.store.tables import responses
+from threadline.store.tables import conversation_items, responses
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_INPUT_ITEMS = 50
@@ -92,6 +94,26 @@ def test_input_holds_at_most_max_input_items(hardened_http):
     conversation = http.post("/v1/conversations", json={}).json()
     too_many = http.post(f"/v1/conversations/{conversation['id']}/items", json={"items": items[:21]})
     assert too_many.status_code == 400 and too_many.json()["error"]["param"] == "items"
+
+
+def test_item_references_are_read_in_one_query_per_item_table(fresh_database_url):
+    async def scenario() -> None:
+        database = Database(fresh_database_url)
+        await migrate(database)
+        stored = [{"type": "message", "role": "user", "content": f"item {number}"} for number in range(30)]
+        await ConversationStore(database).create("p", None, normalized(stored))
+        async with database.read() as connection:
+            ids = [row.id for row in await connection.execute(select(conversation_items.c.id).order_by(conversation_items.c.position))]
+        statements = []
+        event.listen(database.engine.sync_engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+        references = [{"type": "item_reference", "id": item_id} for item_id in ids * 2]
+        copies = await new_items(database, "p", references, param="items", max_bytes=10**6)
+        await database.dispose()
+        assert [copy["content"][0]["text"] for copy in copies] == [f"item {number}" for number in range(30)] * 2
+        # Sizes, then the items, each from the response items and the conversation items.
+        assert len([statement for statement in statements if statement.lstrip().upper().startswith("SELECT")]) == 4
+
+    asyncio.run(scenario())
 
 
 # --- Idempotency-Key --------------------------------------------------------------------------

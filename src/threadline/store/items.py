@@ -37,19 +37,18 @@ def _blob_length(element, compiler, **kw) -> str:
     return f"length(CAST({compiler.process(element.clauses, **kw)} AS BLOB))"
 
 
-async def find_item(connection: AsyncConnection, project: str, item_id: str) -> dict | None:
-    for items, owners, owner_id in ITEM_HOMES:
-        data = (
-            await connection.execute(
-                select(items.c.data)
-                .join(owners, owners.c.id == owner_id)
-                .where(items.c.id == item_id, owners.c.project == project)
-                .limit(1)
-            )
-        ).scalar()
-        if data is not None:
-            return orjson.loads(data)
-    return None
+async def stored_items(connection: AsyncConnection, project: str, item_ids: set[str]) -> dict[str, dict]:
+    """Each of these items the project has, by id: one query per place items live."""
+    found: dict[str, dict] = {}
+    for items, owners, owner_id in ITEM_HOMES if item_ids else ():
+        rows = await connection.execute(
+            select(items.c.id, items.c.data)
+            .join(owners, owners.c.id == owner_id)
+            .where(items.c.id.in_(item_ids), owners.c.project == project)
+        )
+        for item_id, data in rows:
+            found.setdefault(item_id, orjson.loads(data))
+    return found
 
 
 async def stored_sizes(connection: AsyncConnection, project: str, item_ids: set[str]) -> dict[str, int]:
@@ -91,15 +90,13 @@ async def resolve_item_references(
                 param=f"{param}[{index}]",
                 code="request_too_large",
             )
-    referenced: dict[str, dict] = {}  # each item read once, however often it is named
+    referenced = await stored_items(connection, project, set(sizes))  # each read once, however often named
     resolved = []
     for index, item in enumerate(items):
         if not is_item_reference(item):
             resolved.append(item)
             continue
-        if item["id"] not in referenced:
-            referenced[item["id"]] = await find_item(connection, project, item["id"])
-        original = referenced[item["id"]]
+        original = referenced.get(item["id"])
         if original is None:  # deleted since it was measured
             raise not_found("Item", item["id"], param=f"{param}[{index}].id")
         resolved.append(normalize_item(original, new_item_id(original["type"])))
