@@ -60,8 +60,6 @@ def test_the_embedded_model_reads_the_same_messages_as_text():
     [
         ({"type": "web_search_call", "id": "ws_1", "status": "completed", "action": {"type": "search", "query": "cats"}}, "'web_search_call'"),
         ({"type": "custom_tool_call", "call_id": "call_2", "name": "grep", "input": "cat"}, "'custom_tool_call'"),
-        ({"type": "message", "role": "user", "content": [{"type": "input_image", "file_id": "file-1"}]}, "file_id"),
-        ({"type": "message", "role": "system", "content": [{"type": "input_text", "text": "See:"}, IMAGE]}, "system messages"),
     ],
 )
 def test_what_chat_cannot_carry_is_a_400_naming_it_for_every_chat_model(item, named):
@@ -71,3 +69,48 @@ def test_what_chat_cannot_carry_is_a_400_naming_it_for_every_chat_model(item, na
             convert()
         assert (refused.value.status, refused.value.code) == (400, "invalid_request_error")
         assert named in refused.value.message
+
+
+UNSEEN = [
+    IMAGE,
+    {"type": "input_image", "file_id": "file-1"},
+    {"type": "input_file", "file_data": "data:application/pdf;base64,JVBERi0=", "filename": "a.pdf"},
+    {"type": "input_file", "file_id": "file-2"},
+    {"type": "input_file", "file_url": "https://example.com/a.pdf"},
+]
+
+
+@pytest.mark.parametrize(
+    ("item", "named"),
+    [
+        ({"type": "message", "role": "user", "content": [UNSEEN[1]]}, "file_id"),
+        ({"type": "message", "role": "user", "content": [UNSEEN[4]]}, "file_url"),
+        ({"type": "message", "role": "system", "content": [{"type": "input_text", "text": "See:"}, IMAGE]}, "system messages"),
+        ({"type": "function_call_output", "call_id": "call_1", "output": [IMAGE]}, "'input_image'"),
+    ],
+)
+def test_images_and_files_an_upstream_chat_model_cannot_take_are_a_400_naming_them(item, named):
+    with pytest.raises(BackendError) as refused:
+        chat_messages(ModelRequest(model="m", input=[item]))
+    assert refused.value.status == 400 and named in refused.value.message
+
+
+def test_the_embedded_model_leaves_out_every_image_and_file_and_joins_text_parts_as_they_are():
+    text = [{"type": "input_text", "text": "Look"}, {"type": "input_text", "text": " here."}]
+    request = ModelRequest(
+        model="m",
+        input=[
+            {"type": "message", "role": "system", "content": [text[0], *UNSEEN, text[1]]},
+            {"type": "message", "role": "user", "content": [*UNSEEN, *text]},
+            {"type": "function_call", "call_id": "call_1", "name": "look", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "call_1", "output": [*text, *UNSEEN]},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Seen"}, UNSEEN[0]]},
+        ],
+    )
+    assert prompt_messages(request, plan_output(request), tool_role="tool") == [
+        {"role": "system", "content": "Look here."},
+        {"role": "user", "content": "Look here."},
+        {"role": "assistant", "content": '<tool_call>{"name": "look", "arguments": {}}</tool_call>'},
+        {"role": "tool", "content": "Look here.", "tool_call_id": "call_1"},
+        {"role": "assistant", "content": "Seen"},
+    ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from threadline.backends.base import ModelRequest
-from threadline.backends.chat_messages import chat_messages, content_text
+from threadline.backends.chat_messages import chat_messages
 from threadline.backends.llama_cpp.output_plan import OutputPlan
 
 TOOL_CALL_OPEN = "<tool_call>"
@@ -53,16 +53,16 @@ def format_guidance(plan: OutputPlan) -> str | None:
 def prompt_messages(request: ModelRequest, plan: OutputPlan, tool_role: str) -> list[dict]:
     """The request as the messages a chat template takes: {role, content} with text content.
 
-    The messages are `chat_messages`' (one policy for every chat model), said in text: the
-    system messages before the conversation starts and the tool and format guidance become
-    one system message; function calls, assistant text `<tool_call>{...}</tool_call>`; their
-    outputs, a `tool_role` message ("user" ones wrapped in <tool_response>). Images and files
-    are left out: the model reads text.
+    The messages are `chat_messages`' for a text-only model (one policy for every chat model;
+    images and files are left out), said in text: the system messages before the conversation
+    starts and the tool and format guidance become one system message; function calls,
+    assistant text `<tool_call>{...}</tool_call>`; their outputs, a `tool_role` message
+    ("user" ones wrapped in <tool_response>).
     """
     system_parts: list[str] = []
     messages: list[dict] = []
-    for message in chat_messages(request):
-        role, text = message["role"], content_text(message["content"])
+    for message in chat_messages(request, text_only=True):
+        role, text = message["role"], message["content"] or ""
         if role == "system" and not messages:
             system_parts.append(text)
         elif role == "tool" and tool_role != "tool":
