@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from types import SimpleNamespace
 
 import httpx
 import openai
@@ -18,6 +19,7 @@ import psutil
 import pytest
 
 from sqlalchemy import event, insert, select
+from sqlalchemy.exc import OperationalError
 
 from tests.conftest import DATABASES, FAST_WORKERS
 from tests.helpers import idempotency_key, script, sse_events, wait_for
@@ -26,12 +28,14 @@ from tests.servers import ThreadlineServer, postgres_database, write_config
 from threadline.engine.new_items import new_items, normalized
 from threadline.engine.runner import Runner
 from threadline.jobs.follow import follow
+from threadline.services.idempotency import Idempotency, KeyedRequest
 from threadline.store.conversations import ConversationStore
 from threadline.store.database import Database
+from threadline.store.idempotency import IdempotencyStore
 from threadline.store.jobs import JobStore
 from threadline.store.migrate import migrate
 from threadline.store.responses import ResponseStore
-from threadline.store.tables import conversation_items, responses
+from threadline.store.tables import conversation_items, responses, workers
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_INPUT_ITEMS = 50
@@ -148,6 +152,73 @@ def test_a_key_held_by_a_killed_process_is_free_once_its_lease_runs_out(fresh_da
         events = sse_events(http, "/v1/responses", body, headers=headers)
         assert events[-1]["type"] == "response.completed"
         assert events[-1]["response"]["output"][0]["content"][0]["text"] == "a b c d e f g h"
+
+
+async def keys_held_by(database_url: str, *owners: str) -> tuple[Database, IdempotencyStore]:
+    """A migrated database whose `owners` are live processes, and a key store on it."""
+    database = Database(database_url)
+    await migrate(database)
+    async with database.write() as connection:
+        for owner in owners:
+            await connection.execute(insert(workers).values(id=owner, lease_expires_at=time.time() + 3600))
+    return database, IdempotencyStore(database, ttl_s=3600)
+
+
+async def the_run_broke() -> dict:
+    raise RuntimeError("the run broke")
+
+
+async def a_response() -> dict:
+    return {"id": "resp_1", "object": "response"}
+
+
+async def cannot_write(*_args) -> None:
+    raise RuntimeError("the database is gone")
+
+
+@pytest.mark.parametrize(("result", "record_fails"), [(the_run_broke, False), (a_response, True)], ids=["run-failed", "record-failed"])
+def test_a_key_whose_outcome_cannot_be_recorded_is_free_again_though_its_process_lives(fresh_database_url, result, record_fails):
+    async def scenario() -> None:
+        database, store = await keys_held_by(fresh_database_url, "proc_here")
+        idempotency = Idempotency(store, owner="proc_here", wait_s=1, poll_s=0.05)
+        request = KeyedRequest.of("key-1", b"{}")
+        assert await idempotency.claim("p", request) is None
+        if record_fails:
+            store.record = cannot_write
+        ended = asyncio.get_running_loop().create_future()
+        ended.set_result(None)
+        with pytest.raises(RuntimeError):
+            await idempotency.record_run("p", request, SimpleNamespace(response_id="resp_1", task=ended, result=result))
+        assert store._running_here == set()
+        assert await idempotency.claim("p", request) is None  # a retry runs again, rather than a 409
+        await database.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_repeats_waiting_on_a_key_are_answered_after_a_failed_read(fresh_database_url):
+    async def scenario() -> None:
+        database, here = await keys_held_by(fresh_database_url, "proc_elsewhere")
+        elsewhere = IdempotencyStore(database, ttl_s=3600)  # the process running the first request
+        assert await elsewhere.claim("p", "key-1", "fingerprint", owner="proc_elsewhere") is None
+        reads = []
+
+        async def first_read_fails(*name):
+            reads.append(name)
+            if len(reads) == 1:
+                raise OperationalError("SELECT", {}, ConnectionError("the connection was lost"))
+            return await IdempotencyStore.outcome(here, *name)
+
+        here.outcome = first_read_fails
+        waiting = asyncio.ensure_future(here.wait("p", "key-1", timeout_s=60, poll_s=0.05))
+        while not reads:
+            await asyncio.sleep(0.05)
+        await elsewhere.record("p", "key-1", 200, {"id": "resp_1"})
+        async with asyncio.timeout(30):
+            assert (await waiting).body == {"id": "resp_1"}
+        await database.dispose()
+
+    asyncio.run(scenario())
 
 
 # --- Streams resumed past the end -----------------------------------------------------------

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from dataclasses import dataclass
 
 from threadline.engine.runner import ResponseRun
 from threadline.errors import APIError
 from threadline.store.idempotency import IdempotencyStore, Outcome
+
+log = logging.getLogger("threadline")
 
 
 @dataclass(frozen=True)
@@ -72,14 +75,21 @@ class Idempotency:
             await self.store.record(project, request.key, error.status, error.envelope())
 
     async def record_run(self, project: str, request: KeyedRequest, run: ResponseRun) -> None:
-        """Record a foreground response's outcome when it ends, whether or not its client stayed."""
-        await asyncio.wait([run.task])
+        """Record a foreground response's outcome when it ends, whether or not its client stayed:
+        its Response, or the refusal it met. Anything else (the run's own failure, a write that
+        failed, a shutdown) is logged and releases the key, so a retry runs again."""
         try:
-            answer = await run.result()
-        except APIError as error:
-            await self.record_failure(project, request, error)
-        else:
-            await self.record(project, request, answer)
+            await asyncio.wait([run.task])
+            try:
+                answer = await run.result()
+            except APIError as error:
+                await self.record_failure(project, request, error)
+            else:
+                await self.record(project, request, answer)
+        except BaseException:
+            log.exception("response %s: its Idempotency-Key is released, its outcome could not be recorded", run.response_id)
+            await self.release(project, request)
+            raise
 
     async def release(self, project: str, request: KeyedRequest) -> None:
         """Forget the key after the server's own failure: a retry runs again."""

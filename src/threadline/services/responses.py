@@ -51,19 +51,23 @@ class ResponsesService:
         A request with an Idempotency-Key (`keyed`) runs once: a repeat is answered with the
         first one's outcome. A response not streamed whose client leaves first (`client_gone`
         returns) stops if its model says so (on_disconnect)."""
-        if keyed is None:
-            return await self._start(project, body, client_gone)
-        earlier = await self.idempotency.claim(project, keyed)
-        if earlier is not None:
-            return await self._repeat(project, body, keyed, earlier)
-        try:
-            return await self._start(project, body, client_gone, keyed)
-        except APIError as error:
-            await self.idempotency.record_failure(project, keyed, error)
-            raise
-        except Exception:  # the server's own failure: a retry runs again
-            await self.idempotency.release(project, keyed)
-            raise
+        if keyed is not None:
+            earlier = await self.idempotency.claim(project, keyed)
+            if earlier is not None:
+                return await self._repeat(project, body, keyed, earlier)
+        started = await self._start(project, body, keyed)
+        include = body.include or ()
+        if not isinstance(started, ResponseRun):  # queued
+            if body.stream:
+                return present_events(self._stored_events(project, started, after=None, may_rebuild=False), include)
+            return present(started, include)
+        if not body.stream:
+            return present(await _result(started, client_gone), include)
+        batches = started.stream()
+        # The first events go out once the response is recorded, without waiting for the model:
+        # waiting for them keeps a response that cannot even be recorded a plain error.
+        first = await anext(batches)
+        return present_events(_prepend(first, batches), include)
 
     async def retrieve(self, project: str, response_id: str, include: Collection[str]) -> dict:
         return present(await self.responses.get(project, response_id), include)
@@ -95,26 +99,30 @@ class ResponsesService:
 
     # -- create ----------------------------------------------------------------------
 
-    async def _start(self, project: str, body: CreateResponseBody, client_gone: ClientGone | None, keyed: KeyedRequest | None = None) -> dict | Events:
-        prepared = await self.preparer.prepare(body, project)
-        include = body.include or ()
-        if body.background:
-            await self.worker.enqueue(prepared)
+    async def _start(self, project: str, body: CreateResponseBody, keyed: KeyedRequest | None) -> ResponseRun | dict:
+        """The response started: its run, or the Response of a background one, queued.
+
+        A keyed request's outcome is recorded here until its run exists; from then on
+        `record_run` alone records it."""
+        try:
+            prepared = await self.preparer.prepare(body, project)
+            if body.background:
+                await self.worker.enqueue(prepared)
+                if keyed:
+                    await self.idempotency.record(project, keyed, prepared.response)
+                return prepared.response
+            run = await self.runner.start(prepared, streamed=bool(body.stream))
+        except APIError as error:
             if keyed:
-                await self.idempotency.record(project, keyed, prepared.response)
-            if body.stream:
-                return present_events(self._stored_events(project, prepared.response, after=None, may_rebuild=False), include)
-            return present(prepared.response, include)
-        run = await self.runner.start(prepared, streamed=bool(body.stream))
+                await self.idempotency.record_failure(project, keyed, error)
+            raise
+        except BaseException:  # the server's own failure: a retry runs again
+            if keyed:
+                await self.idempotency.release(project, keyed)
+            raise
         if keyed:
             self.runner.run_detached(self.idempotency.record_run(project, keyed, run))
-        if not body.stream:
-            return present(await _result(run, client_gone), include)
-        batches = run.stream()
-        # The first events go out once the response is recorded, without waiting for the model:
-        # waiting for them keeps a response that cannot even be recorded a plain error.
-        first = await anext(batches)
-        return present_events(_prepend(first, batches), include)
+        return run
 
     async def _repeat(self, project: str, body: CreateResponseBody, keyed: KeyedRequest, earlier: Outcome) -> dict | Events:
         """The answer to a request whose key was seen before: the first one's Response, shown

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from sqlalchemy.exc import IntegrityError
 
 from threadline.store.database import Database
 from threadline.store.tables import idempotency_keys, workers
+
+log = logging.getLogger("threadline")
 
 Name = tuple[str, str]  # (project, key)
 
@@ -151,8 +154,12 @@ class IdempotencyStore:
         """Set `answered` once the key, its first request running elsewhere, has an outcome."""
         while True:
             await asyncio.sleep(poll_s)
-            # Shielded: a poll cancelled mid-read must not leave a database connection half closed.
-            outcome = await asyncio.shield(self.outcome(*name))
+            try:
+                # Shielded: a poll cancelled mid-read must not leave a database connection half closed.
+                outcome = await asyncio.shield(self.outcome(*name))
+            except Exception:  # a transient failure: the repeats wait on, and the next poll reads again
+                log.exception("the outcome of an Idempotency-Key could not be read")
+                continue
             if outcome is None or outcome.status_code is not None or outcome.abandoned:
                 answered.set()
                 return
