@@ -12,9 +12,18 @@ from pydantic import BaseModel
 
 from threadline.engine.new_items import new_items
 from threadline.engine.runner import Runner
+from threadline.jobs.recovery import failed
 from threadline.spec.response import present_item
 from threadline.store.conversations import ConversationStore
 from threadline.store.pagination import Page
+
+
+# Why a queued response ends failed when its conversation is deleted.
+DELETED_WHILE_QUEUED = "The conversation of this response was deleted before the response ran."
+
+
+def _deleted_while_queued(response: dict) -> dict:
+    return failed(response, DELETED_WHILE_QUEUED)
 
 
 class ConversationsService:
@@ -35,10 +44,15 @@ class ConversationsService:
         return await self.conversations.update(project, conversation_id, metadata)
 
     async def delete(self, project: str, conversation_id: str) -> None:
-        """Delete the conversation and its items. Responses still running in it end failed,
-        adding nothing to it: those running here stop now, one running in another process
-        fails when its model finishes."""
-        await self.conversations.delete(project, conversation_id)
+        """Delete the conversation and its items. Responses still queued or running in it end
+        failed, adding nothing to it: queued ones (whichever process queued them) in the
+        delete, never reaching their model; those running here stop now; one running in
+        another process fails when its model finishes."""
+        ended = await self.conversations.delete(
+            project, conversation_id, along=lambda connection: self.runner.jobs.end_queued(connection, conversation_id, _deleted_while_queued)
+        )
+        for response_id in ended:
+            self.runner.notify(response_id)
         self.runner.conversation_deleted(conversation_id)
 
     async def add_items(self, project: str, conversation_id: str, items: Sequence[dict | BaseModel], include: Collection[str]) -> Page:

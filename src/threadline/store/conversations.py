@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator
-from typing import Literal
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any, Literal
 
 import orjson
 from sqlalchemy import delete, insert, select, update
@@ -69,13 +69,15 @@ class ConversationStore:
             raise not_found("Conversation", conversation_id)
         return conversation_object(row)
 
-    async def delete(self, project: str, conversation_id: str) -> None:
+    async def delete(self, project: str, conversation_id: str, *, along: Callable[[AsyncConnection], Awaitable[Any]]) -> Any:
+        """Delete the conversation and its items, and do `along` in the same transaction; what it returns."""
         async with self.database.write() as connection:
             await _conversation_row(connection, project, conversation_id)
             await connection.execute(
                 delete(conversation_items).where(conversation_items.c.conversation_id == conversation_id)
             )
             await connection.execute(delete(conversations).where(conversations.c.id == conversation_id))
+            return await along(connection)
 
     async def add_items(self, project: str, conversation_id: str, items: list[dict]) -> list[dict]:
         async with self.database.write() as connection:

@@ -9,10 +9,12 @@ ends is decided in jobs/, which runs it; this module only keeps it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
 from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from threadline.errors import not_found
 from threadline.spec.events import terminal_event
@@ -103,6 +105,26 @@ class JobStore:
             if updated.rowcount and queued:
                 await insert_events(connection, response["id"], [await _terminal_event(connection, response["id"], response)])
             return bool(updated.rowcount)
+
+    async def end_queued(self, connection: AsyncConnection, conversation_id: str, ending: Callable[[dict], dict]) -> list[str]:
+        """Take the conversation's queued responses off the queue, each stored as `ending` makes
+        it and its log ended, within the caller's transaction; their ids. A response claimed
+        meanwhile is left to its run."""
+        queued = await connection.execute(
+            select(responses.c.id, responses.c.data).where(responses.c.conversation_id == conversation_id, responses.c.status == "queued")
+        )
+        ended = []
+        for response_id, data in queued.all():
+            response = ending(orjson.loads(data))
+            updated = await connection.execute(
+                update(responses)
+                .where(responses.c.id == response_id, responses.c.status == "queued")
+                .values(status=response["status"], data=orjson.dumps(response).decode(), job=None)
+            )
+            if updated.rowcount:
+                await insert_events(connection, response_id, [await _terminal_event(connection, response_id, response)])
+                ended.append(response_id)
+        return ended
 
     async def cancelled_among(self, owner: str) -> list[str]:
         """Responses this process runs that were cancelled, perhaps through another process."""
