@@ -36,6 +36,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import httpx
 import openai
@@ -58,7 +59,8 @@ from tests.mock_upstream import (
     text,
 )
 from threadline.backends.openai_chat import OpenAIChatBackend
-from threadline.backends.upstream import LOOKUP_RETRY_S, sse_lines
+from threadline.backends.base import BackendError
+from threadline.backends.upstream import LOOKUP_RETRY_S, bounded_chunks, sse_lines
 from threadline.config import ModelSettings
 
 SMALL_ANSWER_BYTES = 64 * 1024
@@ -549,6 +551,25 @@ def test_sse_lines_end_only_at_cr_or_lf(chunks, lines):
         return [line async for line in sse_lines(received())]
 
     assert asyncio.run(read()) == lines
+
+
+def test_an_answer_read_at_once_past_the_limit_keeps_the_events_within_it():
+    """A reader that fell behind gets much of an answer in one read: the events that ended
+    within max_answer_bytes still count, and then the answer is too large."""
+    answer = [b"".join(f"data: {n}\n\n".encode() for n in range(100))]  # 100 bytes end with event 10
+
+    class Content:
+        async def readany(self) -> bytes:
+            return answer.pop() if answer else b""
+
+    async def read() -> list[str]:
+        lines = []
+        with pytest.raises(BackendError, match="max_answer_bytes"):
+            async for line in sse_lines(bounded_chunks(SimpleNamespace(headers={}, content=Content()), 100)):
+                lines.append(line)
+        return lines
+
+    assert asyncio.run(read()) == [line for n in range(11) for line in (f"data: {n}", "")]
 
 
 def test_a_failed_context_window_lookup_waits_before_trying_again(upstream, refused):

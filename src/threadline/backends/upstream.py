@@ -225,9 +225,11 @@ async def bounded_chunks(response: aiohttp.ClientResponse, limit: int) -> AsyncI
         raise answer_too_large(limit)
     received = 0
     while chunk := await response.content.readany():
-        received += len(chunk)
-        if received > limit:
+        if received + len(chunk) > limit:
+            # A read may hold much at once: what came within the limit is still passed on.
+            yield chunk[: limit - received]
             raise answer_too_large(limit)
+        received += len(chunk)
         yield chunk
 
 
