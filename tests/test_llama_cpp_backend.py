@@ -195,26 +195,44 @@ async def test_concurrent_generations_take_turns_and_the_loop_stays_responsive()
     assert len(gaps) > 20 and max(gaps) < 0.2
 
 
+def counted_tokens(backend: LlamaCppBackend) -> list[int]:
+    """A list the backend's token loop appends to for each token it turns into text."""
+    counted: list[int] = []
+    detokenize = backend._llm.detokenize
+    backend._llm.detokenize = lambda tokens, *args, **kwargs: counted.extend(tokens) or detokenize(tokens, *args, **kwargs)
+    return counted
+
+
+# Stopped at its next token, a loop told to stop writes a few more at most (the thread may run
+# on while the loop sets the flag); not stopped, it would write up to the 2,000 asked for.
+A_FEW_TOKENS = 50
+
+
 @pytest.mark.slow
 @pytest.mark.asyncio
 async def test_closing_the_generator_early_stops_the_thread():
     async with smollm2() as backend:
+        await backend.start()
+        counted = counted_tokens(backend)
         stream = backend.generate(ask("Count from 1 to 1000, separated by commas.", max_output_tokens=2000))
         for _ in range(3):
             await anext(stream)
-        started = time.perf_counter()
+        before = len(counted)
         await stream.aclose()
-        assert time.perf_counter() - started < 1  # the thread stopped at its next token, not 2000 later
+        assert len(counted) - before <= A_FEW_TOKENS  # the thread stopped at its next token, not 2000 later
         assert not backend._turn.locked()
-        # The model is free for the next request at once.
-        events = await asyncio.wait_for(collect(backend, ask("Say hi.", max_output_tokens=3)), timeout=5)
-        assert isinstance(events[-1], Finish)
+        # The model is free for the next request, and the closed one writes no more.
+        before = len(counted)
+        events = await collect(backend, ask("Say hi.", max_output_tokens=3))
+        assert isinstance(events[-1], Finish) and len(counted) - before <= events[-1].usage.output_tokens <= 3
 
 
 @pytest.mark.slow
 @pytest.mark.asyncio
 async def test_cancelling_the_consumer_releases_the_model():
     async with smollm2() as backend:
+        await backend.start()
+        counted = counted_tokens(backend)
         seen = asyncio.Event()
 
         async def consume():
@@ -223,11 +241,14 @@ async def test_cancelling_the_consumer_releases_the_model():
 
         task = asyncio.create_task(consume())
         await seen.wait()
+        before = len(counted)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        events = await asyncio.wait_for(collect(backend, ask("Say hi.", max_output_tokens=3)), timeout=5)
-        assert isinstance(events[-1], Finish)
+        assert len(counted) - before <= A_FEW_TOKENS and not backend._turn.locked()
+        before = len(counted)
+        events = await collect(backend, ask("Say hi.", max_output_tokens=3))
+        assert isinstance(events[-1], Finish) and len(counted) - before <= events[-1].usage.output_tokens <= 3
 
 
 @pytest.mark.slow
