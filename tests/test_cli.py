@@ -54,3 +54,9 @@ def test_serve_reads_its_flags_from_the_environment(tmp_path):
 def test_help_explains_the_commands():
     result = threadline("--help")
     assert result.returncode == 0 and "serve" in result.stdout and "migrate" in result.stdout
+
+
+def test_an_unsupported_database_url_is_refused_without_its_password():
+    result = threadline("migrate", "--database", "mysql://admin:hunter2-secret@db.internal/app")
+    assert result.returncode != 0 and "sqlite:///" in result.stdout + result.stderr
+    assert "hunter2-secret" not in result.stdout + result.stderr

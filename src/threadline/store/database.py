@@ -36,7 +36,8 @@ def async_url(database_url: str) -> str:
     url = make_url(database_url)
     backend = url.get_backend_name()
     if backend not in ASYNC_DRIVERS:
-        raise ValueError(f"unsupported database {database_url!r}: use sqlite:/// or postgresql://")
+        shown = url.render_as_string(hide_password=True)  # an error is shown and logged: never the password
+        raise ValueError(f"unsupported database {shown!r}: use sqlite:/// or postgresql://")
     if url.drivername != backend:
         raise ValueError(f"give the database URL without a driver name, as {backend}://...")
     return url.set(drivername=ASYNC_DRIVERS[backend]).render_as_string(hide_password=False)
