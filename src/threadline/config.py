@@ -91,6 +91,43 @@ class LimitsSettings(_Section):
     max_input_items: int = Field(default=10_000, gt=0)  # more items in a response's `input` get 400
 
 
+class McpSettings(_Section):
+    # Loopback, private and link-local hosts an MCP server_url may name (public ones always
+    # may): each entry a host name, an address or a CIDR range, covering nothing else.
+    allowed_hosts: list[str] = []
+    call_timeout_s: float = Field(default=60.0, gt=0)  # one tool call (listing a server's tools too)
+
+
+class WebSearchSettings(_Section):
+    """The search provider behind the hosted web_search tool; without this table there is none."""
+
+    provider: Literal["searxng", "brave", "tavily"]
+    base_url: str | None = None  # searxng: the instance (required); brave and tavily: an override
+    api_key: str | None = None  # brave and tavily
+    max_results: int = Field(default=10, ge=1, le=50)
+    timeout_s: float = Field(default=30.0, gt=0)  # one search
+
+    @model_validator(mode="after")
+    def _provider_needs(self) -> WebSearchSettings:
+        if self.provider == "searxng" and not self.base_url:
+            raise ValueError("the searxng web search provider needs base_url (the instance)")
+        if self.provider in ("brave", "tavily") and not self.api_key:
+            raise ValueError(f"the {self.provider} web search provider needs api_key")
+        return self
+
+
+class ToolsSettings(_Section):
+    max_turns: int = Field(default=16, ge=1)  # model turns in one response; the last is offered no tools
+    mcp: McpSettings = McpSettings()
+    web_search: WebSearchSettings | None = None
+
+
+class SecuritySettings(_Section):
+    # Keys that encrypt secrets kept at rest (an MCP tool's headers while its background
+    # response runs): the first encrypts, every one decrypts, so a key can be rotated.
+    encryption_keys: list[str] = []
+
+
 class Settings(_Section):
     host: str = "127.0.0.1"
     port: int = 8000
@@ -101,6 +138,8 @@ class Settings(_Section):
     server: ServerSettings = ServerSettings()
     limits: LimitsSettings = LimitsSettings()
     workers: WorkerSettings = WorkerSettings()
+    tools: ToolsSettings = ToolsSettings()
+    security: SecuritySettings = SecuritySettings()
 
     @model_validator(mode="after")
     def _default_model_is_configured(self) -> Settings:

@@ -1,0 +1,1 @@
+"""Server-side tools: what the server runs between the model's turns (MCP servers, web search)."""
