@@ -33,6 +33,8 @@ from threadline.store.jobs import JobStore
 from threadline.store.responses import ResponseStore
 from threadline.store.database import Database
 from threadline.store.migrate import migrate
+from threadline.tools.secrets import SecretBox
+from threadline.tools.toolbox import ToolServices
 
 log = logging.getLogger("threadline")
 
@@ -49,7 +51,8 @@ def create_app(settings: Settings) -> FastAPI:
         responses = ResponseStore(database)
         conversations = ConversationStore(database)
         jobs = JobStore(database)
-        runner = Runner(responses, jobs, owner=new_id("proc"))
+        tools = ToolServices(settings.tools, SecretBox(settings.security.encryption_keys))
+        runner = Runner(responses, jobs, owner=new_id("proc"), tools=tools)
         worker = Worker(runner, models, settings.workers)
         idempotency = Idempotency(
             IdempotencyStore(database, settings.server.idempotency_ttl_s),
@@ -58,7 +61,7 @@ def create_app(settings: Settings) -> FastAPI:
             poll_s=settings.workers.poll_s,
         )
         app.state.responses = ResponsesService(
-            preparer=Preparer(database, models, responses, conversations, settings.limits),
+            preparer=Preparer(database, models, responses, conversations, settings.limits, tools),
             runner=runner,
             worker=worker,
             responses=responses,
@@ -78,6 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.ready = False
             await worker.stop(settings.server.shutdown_grace_s)
             await models.close()
+            await tools.aclose()
             await database.dispose()
 
     app = FastAPI(

@@ -15,7 +15,10 @@ from threadline.config import LimitsSettings
 from threadline.engine.context import History, fit_to_window
 from threadline.engine.new_items import new_items
 from threadline.errors import invalid
-from threadline.spec.request import CreateResponseBody, FunctionTool, NamespaceTool
+from threadline.spec.request import WEB_SEARCH_TYPES, CreateResponseBody
+from threadline.tools.network import check_host
+from threadline.tools.plan import WEB_SEARCH_NAME, ToolPlan, approved_calls, tool_plan
+from threadline.tools.toolbox import ToolServices
 from threadline.spec.response import response_object
 from threadline.store.conversations import ConversationStore
 from threadline.store.database import Database
@@ -30,6 +33,7 @@ class PreparedResponse:
     response: dict  # the Response object, status in_progress, output empty
     input_items: list[dict]  # the new input, normalized, as stored with the response
     store: bool
+    tools: ToolPlan
 
 
 def request_input(body: CreateResponseBody) -> list:
@@ -41,32 +45,15 @@ def request_input(body: CreateResponseBody) -> list:
     return body.input
 
 
-def function_tools(body: CreateResponseBody) -> list[dict]:
-    """The function tools a backend receives; namespaces are flattened, other types refused."""
-    tools = []
-    for index, tool in enumerate(body.tools or []):
-        if isinstance(tool, FunctionTool):
-            tools.append(tool.model_dump(exclude_none=True))
-        elif isinstance(tool, NamespaceTool):
-            tools.extend(inner.model_dump(exclude_none=True) for inner in tool.tools)
-        else:
-            raise invalid(
-                f"Tool type '{tool.type}' is not supported by this server: only function (and namespace) tools can be served.",
-                param=f"tools[{index}].type",
-                code="unsupported_tool",
-            )
-    return tools
-
-
-def tool_choice(body: CreateResponseBody, tools: list[dict]) -> str | dict:
+def tool_choice(body: CreateResponseBody, plan: ToolPlan) -> str | dict:
     choice = body.tool_choice
     if choice is None:
         return "auto"
     if isinstance(choice, str):
-        if choice == "required" and not tools:
+        if choice == "required" and not plan.model_tools and not plan.mcp_servers:
             raise invalid("tool_choice 'required' needs at least one tool in 'tools'.", param="tool_choice")
         return choice
-    names = {tool["name"] for tool in tools}
+    names = set(plan.targets)
     if choice.type == "function":
         if choice.name not in names:
             raise invalid(f"Tool choice '{choice.name}' is not one of the tools given in 'tools'.", param="tool_choice.name")
@@ -77,7 +64,23 @@ def tool_choice(body: CreateResponseBody, tools: list[dict]) -> str | dict:
             if name not in names:
                 raise invalid(f"Allowed tool '{name}' is not one of the tools given in 'tools'.", param=f"tool_choice.tools[{index}]")
         return choice.model_dump()
+    if choice.type in WEB_SEARCH_TYPES:
+        # Echoed as asked; the model is made to search only where a provider serves it.
+        return choice.model_dump()
+    if choice.type == "mcp":
+        if plan.server(getattr(choice, "server_label", None) or "") is None:
+            raise invalid("Tool choice 'mcp' names a server_label that is not one of the mcp tools in 'tools'.", param="tool_choice.server_label")
+        return choice.model_dump()
     raise invalid(f"Tool choice type '{choice.type}' is not supported by this server.", param="tool_choice.type")
+
+
+def model_tool_choice(choice: str | dict, plan: ToolPlan) -> str | dict:
+    """The tool choice as the model gets it: a hosted tool named becomes the function it is offered as."""
+    if isinstance(choice, dict) and choice["type"] in WEB_SEARCH_TYPES:
+        return {"type": "function", "name": WEB_SEARCH_NAME} if WEB_SEARCH_NAME in plan.targets else "auto"
+    if isinstance(choice, dict) and choice["type"] == "mcp":
+        return "required"
+    return choice
 
 
 def text_format(body: CreateResponseBody) -> dict | None:
@@ -89,13 +92,20 @@ def text_format(body: CreateResponseBody) -> dict | None:
 
 class Preparer:
     def __init__(
-        self, database: Database, models: Models, responses: ResponseStore, conversations: ConversationStore, limits: LimitsSettings
+        self,
+        database: Database,
+        models: Models,
+        responses: ResponseStore,
+        conversations: ConversationStore,
+        limits: LimitsSettings,
+        tools: ToolServices,
     ) -> None:
         self.database = database
         self.models = models
         self.responses = responses
         self.conversations = conversations
         self.limits = limits
+        self.tools = tools
 
     async def prepare(self, body: CreateResponseBody, project: str) -> PreparedResponse:
         if body.conversation is not None and body.previous_response_id is not None:
@@ -112,8 +122,17 @@ class Preparer:
             )
         backend = self.models.get(body.model)
         model_id = body.model or self.models.default_id
-        tools = function_tools(body)
-        choice = tool_choice(body, tools)
+        plan = tool_plan(body, self.tools.web_search_served())
+        for index, tool in enumerate(body.tools or []):
+            if tool.type == "mcp" and tool.server_url:
+                await check_host(tool.server_url, self.tools.settings.mcp.allowed_hosts, param=f"tools[{index}].server_url")
+        if body.background and any(server.has_secrets for server in plan.mcp_servers) and not self.tools.secrets.configured:
+            raise invalid(
+                "A background response keeps its MCP tools' headers and authorization until it ends, encrypted: "
+                "this server has no [security] encryption_keys configured to do that.",
+                param="background",
+            )
+        choice = tool_choice(body, plan)
         history = History(self.earlier_items(body, project))
         await history.read()  # an unknown conversation or previous response is refused first
         input_items = await new_items(self.database, project, request_input(body), param="input", max_bytes=self.limits.max_body_bytes)
@@ -122,8 +141,8 @@ class Preparer:
             model=model_id,
             input=input_items,
             instructions=body.instructions,
-            tools=tools if choice != "none" else [],
-            tool_choice=choice,
+            tools=plan.model_tools if choice != "none" else [],
+            tool_choice=model_tool_choice(choice, plan),
             parallel_tool_calls=True if body.parallel_tool_calls is None else body.parallel_tool_calls,
             text_format=text_format(body),
             # The request's own bound, else the model's default (see engine/output_bound.py).
@@ -139,6 +158,7 @@ class Preparer:
             stream=bool(body.stream),
         )
         model_request = await fit_to_window(backend, model_request, history, body.truncation or "disabled")
+        plan.approved = approved_calls(model_request.input, input_items, plan)
         return PreparedResponse(
             project=project,
             backend=backend,
@@ -146,6 +166,7 @@ class Preparer:
             response=response_object(body, model_id, choice),
             input_items=input_items,
             store=body.store is not False,
+            tools=plan,
         )
 
     def earlier_items(self, body: CreateResponseBody, project: str) -> AsyncGenerator[list[dict], int | None] | None:

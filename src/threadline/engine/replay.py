@@ -56,7 +56,7 @@ def model_events(item: dict, call_index: int):
             yield ReasoningDelta(part.get("text", ""))
         if item.get("encrypted_content"):
             yield ReasoningEncrypted(item["encrypted_content"])
-    elif item["type"] == "function_call":
+    elif item["type"] == "function_call" and "namespace" not in item:
         yield ToolCallDelta(call_index, call_id=item["call_id"], name=item["name"], arguments=item["arguments"])
     else:
         yield ToolItem(item)

@@ -26,6 +26,7 @@ from threadline.spec.response import with_status
 from threadline.spec.stream import ResponseEvents
 from threadline.store.jobs import JobStore, OwnedResponse
 from threadline.store.responses import ResponseStore
+from threadline.tools.toolbox import ToolServices
 
 log = logging.getLogger("threadline")
 
@@ -66,6 +67,7 @@ class ResponseRun:
         self.background = background
         # Stored as in progress before it ran (its id is out early), rather than only once it ends.
         self.recorded_at_start = background or streamed
+        self.begun = self.recorded_at_start  # stored as in progress: at its start, or before a tool ran
         self.recording = recording  # that first write, when it runs alongside the model's start
         self.events = ResponseEvents(prepared.response, sequence_number=QUEUED_EVENTS if background else 0)
         self.stop_reason: str | None = None  # a key of STOP_MESSAGES, or "cancelled", when stopped from outside
@@ -73,7 +75,9 @@ class ResponseRun:
         # The sinks: a streamed foreground response's client, a background response's log.
         self._client = ClientStream(self.client_left) if streamed and not background else None
         self._log = EventLogSink(self.response_id, runner.jobs, runner.notify) if background else None
-        self._turns = TurnLoop(prepared.backend, prepared.model_request, self.events, self._publish, self._open)
+        self._turns = TurnLoop(
+            prepared.backend, prepared.model_request, self.events, self._publish, self._open, prepared.tools, runner.tools, self._checkpoint
+        )
         self._started = False  # its task took its first step: a stop now cancels it
         self._opened = False  # its first events are out
         self._finishing = False  # storing the end: a stop now is seen by the store, not by cancelling
@@ -188,6 +192,18 @@ class ResponseRun:
         foreground response has no log: none)."""
         return self._log.held() if self._log is not None else contextlib.nullcontext([])
 
+    async def _checkpoint(self) -> None:
+        """Store the response as it stands before a server-side tool runs, so that a crash
+        from here on leaves it failed with the call unfinished, never run a second time.
+        A response not yet stored is stored now, in progress under this process."""
+        if not self.prepared.store:
+            return
+        if self.begun:
+            await self.runner.responses.checkpoint(self.response, self.runner.owner)
+            return
+        await self.runner.responses.begin(self.prepared.project, self.response, self.prepared.input_items, owner=self.runner.owner)
+        self.begun = True
+
     # -- the end ---------------------------------------------------------------------
 
     async def _finish(self, ending: list[dict], store=None) -> None:
@@ -211,7 +227,7 @@ class ResponseRun:
         cancelled = self.stop_reason == "cancelled"
         terminal = self.events.ended_as(self.response) if cancelled else self.events.fail_instead("server_error", NOT_SAVED)
         self.prepared.response = self.events.response
-        if self.recorded_at_start:
+        if self.begun:
             owned = OwnedResponse(self.response_id, self.runner.owner, "cancelled" if cancelled else "in_progress", self.response)
             try:
                 await self.runner.jobs.end(owned, self.response)
@@ -240,7 +256,7 @@ class ResponseRun:
                 self.prepared.input_items,
                 owner=self.runner.owner,
                 events=events,
-                begun=self.recorded_at_start,
+                begun=self.begun,
             )
         except APIError as error:
             if error.status != 404:
@@ -308,10 +324,11 @@ class ResponseRun:
 class Runner:
     """This process's responses: started here, or claimed from the shared queue."""
 
-    def __init__(self, responses: ResponseStore, jobs: JobStore, owner: str) -> None:
+    def __init__(self, responses: ResponseStore, jobs: JobStore, owner: str, tools: ToolServices) -> None:
         self.responses = responses
         self.jobs = jobs
         self.owner = owner
+        self.tools = tools
         self.runs: dict[str, ResponseRun] = {}
         self._signals: dict[str, LogSignal] = {}  # responses followed in this process, while followed
         self._chores: set[asyncio.Task] = set()

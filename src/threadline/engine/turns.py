@@ -1,28 +1,35 @@
-"""The model's turns within one response.
+"""The model's turns within one response, and the server-side tools run between them.
 
 A turn is one call to the backend: its events, held to the output bound, are fed into the
 response's `ResponseEvents`, and the OpenAI events they make are handed on as they come. The
 first turn starts the model at once, alongside the response's first write, so the first
-events go out without waiting for the model.
+events go out without waiting for the model (unless MCP servers must be listed first).
 
-The turns are a loop, not a single call, because a response whose model calls server-side
-tools takes several: their items go through the same ResponseEvents, `end_turn` closes each
-turn, and the model is asked again with their output. No such tool exists yet, so the first
-turn is also the last.
+When the model calls server-side tools (an MCP server's, web search), they are run, their
+items go into the output, and the model is asked again with what they returned. The loop
+ends when the model answers, calls a client-side tool, or needs an approval; the output
+bound counts every turn, and past `max_tool_calls` or `[tools] max_turns` no more tools are
+offered, so the model answers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
-from threadline.backends.base import Backend, BackendError, ContextLengthExceeded, Finish, ModelEvent, ModelRequest
+from threadline.backends.base import OUTPUT_DELTAS, Backend, BackendError, ContextLengthExceeded, Finish, ModelEvent, ModelRequest
 from threadline.engine.output_bound import bounded
 from threadline.errors import APIError
-from threadline.spec.stream import ResponseEvents
+from threadline.spec.stream import Call, ResponseEvents
+from threadline.tools.model_view import model_view
+from threadline.tools.plan import ToolPlan
+from threadline.tools.toolbox import Toolbox, ToolServices
 
 log = logging.getLogger("threadline")
+
+NOT_RUN = "This call was not made: the response reached its limit of tool calls. Answer with what you have."
 
 
 class TurnLoop:
@@ -35,12 +42,22 @@ class TurnLoop:
         events: ResponseEvents,
         publish: Callable[[list[dict]], None],
         open_response: Callable[[], None],
+        plan: ToolPlan | None = None,
+        services: ToolServices | None = None,
+        checkpoint: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.backend = backend
         self.request = request
         self.events = events
         self._publish = publish  # hands events on as they are made
         self._open = open_response  # lets the response's first events out, once
+        self.plan = plan or ToolPlan()
+        self._toolbox = Toolbox(self.plan, services, events, publish) if services is not None else None
+        self._checkpoint = checkpoint  # stores the response as it stands, before a tool runs
+        self._max_turns = services.settings.max_turns if services is not None else 1
+        self._calls_made = 0
+        self._output_tokens = 0  # of the turns ended
+        self._turn_deltas = 0  # pieces of output in the turn being run
 
     async def run(self, recording: asyncio.Future | None, recorded_at_start: bool) -> list[dict]:
         """Run the response's turns; the events that end it, not yet handed on (the response
@@ -52,16 +69,97 @@ class TurnLoop:
         first event. A model that refuses the request (400) before anyone saw the response
         raises APIError: the client's plain 400.
         """
-        generator = self._model_events(self.request)
         try:
-            finish = await self._turn(generator, await self._start(generator, recording, recorded_at_start))
+            if self.plan.runs_tools:
+                await self._before_first_turn(recording)
+                recording = None
+            turn = 1
+            while True:
+                request = self._turn_request(turn)
+                if request.max_output_tokens is not None and request.max_output_tokens <= 0:
+                    return self._out_of_tokens()
+                generator = self._model_events(request)
+                try:
+                    first = await (self._start(generator, recording, recorded_at_start) if turn == 1 else _first_event(generator))
+                    finish = await self._turn(generator, first)
+                finally:
+                    await generator.aclose()
+                if not isinstance(finish, Finish):
+                    return self._fail(finish)
+                # The model's count, else one token a delta (as the output bound counts).
+                self._output_tokens += finish.usage.output_tokens if finish.usage else self._turn_deltas
+                if finish.reason in ("length", "content_filter"):
+                    return self.events.finish(finish)
+                self._publish(self.events.end_turn(finish))
+                calls, self.events.turn_calls = self.events.turn_calls, []
+                server_side = [call for call in calls if call.server_side]
+                if server_side:
+                    await self._run_calls(server_side)
+                if not server_side or len(server_side) < len(calls):
+                    # Answered, or a client-side call or an approval is the client's to answer.
+                    return self.events.end("completed")
+                turn += 1
         finally:
-            await generator.aclose()
-        if not isinstance(finish, Finish):
-            return self._fail(finish)
-        # Here a turn that called server-side tools will run them and go round again; there
-        # are none yet, so the first turn is the last.
-        return self.events.finish(finish)
+            if self._toolbox is not None:
+                await self._toolbox.aclose()
+
+    async def _before_first_turn(self, recording: asyncio.Future | None) -> None:
+        """List the MCP servers' tools and run the calls the client approved: the response
+        opens first, as these make items of its own."""
+        if recording is not None:
+            await asyncio.shield(recording)
+        self._open()
+        await self._toolbox.open(self.request.input)
+        if self.plan.approved:
+            await self._checkpoint_now()
+            for approved in self.plan.approved:
+                await self._toolbox.run_approved(approved)
+                self._calls_made += 1
+
+    def _turn_request(self, turn: int) -> ModelRequest:
+        """What the model is asked in this turn: the input, then what this response has said
+        and run so far; no tools once it may not call more."""
+        request = self.request
+        if self._toolbox is None:
+            return request
+        output = self.events.response["output"]
+        changes: dict = {"input": model_view(request.input + output, self.plan, self._toolbox.outputs), "tools": self.plan.model_tools}
+        if request.max_output_tokens is not None:
+            changes["max_output_tokens"] = request.max_output_tokens - self._output_tokens
+        limited = self.plan.max_tool_calls is not None and self._calls_made >= self.plan.max_tool_calls
+        if turn >= self._max_turns or limited:
+            changes.update(tools=[], tool_choice="none")
+        elif request.tool_choice == "none":
+            changes["tools"] = []
+        elif turn > 1 and request.tool_choice == "required":
+            changes["tool_choice"] = "auto"  # required of the first turn, not of every one
+        return dataclasses.replace(request, **changes)
+
+    async def _run_calls(self, calls: list[Call]) -> None:
+        """Run a turn's server-side calls (at once when parallel_tool_calls allows), those past
+        max_tool_calls refused; the response is stored first, so that a crash meanwhile leaves
+        them failed rather than run again."""
+        allowed = len(calls) if self.plan.max_tool_calls is None else max(0, self.plan.max_tool_calls - self._calls_made)
+        for call in calls[allowed:]:
+            self._toolbox.refuse(call, NOT_RUN)
+        to_run = calls[:allowed]
+        self._calls_made += len(to_run)
+        if not to_run:
+            return
+        await self._checkpoint_now()
+        if self.request.parallel_tool_calls and len(to_run) > 1:
+            await asyncio.gather(*(self._toolbox.run(call) for call in to_run))
+        else:
+            for call in to_run:
+                await self._toolbox.run(call)
+
+    async def _checkpoint_now(self) -> None:
+        if self._checkpoint is not None:
+            await self._checkpoint()
+
+    def _out_of_tokens(self) -> list[dict]:
+        self.events.response["incomplete_details"] = {"reason": "max_output_tokens"}
+        return self.events.end("incomplete")
 
     def _model_events(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         """The model's events for one turn, held to its output bound."""
@@ -71,10 +169,12 @@ class TurnLoop:
     async def _turn(self, generator: AsyncIterator[ModelEvent], model_event: ModelEvent | Exception) -> Finish | Exception:
         """A turn from its first event on: the events fed in and handed on; how the model
         finished, or the exception it failed with."""
+        self._turn_deltas = 0
         try:
             while not isinstance(model_event, Finish):
                 if isinstance(model_event, Exception):
                     return model_event
+                self._turn_deltas += isinstance(model_event, OUTPUT_DELTAS)
                 self._publish(self.events.feed(model_event))
                 model_event = await anext(generator)
         except asyncio.CancelledError:
@@ -100,7 +200,8 @@ class TurnLoop:
             first.cancel()
             await asyncio.wait([first])  # the model's generator is left before it is closed
             raise
-        if isinstance(model_event, BackendError) and model_event.status == 400 and not recorded_at_start:
+        refusable = not recorded_at_start and not self.plan.runs_tools  # nobody has seen the response yet
+        if isinstance(model_event, BackendError) and model_event.status == 400 and refusable:
             param = "input" if isinstance(model_event, ContextLengthExceeded) else None
             raise APIError(400, model_event.message, param=param, code=model_event.code) from model_event
         self._open()

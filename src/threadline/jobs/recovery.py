@@ -9,8 +9,17 @@ STOPPED = "The Threadline process generating this response stopped before it fin
 
 
 def failed(response: dict, message: str) -> dict:
-    """The response, failed with a server error saying why."""
-    return with_status(response, "failed", {"code": "server_error", "message": message})
+    """The response, failed with a server error saying why; a call it left running (a
+    tool's, stored before it ran) is shown unfinished: it may or may not have taken effect."""
+    moved = with_status(response, "failed", {"code": "server_error", "message": message})
+    moved["output"] = [unfinished(item) for item in response.get("output") or ()]
+    return moved
+
+
+def unfinished(item: dict) -> dict:
+    if item.get("status") not in ("in_progress", "searching", "calling"):
+        return item
+    return {**item, "status": "failed" if item["type"] in ("web_search_call", "mcp_call") else "incomplete"}
 
 
 async def recover(jobs: JobStore) -> list[str]:

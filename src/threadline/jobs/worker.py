@@ -36,7 +36,7 @@ class Worker:
         """Queue a background response; its log starts with response.created and response.queued."""
         prepared.response = with_status(prepared.response, "queued")
         events = ResponseEvents(prepared.response).queued()
-        job = job_payload(prepared.model_request, prepared.input_items)
+        job = job_payload(prepared.model_request, prepared.input_items, prepared.tools, self.runner.tools.secrets)
         await self.runner.responses.begin(prepared.project, prepared.response, prepared.input_items, owner=None, job=job, events=events)
         self._wake.set()
 
@@ -95,7 +95,7 @@ class Worker:
         if claimed is None:
             return False
         try:
-            job = read_job(claimed.job)
+            job = read_job(claimed.job, self.runner.tools.secrets)
         except UnreadableJob as error:
             log.error("response %s cannot be run here: %s", claimed.response_id, error)
             owned = OwnedResponse(claimed.response_id, self.runner.owner, "in_progress", claimed.response)
@@ -109,6 +109,7 @@ class Worker:
             response=with_status(claimed.response, "in_progress"),
             input_items=job.input_items,
             store=True,
+            tools=job.tools,
         )
         run = self.runner.track(ResponseRun(prepared, self.runner, background=True))
         run.task.add_done_callback(lambda _task: self._wake.set())

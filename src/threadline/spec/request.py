@@ -90,28 +90,104 @@ class FunctionTool(Tolerant):
     strict: bool | None = None
 
 
+class CustomTextFormat(Tolerant):
+    type: Literal["text"]
+
+
+class CustomGrammarFormat(Tolerant):
+    type: Literal["grammar"]
+    syntax: Literal["lark", "regex"]
+    definition: str
+
+
+class CustomTool(Tolerant):
+    """A tool whose input is free text, or text in a grammar: its call carries the raw input."""
+
+    type: Literal["custom"]
+    name: FunctionName
+    description: str | None = None
+    format: Annotated[CustomTextFormat | CustomGrammarFormat, Field(discriminator="type")] | None = None
+
+
 class NamespaceTool(Tolerant):
-    """A group of function tools under one name (Codex sends these by default)."""
+    """A group of function and custom tools under one name (Codex sends these by default)."""
 
     type: Literal["namespace"]
-    name: str
+    name: Annotated[str, Field(min_length=1)]
     description: str | None = None
-    tools: list[FunctionTool]
+    tools: Annotated[list[Annotated[FunctionTool | CustomTool, Field(discriminator="type")]], Field(min_length=1)]
+
+
+class McpToolFilter(Tolerant):
+    tool_names: list[str] | None = None
+    read_only: bool | None = None
+
+
+class McpApprovalFilter(Tolerant):
+    always: McpToolFilter | None = None
+    never: McpToolFilter | None = None
+
+
+class McpTool(Tolerant):
+    """A remote MCP server whose tools the server calls for the model."""
+
+    type: Literal["mcp"]
+    server_label: Annotated[str, Field(min_length=1, pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
+    server_url: str | None = None
+    connector_id: str | None = None
+    server_description: str | None = None
+    headers: dict[str, str] | None = None
+    authorization: str | None = None
+    allowed_tools: list[str] | McpToolFilter | None = None
+    require_approval: Literal["always", "never"] | McpApprovalFilter | None = None
+
+
+class UserLocation(Tolerant):
+    type: Literal["approximate"] = "approximate"
+    country: str | None = None
+    region: str | None = None
+    city: str | None = None
+    timezone: str | None = None
+
+
+class WebSearchFilters(Tolerant):
+    allowed_domains: list[str] | None = None
+
+
+WEB_SEARCH_TYPES = ("web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11")
+
+
+class WebSearchTool(Tolerant):
+    type: Literal["web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11"]
+    filters: WebSearchFilters | None = None
+    user_location: UserLocation | None = None
+    search_context_size: Literal["low", "medium", "high"] | None = None
+    external_web_access: Bool | None = None
 
 
 class OtherTool(Tolerant):
-    """Hosted and custom tools: accepted by the schema, then served or refused by name."""
+    """Hosted tools this server does not run: accepted by the schema, then refused by name."""
 
     type: str
 
 
+TOOL_KINDS = {"function", "namespace", "custom", "mcp", *WEB_SEARCH_TYPES}
+
+
 def _tool_kind(value: Any) -> str:
     kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return kind if kind in ("function", "namespace") else "other"
+    if kind in WEB_SEARCH_TYPES:
+        return "web_search"
+    return kind if kind in TOOL_KINDS else "other"
 
 
 Tool = Annotated[
-    Annotated[FunctionTool, Tag("function")] | Annotated[NamespaceTool, Tag("namespace")] | Annotated[OtherTool, Tag("other")],
+    Annotated[FunctionTool, Tag("function")]
+    | Annotated[NamespaceTool, Tag("namespace")]
+    | Annotated[CustomTool, Tag("custom")]
+    | Annotated[McpTool, Tag("mcp")]
+    | Annotated[WebSearchTool, Tag("web_search")]
+    | Annotated[OtherTool, Tag("other")],
     Discriminator(_tool_kind),
 ]
 

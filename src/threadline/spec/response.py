@@ -14,10 +14,11 @@ from collections.abc import AsyncGenerator, AsyncIterator, Collection
 
 from threadline.backends.base import Usage
 from threadline.ids import new_id
-from threadline.spec.request import CreateResponseBody, FunctionTool, JSONSchemaFormat, NamespaceTool, Tool
+from threadline.spec.request import CreateResponseBody, FunctionTool, JSONSchemaFormat, McpTool, NamespaceTool, Tool
 
 ENCRYPTED_CONTENT = "reasoning.encrypted_content"
 LOGPROBS = "message.output_text.logprobs"
+SEARCH_SOURCES = "web_search_call.action.sources"
 
 
 def response_object(body: CreateResponseBody, model_id: str, tool_choice: str | dict) -> dict:
@@ -79,13 +80,20 @@ def text_config(body: CreateResponseBody) -> dict:
     return text
 
 
+# What an MCP tool carries that is never shown again: the Response echoes the tool without them.
+MCP_SECRETS = frozenset({"headers", "authorization"})
+
+
 def tool_echo(tool: Tool) -> dict:
-    """A tool as the Response lists it; function tools get every field OpenAI fills in."""
+    """A tool as the Response lists it; function tools get every field OpenAI fills in, and
+    an MCP tool is shown without its secrets."""
     if isinstance(tool, FunctionTool):
         return function_echo(tool)
+    if isinstance(tool, McpTool):
+        return tool.model_dump(by_alias=True, exclude_none=True, exclude=MCP_SECRETS)
     echoed = tool.model_dump(by_alias=True, exclude_none=True)
     if isinstance(tool, NamespaceTool):
-        echoed["tools"] = [function_echo(inner) for inner in tool.tools]
+        echoed["tools"] = [tool_echo(inner) for inner in tool.tools]
     return echoed
 
 
@@ -130,9 +138,10 @@ def as_started(response: dict) -> dict:
 # --- what a client sees ---------------------------------------------------------------------
 #
 # Everything is stored; `include` decides what of it a client is shown, on every request that
-# takes it (create, retrieve, input items, streams). Two values select stored data today:
-#   reasoning.encrypted_content   a reasoning item's `encrypted_content`
-#   message.output_text.logprobs  the logprobs of output text (also asked of the model)
+# takes it (create, retrieve, input items, streams). Three values select stored data today:
+#   reasoning.encrypted_content     a reasoning item's `encrypted_content`
+#   message.output_text.logprobs    the logprobs of output text (also asked of the model)
+#   web_search_call.action.sources  the sources a web search found
 # The others name the output of hosted tools (file_search_call.results, web_search_call.*,
 # code_interpreter_call.outputs, computer_call_output.output.image_url) and input image
 # URLs, which Threadline returns as it stored them; each tool adds its own rule here.
@@ -150,6 +159,8 @@ def present_item(item: dict, include: Collection[str]) -> dict:
     """An output or input item as a client that asked for `include` sees it."""
     if item.get("type") == "reasoning" and "encrypted_content" in item and ENCRYPTED_CONTENT not in include:
         return {key: value for key, value in item.items() if key != "encrypted_content"}
+    if item.get("type") == "web_search_call" and "sources" in (item.get("action") or {}) and SEARCH_SOURCES not in include:
+        return {**item, "action": {key: value for key, value in item["action"].items() if key != "sources"}}
     if item.get("type") == "message" and LOGPROBS not in include and isinstance(item.get("content"), list):
         content = [present_part(part, include) for part in item["content"]]
         if any(shown is not part for shown, part in zip(content, item["content"])):

@@ -12,7 +12,8 @@ Sequence numbers and output indexes run on across turns, and usage adds up.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import orjson
 
@@ -34,6 +35,42 @@ from threadline.spec.errors import response_error
 from threadline.spec.events import TERMINAL_EVENTS, terminal_event
 from threadline.spec.items import new_item_id
 from threadline.spec.response import usage_object
+from threadline.tools.plan import Target
+
+
+@dataclass
+class Call:
+    """A tool call the model made in the turn being written: its output item, and what the
+    model wrote (under the name it knows the tool by)."""
+
+    item: dict | None  # None while a call whose item is made when it is whole is written
+    call_id: str
+    model_name: str
+    arguments: str = ""  # raw input, for a custom tool
+    target: Target | None = None  # None: a name the request's tools do not have
+
+    @property
+    def kind(self) -> str:
+        if self.target is None:
+            return "function"
+        if self.target.kind == "mcp" and self.target.needs_approval:
+            return "approval"
+        return self.target.kind
+
+    @property
+    def server_side(self) -> bool:
+        return self.kind in ("mcp", "web_search")
+
+
+# Each kind of call: its item type, and the event that streams its arguments (None: the item
+# is made once the call is whole, as OpenAI shows approval requests and web searches).
+CALL_ITEMS = {
+    "function": ("function_call", "response.function_call_arguments.delta"),
+    "custom": ("custom_tool_call", "response.custom_tool_call_input.delta"),
+    "mcp": ("mcp_call", "response.mcp_call_arguments.delta"),
+    "approval": ("mcp_approval_request", None),
+    "web_search": ("web_search_call", None),
+}
 
 
 class ResponseEvents:
@@ -45,7 +82,11 @@ class ResponseEvents:
         self._part: dict | None = None  # its content part being written
         self._summary: dict | None = None  # the reasoning summary part being written
         self._summary_number = 0  # the model's number for it
-        self._calls: dict[int, dict] = {}  # function calls by the model's call index, open until the turn ends
+        self._calls: dict[int, Call] = {}  # tool calls by the model's call index, open until the turn ends
+        self.route: Callable[[str], Target | None] = lambda name: None  # what a called name stands for
+        self.turn_calls: list[Call] = []  # the calls of the turns ended, for the turn loop to take
+        self._running: dict[str, dict] = {}  # server-side calls being run, by item id
+        self.cite: Callable[[str], list[dict]] | None = None  # the citations of an answer's text, once it is written
         self._output_index: dict[str, int] = {}
         self._usage: Usage | None = None  # of the turns ended so far
 
@@ -214,22 +255,19 @@ class ResponseEvents:
         events: list[dict] = []
         call = self._calls.get(delta.index)
         if call is None:
-            events += self._close_item("completed")
-            call = {
-                "id": self._new_id("function_call"),
-                "type": "function_call",
-                "status": "in_progress",
-                "arguments": "",
-                "call_id": delta.call_id or new_id("call"),
-                "name": delta.name or "",
-            }
+            call = Call(None, delta.call_id or new_id("call"), delta.name or "", target=self.route(delta.name or ""))
             self._calls[delta.index] = call
-            events += self._open_item(call)
-        if delta.name and not call["name"]:
-            call["name"] = delta.name
+            if CALL_ITEMS[call.kind][1] is not None:
+                events += self._close_item("completed")
+                call.item = call_item(call, self._new_id(CALL_ITEMS[call.kind][0]))
+                events += self._open_item(call.item)
+                if call.kind == "mcp":
+                    events.append(self._event("response.mcp_call.in_progress", **self._location(call.item)))
         if delta.arguments:
-            call["arguments"] += delta.arguments
-            events.append(self._event("response.function_call_arguments.delta", **self._location(call), delta=delta.arguments))
+            call.arguments += delta.arguments
+            if call.item is not None:
+                call.item["input" if call.kind == "custom" else "arguments"] = call.arguments
+                events.append(self._event(CALL_ITEMS[call.kind][1], **self._location(call.item), delta=delta.arguments))
         return events
 
     def _open_item(self, item: dict) -> list[dict]:
@@ -238,15 +276,61 @@ class ResponseEvents:
         return [self._event("response.output_item.added", output_index=self._output_index[item["id"]], item=snapshot(item))]
 
     def close_all(self, status: str) -> list[dict]:
-        """Close every item still being written, with `status`."""
+        """Close every item still being written, with `status`. A server-side call of a turn
+        that ended well stays open for the turn loop, which runs it; one of a turn cut short
+        is never run, and an approval request or a web search not yet shown never shows."""
         events = self._close_item(status)
         for call in self._calls.values():
-            location = self._location(call)
-            call["status"] = status
-            events.append(self._event("response.function_call_arguments.done", **location, name=call["name"], arguments=call["arguments"]))
-            events.append(self._event("response.output_item.done", output_index=location["output_index"], item=snapshot(call)))
+            events += self._close_call(call, status)
         self._calls.clear()
+        for item in list(self._running.values()):
+            # A call stopped while it ran: it may or may not have taken effect.
+            item["status"] = "failed" if item["type"] == "web_search_call" else "incomplete"
+            events += self.call_done(item)
         return events
+
+    def call_running(self, item: dict) -> None:
+        """A server-side call added with `add_item` is being run."""
+        self._running[item["id"]] = item
+
+    def call_done(self, item: dict, type: str | None = None) -> list[dict]:
+        """A server-side call ended, as it is now: its `type` event (response.mcp_call.completed,
+        ...) and its item done."""
+        self._running.pop(item["id"], None)
+        events = [self.item_event(item, type)] if type else []
+        return events + self.item_done(item)
+
+    def _close_call(self, call: Call, status: str) -> list[dict]:
+        whole = status == "completed"
+        if call.item is None:
+            if not whole:
+                return []
+            call.item = call_item(call, self._new_id(CALL_ITEMS[call.kind][0]))
+            events = self._close_item("completed") + self._open_item(call.item)
+            self.turn_calls.append(call)
+            if call.kind == "web_search":
+                self._running[call.item["id"]] = call.item
+                return events
+            return events + self.item_done(call.item)
+        location = self._location(call.item)
+        events = []
+        if call.kind == "custom":
+            events.append(self._event("response.custom_tool_call_input.done", **location, input=call.arguments))
+        elif call.kind == "mcp":
+            events.append(self._event("response.mcp_call_arguments.done", **location, arguments=call.arguments))
+            if whole:
+                self.turn_calls.append(call)
+                self._running[call.item["id"]] = call.item
+                return events
+        else:
+            events.append(self._event("response.function_call_arguments.done", **location, name=call.item["name"], arguments=call.arguments))
+        call.item["status"] = status
+        self.turn_calls.append(call)
+        return events + [self._event("response.output_item.done", output_index=location["output_index"], item=snapshot(call.item))]
+
+    def item_event(self, item: dict, type: str, **fields) -> dict:
+        """An event about an output item's progress (response.mcp_call.completed, ...)."""
+        return self._event(type, **self._location(item), **fields)
 
     def _close_item(self, status: str) -> list[dict]:
         item = self._item
@@ -270,6 +354,13 @@ class ResponseEvents:
         if part is None:
             return []
         location = self._location(self._item, with_content=True)
+        events = []
+        if part["type"] == "output_text" and self.cite is not None:
+            for annotation in self.cite(part["text"]):
+                if annotation not in part["annotations"]:
+                    part["annotations"].append(annotation)
+                    index = len(part["annotations"]) - 1
+                    events.append(self._event("response.output_text.annotation.added", **location, annotation_index=index, annotation=snapshot(annotation)))
         if part["type"] == "output_text":
             done = self._event("response.output_text.done", **location, text=part["text"], logprobs=part["logprobs"])
         elif part["type"] == "refusal":
@@ -277,7 +368,7 @@ class ResponseEvents:
         else:
             done = self._event("response.reasoning_text.done", **location, text=part["text"])
         self._part = None
-        return [done, self._event("response.content_part.done", **location, part=snapshot(part))]
+        return events + [done, self._event("response.content_part.done", **location, part=snapshot(part))]
 
     def _close_summary(self) -> list[dict]:
         summary = self._summary
@@ -311,6 +402,33 @@ class ResponseEvents:
 
     def _lifecycle(self, type: str) -> dict:
         return self._event(type, response=snapshot(self.response))
+
+
+def call_item(call: Call, item_id: str) -> dict:
+    """A call's output item as it begins, by its kind."""
+    target = call.target
+    item = {"id": item_id, "type": CALL_ITEMS[call.kind][0]}
+    if call.kind in ("function", "custom"):
+        item.update(status="in_progress", call_id=call.call_id, name=target.name if target else call.model_name)
+        if target is not None and target.namespace is not None:
+            item["namespace"] = target.namespace
+        item["input" if call.kind == "custom" else "arguments"] = call.arguments
+    elif call.kind == "web_search":
+        item.update(status="in_progress", action={"type": "search", "query": search_query(call.arguments)})
+    else:
+        item.update(server_label=target.server_label, name=target.name, arguments=call.arguments)
+        if call.kind == "mcp":
+            item.update(status="in_progress", output=None, error=None, approval_request_id=None)
+    return item
+
+
+def search_query(arguments: str) -> str:
+    """The query of a web_search call, from the arguments the model wrote."""
+    try:
+        query = orjson.loads(arguments).get("query")
+    except (orjson.JSONDecodeError, AttributeError):
+        return arguments
+    return query if isinstance(query, str) else arguments
 
 
 def snapshot(value: dict) -> dict:

@@ -48,6 +48,12 @@ END_RESPONSE = (
     .values(status=bindparam("new_status"), data=bindparam("new_data"), owner=None, job=None)
 )
 
+CHECKPOINT_RESPONSE = (
+    update(responses)
+    .where(responses.c.id == bindparam("response_id"), responses.c.status == "in_progress", responses.c.owner == bindparam("running_owner"))
+    .values(data=bindparam("new_data"))
+)
+
 
 class ResponseStore:
     def __init__(self, database: Database) -> None:
@@ -107,6 +113,15 @@ class ResponseStore:
         # Written here whole: plain inserts, which share their statements with the other writes waiting.
         inserts = () if begun else response_inserts(project, response, input_items, response["output"], events, owner=None, job=None)
         return await self.database.write_together(write, inserts)
+
+    async def checkpoint(self, response: dict, owner: str) -> bool:
+        """Store a running response as it stands (its owner's, still in progress); False if
+        it is no longer so (cancelled or recovered meanwhile), and nothing was written."""
+        async with self.database.write() as connection:
+            updated = await connection.execute(
+                CHECKPOINT_RESPONSE, {"response_id": response["id"], "running_owner": owner, "new_data": orjson.dumps(response).decode()}
+            )
+            return bool(updated.rowcount)
 
     async def get(self, project: str, response_id: str) -> dict:
         async with self.database.read() as connection:

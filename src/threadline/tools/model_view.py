@@ -1,0 +1,74 @@
+"""Items as the model reads them: a server-side tool's items become the function call and
+output the model made and read, under the names the model knows the tools by.
+
+Backends then see only the items every model understands (messages, reasoning, function
+and custom calls with their outputs); an MCP approval still waiting is not shown at all.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from threadline.tools.plan import WEB_SEARCH_NAME, Target, ToolPlan
+
+DENIED = "The user denied this call of the tool, so it was not run."
+
+
+def model_view(items: list[dict], plan: ToolPlan, outputs: dict[str, str] | None = None) -> list[dict]:
+    """`items` as the model reads them; `outputs` holds what the model read of calls made in
+    this response, by item id (a web search's results are not stored whole)."""
+    outputs = outputs or {}
+    answers = {item["approval_request_id"]: item for item in items if item.get("type") == "mcp_approval_response"}
+    ran = {item.get("approval_request_id") for item in items if item.get("type") == "mcp_call"}
+    viewed: list[dict] = []
+    for item in items:
+        kind = item.get("type")
+        if kind in ("mcp_list_tools", "mcp_approval_response"):
+            continue
+        if kind == "mcp_call":
+            name = plan.model_name(Target("mcp", item["name"], server_label=item["server_label"]))
+            viewed += call_pair(item["id"], name, item["arguments"], outputs.get(item["id"]) or mcp_output(item))
+        elif kind == "mcp_approval_request":
+            answer = answers.get(item["id"])
+            # Waiting for an answer, or approved (its mcp_call follows, or runs before the next turn).
+            if answer is None or answer["approve"] or item["id"] in ran:
+                continue
+            name = plan.model_name(Target("mcp", item["name"], server_label=item["server_label"]))
+            reason = f" Reason given: {answer['reason']}" if answer.get("reason") else ""
+            viewed += call_pair(item["id"], name, item["arguments"], DENIED + reason)
+        elif kind == "web_search_call":
+            action = item.get("action") or {}
+            arguments = orjson.dumps({"query": action.get("query", "")}).decode()
+            viewed += call_pair(item["id"], plan.model_name(Target("web_search", WEB_SEARCH_NAME)), arguments, outputs.get(item["id"]) or search_output(item))
+        elif kind in ("function_call", "custom_tool_call") and item.get("namespace"):
+            target = Target("function" if kind == "function_call" else "custom", item["name"], namespace=item["namespace"])
+            viewed.append({**item, "name": plan.model_name(target)})
+        else:
+            viewed.append(item)
+    return viewed
+
+
+def call_pair(call_id: str, name: str, arguments: str, output: str) -> list[dict]:
+    return [
+        {"type": "function_call", "call_id": call_id, "name": name, "arguments": arguments, "status": "completed"},
+        {"type": "function_call_output", "call_id": call_id, "output": output, "status": "completed"},
+    ]
+
+
+def mcp_output(item: dict) -> str:
+    """What the model reads of an MCP call: its output, or what went wrong."""
+    if item.get("error"):
+        error = item["error"]
+        if isinstance(error, dict):
+            error = error.get("message") or orjson.dumps(error.get("content")).decode()
+        return f"The tool call failed: {error}"
+    if item.get("status") not in (None, "completed"):
+        return "The tool call did not finish."
+    return item.get("output") or ""
+
+
+def search_output(item: dict) -> str:
+    sources = (item.get("action") or {}).get("sources") or []
+    if item.get("status") == "failed":
+        return "The web search failed."
+    return "Sources found:\n" + "\n".join(source["url"] for source in sources) if sources else "The web search found nothing."

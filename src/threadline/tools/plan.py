@@ -1,0 +1,237 @@
+"""A response's tools, as decided from its request: what the model is offered, and what each
+name it may call stands for.
+
+Client-side tools (function and custom, namespaced or not) end the response when called;
+server-side ones (an MCP server's tools, web search) are run by the server between turns.
+The model sees every tool as a plain function or custom tool under a name of its own: the
+tool's name, unless another tool took it first.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+from threadline.errors import invalid
+from threadline.spec.request import CreateResponseBody, CustomTool, FunctionTool, McpTool, NamespaceTool, WebSearchTool
+
+Kind = Literal["function", "custom", "mcp", "web_search"]
+SERVER_SIDE = ("mcp", "web_search")
+
+WEB_SEARCH_NAME = "web_search"
+WEB_SEARCH_PARAMETERS = {
+    "type": "object",
+    "properties": {"query": {"type": "string", "description": "What to search the web for."}},
+    "required": ["query"],
+    "additionalProperties": False,
+}
+WEB_SEARCH_DESCRIPTION = (
+    "Search the web. Returns numbered results with their URLs; cite the ones you use with "
+    "their number in square brackets, like [1]."
+)
+
+
+@dataclass
+class Target:
+    """What a name the model calls stands for."""
+
+    kind: Kind
+    name: str  # the tool's own name, as its call item carries it
+    namespace: str | None = None
+    server_label: str | None = None
+    needs_approval: bool = False
+
+
+@dataclass
+class McpServerPlan:
+    """One `mcp` tool of the request. `headers` and `authorization` are secrets: kept only
+    while the response runs, sealed when stored (tools/secrets.py)."""
+
+    label: str
+    url: str
+    description: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    authorization: str | None = None
+    allowed_tools: list[str] | None = None  # None: all
+    allowed_read_only: bool | None = None  # the filter's read_only: only tools annotated so (or not)
+    require_approval: str | dict = "always"  # "always" | "never" | {"always"|"never": {"tool_names": [...]}}
+
+    @property
+    def has_secrets(self) -> bool:
+        return bool(self.headers or self.authorization)
+
+    def allows(self, tool: dict) -> bool:
+        if self.allowed_tools is not None and tool["name"] not in self.allowed_tools:
+            return False
+        if self.allowed_read_only is not None:
+            read_only = bool((tool.get("annotations") or {}).get("readOnlyHint"))
+            return read_only == self.allowed_read_only
+        return True
+
+    def needs_approval(self, tool_name: str) -> bool:
+        """Whether a call of this tool waits for the client's approval (OpenAI's default: always)."""
+        rule = self.require_approval
+        if isinstance(rule, str):
+            return rule != "never"
+        never = (rule.get("never") or {}).get("tool_names") or []
+        always = (rule.get("always") or {}).get("tool_names") or []
+        if tool_name in always:
+            return True
+        if tool_name in never:
+            return False
+        # Named only under "never": the others need approval; named only under "always": the others don't.
+        return not never or bool(always)
+
+
+@dataclass
+class ApprovedCall:
+    """An MCP call the client approved in this request's input: run before the model's first turn."""
+
+    approval_request_id: str
+    server_label: str
+    name: str
+    arguments: str
+
+
+@dataclass
+class ToolPlan:
+    model_tools: list[dict] = field(default_factory=list)  # as the model sees them
+    targets: dict[str, Target] = field(default_factory=dict)  # by the name the model sees
+    mcp_servers: list[McpServerPlan] = field(default_factory=list)
+    web_search: dict | None = None  # the web_search tool's options, when it is served
+    approved: list[ApprovedCall] = field(default_factory=list)
+    max_tool_calls: int | None = None  # server-side calls one response may make
+
+    @property
+    def runs_tools(self) -> bool:
+        """Whether anything is to be done before the model's first turn can start."""
+        return bool(self.mcp_servers or self.approved)
+
+    def model_name(self, target: Target) -> str:
+        """The name the model knows a tool by (the tool's own, or the one given when taken)."""
+        for name, known in self.targets.items():
+            if (known.kind, known.name, known.namespace, known.server_label) == (target.kind, target.name, target.namespace, target.server_label):
+                return name
+        return target.name
+
+    def add(self, target: Target, definition: dict) -> dict:
+        """Offer a tool under its own name, or a free one if that is taken; the definition as offered."""
+        name = free_name(target.name, target.namespace or target.server_label, self.targets)
+        self.targets[name] = target
+        return {**definition, "name": name}
+
+    def server(self, label: str) -> McpServerPlan | None:
+        return next((server for server in self.mcp_servers if server.label == label), None)
+
+    def dump(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def load(cls, data: dict) -> ToolPlan:
+        return cls(
+            model_tools=data["model_tools"],
+            targets={name: Target(**target) for name, target in data["targets"].items()},
+            mcp_servers=[McpServerPlan(**server) for server in data["mcp_servers"]],
+            web_search=data["web_search"],
+            approved=[ApprovedCall(**call) for call in data["approved"]],
+            max_tool_calls=data["max_tool_calls"],
+        )
+
+
+def free_name(name: str, prefix: str | None, taken: dict) -> str:
+    """`name` as a function name a model accepts, or prefixed (then numbered) when taken."""
+    name = function_name(name)
+    if name not in taken:
+        return name
+    candidate = function_name(f"{prefix}__{name}") if prefix else name
+    number = 2
+    while candidate in taken:
+        candidate = function_name(f"{prefix or 'tool'}__{name}")[:60] + f"_{number}"
+        number += 1
+    return candidate
+
+
+def function_name(name: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9_-]", "_", name)[:64] or "tool"
+
+
+def tool_plan(body: CreateResponseBody, web_search_served: bool) -> ToolPlan:
+    """The request's tools as a plan; a tool this server cannot serve is a 400 naming it."""
+    plan = ToolPlan(max_tool_calls=body.max_tool_calls)
+    for index, tool in enumerate(body.tools or []):
+        if isinstance(tool, FunctionTool | CustomTool):
+            plan.model_tools.append(client_tool(plan, tool, None))
+        elif isinstance(tool, NamespaceTool):
+            plan.model_tools.extend(client_tool(plan, inner, tool.name) for inner in tool.tools)
+        elif isinstance(tool, McpTool):
+            plan.mcp_servers.append(mcp_server(tool, index, plan))
+        elif isinstance(tool, WebSearchTool):
+            # With no provider configured the tool is left out of what the model sees.
+            if web_search_served and plan.web_search is None:
+                plan.web_search = tool.model_dump(exclude_none=True)
+                plan.model_tools.append(
+                    plan.add(
+                        Target("web_search", WEB_SEARCH_NAME),
+                        {"type": "function", "description": WEB_SEARCH_DESCRIPTION, "parameters": WEB_SEARCH_PARAMETERS, "strict": True},
+                    )
+                )
+        else:
+            raise invalid(
+                f"Tool type '{tool.type}' is not supported by this server.",
+                param=f"tools[{index}].type",
+                code="unsupported_tool",
+            )
+    return plan
+
+
+def client_tool(plan: ToolPlan, tool: FunctionTool | CustomTool, namespace: str | None) -> dict:
+    definition = tool.model_dump(exclude_none=True)
+    return plan.add(Target(tool.type, tool.name, namespace=namespace), definition)
+
+
+def mcp_server(tool: McpTool, index: int, plan: ToolPlan) -> McpServerPlan:
+    if tool.connector_id is not None:
+        raise invalid("Connectors are not offered by this server: give the MCP server's 'server_url'.", param=f"tools[{index}].connector_id")
+    if not tool.server_url:
+        raise invalid("An mcp tool needs 'server_url'.", param=f"tools[{index}].server_url")
+    if plan.server(tool.server_label) is not None:
+        raise invalid(f"Duplicate MCP server_label '{tool.server_label}'.", param=f"tools[{index}].server_label")
+    allowed = tool.allowed_tools
+    approval = tool.require_approval
+    return McpServerPlan(
+        label=tool.server_label,
+        url=tool.server_url,
+        description=tool.server_description,
+        headers=dict(tool.headers or {}),
+        authorization=tool.authorization,
+        allowed_tools=allowed if isinstance(allowed, list) else (allowed.tool_names if allowed is not None else None),
+        allowed_read_only=allowed.read_only if allowed is not None and not isinstance(allowed, list) else None,
+        require_approval=approval if isinstance(approval, str) else approval.model_dump(exclude_none=True) if approval else "always",
+    )
+
+
+def approved_calls(items: list[dict], new_input: list[dict], plan: ToolPlan) -> list[ApprovedCall]:
+    """The calls this request's `mcp_approval_response` items approve, to run before the
+    model's first turn (`items`: everything the model reads, history and new input). An
+    answer to no request, or to one of a server not among the tools, is a 400; a call
+    already run is not run again."""
+    requests = {item["id"]: item for item in items if item.get("type") == "mcp_approval_request"}
+    ran = {item.get("approval_request_id") for item in items if item.get("type") == "mcp_call"}
+    approved = []
+    for index, item in enumerate(new_input):
+        if item.get("type") != "mcp_approval_response":
+            continue
+        request_id = item["approval_request_id"]
+        request = requests.get(request_id)
+        if request is None:
+            raise invalid(f"No MCP approval request with id '{request_id}' was found.", param=f"input[{index}].approval_request_id")
+        if plan.server(request["server_label"]) is None:
+            raise invalid(
+                f"The approval request '{request_id}' is for MCP server '{request['server_label']}', which is not among the "
+                "tools: include its mcp tool in 'tools' to run the approved call.",
+                param="tools",
+            )
+        if item["approve"] and request_id not in ran and all(call.approval_request_id != request_id for call in approved):
+            approved.append(ApprovedCall(request_id, request["server_label"], request["name"], request["arguments"]))
+    return approved
