@@ -1,0 +1,97 @@
+"""What the model reads of a web search, and the url_citation annotations its answer earns.
+
+The model sees the results numbered from 1 (`results_for_model`) and is asked to cite them by
+number. `citations` then finds, in the text it wrote, every place that cites one of those
+results, whichever way the model chose:
+- a numbered marker: `[2]`, or `[1, 3]` (each number annotated on its own digits);
+- a markdown link to a result's URL: `[the docs](https://example.com/docs)`;
+- a result's URL written out: `see https://example.com/docs.`
+Indexes are Python string offsets into the text: start inclusive, end exclusive.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+
+from threadline.tools.search_providers import SearchResult
+
+# A markdown link: [text](url), [text](<url>) or [text](url "title"); a URL may hold one level
+# of parentheses, as Wikipedia's do.
+MARKDOWN_LINK = re.compile(r"""\[[^\]\n]*\]\(\s*<?((?:[^()\s<>]|\([^()\s]*\))+)>?(?:\s+"[^"\n]*")?\s*\)""")
+# [1] or [1, 3]; not a link's text ("[1](...)" is a link, read as one).
+MARKER = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\](?!\()")
+BARE_URL = re.compile(r"https?://(?:[^\s<>\"'()\[\]]|\([^\s()<>]*\))+", re.IGNORECASE)
+# What ends a sentence after a URL is not part of it.
+TRAILING_PUNCTUATION = ".,;:!?*_~"
+
+
+def results_for_model(query: str, results: list[SearchResult]) -> str:
+    """The tool output the model reads: the results numbered from 1, and how to cite them."""
+    if not results:
+        return f'The web search for "{query}" found no results.'
+    lines = [f'Web search results for "{query}":', ""]
+    for number, result in enumerate(results, start=1):
+        lines.append(f"[{number}] {result.title or result.url}")
+        lines.append(f"URL: {result.url}")
+        if result.snippet:
+            lines.append(result.snippet)
+        lines.append("")
+    lines.append("Cite the results you use with their numbers in square brackets, like [1], right after what they support.")
+    return "\n".join(lines)
+
+
+def citations(text: str, sources: list[SearchResult]) -> list[dict]:
+    """OpenAI's url_citation annotations for every place in `text` that cites one of `sources`.
+
+    `sources` are in the order the model was given them, so `[n]` is sources[n - 1]. Annotations
+    come in the order they appear in the text.
+    """
+    if not sources or not text:
+        return []
+    by_url: dict[str, SearchResult] = {}
+    for source in sources:
+        by_url.setdefault(url_key(source.url), source)
+    found: list[tuple[int, int, SearchResult]] = []
+    taken: list[tuple[int, int]] = []  # spans already read as links, whose parts are not cited again
+
+    for match in MARKDOWN_LINK.finditer(text):
+        taken.append(match.span())
+        if (source := by_url.get(url_key(match.group(1)))) is not None:
+            found.append((match.start(), match.end(), source))
+
+    def free(start: int, end: int) -> bool:
+        return not any(start < taken_end and taken_start < end for taken_start, taken_end in taken)
+
+    for match in MARKER.finditer(text):
+        if not free(*match.span()):
+            continue
+        numbers = list(re.finditer(r"\d+", match.group(1)))
+        for number in numbers:
+            index = int(number.group()) - 1
+            if 0 <= index < len(sources):
+                # One number is the whole marker; in a list, each number is its own citation.
+                span = match.span() if len(numbers) == 1 else (match.start(1) + number.start(), match.start(1) + number.end())
+                found.append((*span, sources[index]))
+
+    for match in BARE_URL.finditer(text):
+        url = match.group().rstrip(TRAILING_PUNCTUATION)
+        start, end = match.start(), match.start() + len(url)
+        if free(start, end) and (source := by_url.get(url_key(url))) is not None:
+            found.append((start, end, source))
+
+    found.sort(key=lambda citation: (citation[0], citation[1]))
+    return [
+        {"type": "url_citation", "start_index": start, "end_index": end, "url": source.url, "title": source.title}
+        for start, end, source in found
+    ]
+
+
+def url_key(url: str) -> str:
+    """A URL as compared with the results': the scheme and host in lower case, no fragment, no trailing slash."""
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+    except ValueError:
+        return url.strip()
+    path = parts.path.rstrip("/")
+    return urllib.parse.urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, parts.query, ""))
