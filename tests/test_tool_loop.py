@@ -163,8 +163,9 @@ def test_authorization_reaches_the_server_and_is_never_shown(client, http, mock,
     assert response.tools[0].server_label == "calc" and "authorization" not in response.tools[0].model_dump(exclude_unset=True)
 
 
-def test_a_loopback_server_not_allowed_is_refused(client, mock):
-    tool = {"type": "mcp", "server_label": "local", "server_url": "http://localhost:1/mcp", "require_approval": "never"}
+@pytest.mark.parametrize("url", ["http://10.1.2.3:1/mcp", "http://[::1]:1/mcp", "http://169.254.169.254/mcp"])
+def test_a_private_server_not_allowed_is_refused(client, mock, url):
+    tool = {"type": "mcp", "server_label": "local", "server_url": url, "require_approval": "never"}
     with pytest.raises(openai.BadRequestError) as refused:
         client.responses.create(model="chat", input="Hi", tools=[tool])
     assert refused.value.body["param"] == "tools[0].server_url"
@@ -228,7 +229,7 @@ def test_an_approval_of_no_request_is_refused(client, mcp_server):
     assert refused.value.body["param"] == "input[0].approval_request_id"
 
 
-def test_approval_in_a_conversation_with_store_false_items(client, mock, mcp_server):
+def test_approval_without_storing_anything(client, mock, mcp_server):
     """Stateless: the client sends the approval request back itself, with its answer."""
     tool = mcp_tool(mcp_server, allowed_tools=["add"], require_approval="always")
     mock.script(reply(*call("add", {"a": 4, "b": 4}), finish("tool_calls")))
@@ -236,8 +237,10 @@ def test_approval_in_a_conversation_with_store_false_items(client, mock, mcp_ser
     request = asked.output[-1].model_dump(mode="json", exclude_none=True)
     mock.script(reply(text("8"), finish("stop")))
     approval = {"type": "mcp_approval_response", "approval_request_id": request["id"], "approve": True}
-    answered = client.responses.create(model="chat", input=["4+4", request, approval][1:], tools=[tool], store=False)
-    assert answered.output[0].type == "mcp_call" and answered.output[0].output == "8"
+    answered = client.responses.create(model="chat", input=[request, approval], tools=[tool], store=False)
+    # Nothing stored lists the server's tools for this response: it lists them again.
+    assert [item.type for item in answered.output] == ["mcp_list_tools", "mcp_call", "message"]
+    assert answered.output[1].output == "8" and answered.output[1].approval_request_id == request["id"]
 
 
 # --- Bounds ---------------------------------------------------------------------------------------
@@ -278,6 +281,7 @@ def test_max_output_tokens_counts_every_turn(client, mock, mcp_server):
 
 
 def test_web_search_with_sources_and_citations(client, mock, search):
+    search.reset()
     search.add("threadline durability", hit("https://docs.example.com/durable", "Durable", "It survives crashes."))
     mock.script(
         reply(*call("web_search", {"query": "threadline durability"}), finish("tool_calls")),
@@ -298,6 +302,7 @@ def test_web_search_with_sources_and_citations(client, mock, search):
 
 
 def test_web_search_events(http, mock, search):
+    search.reset()
     search.add("weather", hit("https://example.org/w", "Weather", "Sunny."))
     mock.script(reply(*call("web_search", {"query": "weather"}), finish("tool_calls")), reply(text("Sunny."), finish("stop")))
     events = sse_events(http, "/v1/responses", {"model": "chat", "input": "Weather?", "stream": True, "tools": [{"type": "web_search_preview"}]})

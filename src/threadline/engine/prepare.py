@@ -158,7 +158,7 @@ class Preparer:
             stream=bool(body.stream),
         )
         model_request = await fit_to_window(backend, model_request, history, body.truncation or "disabled")
-        plan.approved = approved_calls(model_request.input, input_items, plan)
+        plan.approved = approved_calls(model_request.input, input_items, request_input(body), plan)
         return PreparedResponse(
             project=project,
             backend=backend,

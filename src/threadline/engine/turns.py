@@ -123,7 +123,7 @@ class TurnLoop:
         if self._toolbox is None:
             return request
         output = self.events.response["output"]
-        changes: dict = {"input": model_view(request.input + output, self.plan, self._toolbox.outputs), "tools": self.plan.model_tools}
+        changes: dict = {"input": model_view(request.input + output, self.plan, self._toolbox.outputs, self._toolbox.call_ids), "tools": self.plan.model_tools}
         if request.max_output_tokens is not None:
             changes["max_output_tokens"] = request.max_output_tokens - self._output_tokens
         limited = self.plan.max_tool_calls is not None and self._calls_made >= self.plan.max_tool_calls

@@ -283,7 +283,7 @@ class ResponseEvents:
         for call in self._calls.values():
             events += self._close_call(call, status)
         self._calls.clear()
-        for item in list(self._running.values()):
+        for item in list(self._running.values()) if status != "completed" else ():
             # A call stopped while it ran: it may or may not have taken effect.
             item["status"] = "failed" if item["type"] == "web_search_call" else "incomplete"
             events += self.call_done(item)

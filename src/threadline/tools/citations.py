@@ -26,18 +26,19 @@ BARE_URL = re.compile(r"https?://(?:[^\s<>\"'()\[\]]|\([^\s()<>]*\))+", re.IGNOR
 TRAILING_PUNCTUATION = ".,;:!?*_~"
 
 
-def results_for_model(query: str, results: list[SearchResult]) -> str:
-    """The tool output the model reads: the results numbered from 1, and how to cite them."""
+def results_for_model(query: str, results: list[SearchResult], first_number: int = 1) -> str:
+    """The tool output the model reads: the results numbered from `first_number` (the
+    searches of one response number on), and how to cite them."""
     if not results:
         return f'The web search for "{query}" found no results.'
     lines = [f'Web search results for "{query}":', ""]
-    for number, result in enumerate(results, start=1):
+    for number, result in enumerate(results, start=first_number):
         lines.append(f"[{number}] {result.title or result.url}")
         lines.append(f"URL: {result.url}")
         if result.snippet:
             lines.append(result.snippet)
         lines.append("")
-    lines.append("Cite the results you use with their numbers in square brackets, like [1], right after what they support.")
+    lines.append(f"Cite the results you use with their numbers in square brackets, like [{first_number}], right after what they support.")
     return "\n".join(lines)
 
 

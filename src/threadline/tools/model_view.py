@@ -14,10 +14,11 @@ from threadline.tools.plan import WEB_SEARCH_NAME, Target, ToolPlan
 DENIED = "The user denied this call of the tool, so it was not run."
 
 
-def model_view(items: list[dict], plan: ToolPlan, outputs: dict[str, str] | None = None) -> list[dict]:
-    """`items` as the model reads them; `outputs` holds what the model read of calls made in
-    this response, by item id (a web search's results are not stored whole)."""
-    outputs = outputs or {}
+def model_view(items: list[dict], plan: ToolPlan, outputs: dict[str, str] | None = None, call_ids: dict[str, str] | None = None) -> list[dict]:
+    """`items` as the model reads them. For calls made in this response, `outputs` holds what
+    the model read of each (a web search's results are not stored whole) and `call_ids` the
+    id the model gave it, by item id; other calls go by their item's id."""
+    outputs, call_ids = outputs or {}, call_ids or {}
     answers = {item["approval_request_id"]: item for item in items if item.get("type") == "mcp_approval_response"}
     ran = {item.get("approval_request_id") for item in items if item.get("type") == "mcp_call"}
     viewed: list[dict] = []
@@ -27,7 +28,7 @@ def model_view(items: list[dict], plan: ToolPlan, outputs: dict[str, str] | None
             continue
         if kind == "mcp_call":
             name = plan.model_name(Target("mcp", item["name"], server_label=item["server_label"]))
-            viewed += call_pair(item["id"], name, item["arguments"], outputs.get(item["id"]) or mcp_output(item))
+            viewed += call_pair(call_ids.get(item["id"], item["id"]), name, item["arguments"], outputs.get(item["id"]) or mcp_output(item))
         elif kind == "mcp_approval_request":
             answer = answers.get(item["id"])
             # Waiting for an answer, or approved (its mcp_call follows, or runs before the next turn).
@@ -39,7 +40,8 @@ def model_view(items: list[dict], plan: ToolPlan, outputs: dict[str, str] | None
         elif kind == "web_search_call":
             action = item.get("action") or {}
             arguments = orjson.dumps({"query": action.get("query", "")}).decode()
-            viewed += call_pair(item["id"], plan.model_name(Target("web_search", WEB_SEARCH_NAME)), arguments, outputs.get(item["id"]) or search_output(item))
+            name = plan.model_name(Target("web_search", WEB_SEARCH_NAME))
+            viewed += call_pair(call_ids.get(item["id"], item["id"]), name, arguments, outputs.get(item["id"]) or search_output(item))
         elif kind in ("function_call", "custom_tool_call") and item.get("namespace"):
             target = Target("function" if kind == "function_call" else "custom", item["name"], namespace=item["namespace"])
             viewed.append({**item, "name": plan.model_name(target)})

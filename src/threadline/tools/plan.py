@@ -166,6 +166,8 @@ def tool_plan(body: CreateResponseBody, web_search_served: bool) -> ToolPlan:
             plan.model_tools.extend(client_tool(plan, inner, tool.name) for inner in tool.tools)
         elif isinstance(tool, McpTool):
             plan.mcp_servers.append(mcp_server(tool, index, plan))
+        elif tool.type == "tool_search":
+            continue  # no tools are deferred to be searched for: nothing to offer the model
         elif isinstance(tool, WebSearchTool):
             # With no provider configured the tool is left out of what the model sees.
             if web_search_served and plan.web_search is None:
@@ -211,12 +213,16 @@ def mcp_server(tool: McpTool, index: int, plan: ToolPlan) -> McpServerPlan:
     )
 
 
-def approved_calls(items: list[dict], new_input: list[dict], plan: ToolPlan) -> list[ApprovedCall]:
+def approved_calls(items: list[dict], new_input: list[dict], sent: list, plan: ToolPlan) -> list[ApprovedCall]:
     """The calls this request's `mcp_approval_response` items approve, to run before the
-    model's first turn (`items`: everything the model reads, history and new input). An
-    answer to no request, or to one of a server not among the tools, is a 400; a call
-    already run is not run again."""
+    model's first turn (`items`: everything the model reads, history and new input; `sent`:
+    the new input as sent, whose approval requests, sent back by a client that stores
+    nothing, are known by the ids the client knows). An answer to no request, or to one of
+    a server not among the tools, is a 400; a call already run is not run again."""
     requests = {item["id"]: item for item in items if item.get("type") == "mcp_approval_request"}
+    for item in sent:
+        if getattr(item, "type", None) == "mcp_approval_request":
+            requests[item.id] = item.model_dump()
     ran = {item.get("approval_request_id") for item in items if item.get("type") == "mcp_call"}
     approved = []
     for index, item in enumerate(new_input):

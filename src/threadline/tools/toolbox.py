@@ -49,6 +49,7 @@ class Toolbox:
         self._publish = publish
         self._connections = McpConnections(services.settings.mcp.allowed_hosts, services.settings.mcp.call_timeout_s)
         self.outputs: dict[str, str] = {}  # what the model read of each call run here, by item id
+        self.call_ids: dict[str, str] = {}  # the id the model gave each call it made here, by item id
         self._sources: list[SearchResult] = []
         events.route = plan.targets.get
 
@@ -98,6 +99,7 @@ class Toolbox:
         await self._mcp(item)
 
     async def run(self, call: Call) -> None:
+        self.call_ids[call.item["id"]] = call.call_id
         if call.kind == "mcp":
             await self._mcp(call.item)
         else:
@@ -106,6 +108,7 @@ class Toolbox:
     def refuse(self, call: Call, reason: str) -> None:
         """A call that is not run (the response reached max_tool_calls): it ends failed, and the model reads why."""
         item = call.item
+        self.call_ids[item["id"]] = call.call_id
         if item["type"] == "mcp_call":
             item["error"] = {"type": "mcp_tool_execution_error", "content": [{"type": "text", "text": reason}]}
             event = "response.mcp_call.failed"
