@@ -3,7 +3,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test test-quick bench
+.PHONY: install clients serve test test-quick bench
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -13,6 +13,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The real clients that tests drive, from npm: Codex CLI, and Node 22 when the machine's Node is
+# older (tests/clients/install.sh). Installed once into CLIENTS_DIR, which every test shares.
+CLIENTS_DIR ?= $(or $(THREADLINE_CLIENTS_DIR),.clients)
+CLIENTS := $(CLIENTS_DIR)/.installed
+
+$(CLIENTS): tests/clients/install.sh
+	tests/clients/install.sh $(CLIENTS_DIR)
+	touch $(CLIENTS)
+
+clients: $(CLIENTS)
+
 serve: $(STAMP)
 	$(VENV)/bin/threadline serve
 
@@ -21,8 +32,8 @@ serve: $(STAMP)
 TEST_WORKERS ?= 2
 PYTEST := $(PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
-test: $(STAMP)
-	$(PYTEST)
+test: $(STAMP) $(CLIENTS)
+	THREADLINE_CLIENTS_DIR=$(abspath $(CLIENTS_DIR)) $(PYTEST)
 
 test-quick: $(STAMP)
 	$(PYTEST) -m "not slow"
