@@ -15,6 +15,10 @@ chat.completion or Response otherwise. A reply is a list of steps, read by eithe
     summary("...", part=0)              a reasoning summary delta (Responses only)
     refusal("...")
     tool_call(0, id=, name=, arguments=)  a piece of a tool call (a function_call item in Responses)
+    custom_call(0, id=, name=, input=)  a call to a custom tool, its raw input: in Responses a
+                                        custom_tool_call item (steps on the same index add
+                                        input); in chat the call of the function that stands
+                                        for it, arguments {"input": ...} sent in two chunks
     finish("length")                    finish_reason; in Responses the terminal event, sent here
                                         ("length"/"content_filter" make it response.incomplete)
     usage(10, 5, cached=3, reasoning=2) chat: sent last, only when stream_options.include_usage;
@@ -126,6 +130,25 @@ def tool_call(index: int, *, id: str | None = None, name: str | None = None, arg
     return {"delta": {"tool_calls": [call]}}
 
 
+def custom_call(index: int, *, id: str | None = None, name: str | None = None, input: str | None = None) -> dict:
+    return {"custom_call": {"index": index, "id": id, "name": name, "input": input}}
+
+
+def chat_steps(steps: list[dict]) -> list[dict]:
+    """The steps as chat sends them: a custom tool call as the call of its function."""
+    sent = []
+    for step in steps:
+        if "custom_call" not in step:
+            sent.append(step)
+            continue
+        call = step["custom_call"]
+        arguments = json.dumps({"input": call["input"] or ""})
+        middle = len(arguments) // 2
+        sent.append(tool_call(call["index"], id=call["id"], name=call["name"], arguments=arguments[:middle]))
+        sent.append(tool_call(call["index"], arguments=arguments[middle:]))
+    return sent
+
+
 def finish(reason: str = "stop") -> dict:
     return {"finish_reason": reason}
 
@@ -177,6 +200,7 @@ def event(data: dict | str) -> bytes:
 
 def completion(model: str, steps: list[dict]) -> dict:
     """The steps of a reply gathered into one non-streaming chat.completion."""
+    steps = chat_steps(steps)
     message: dict[str, Any] = {"role": "assistant", "content": None}
     calls: dict[int, dict] = {}
     logprobs = None
@@ -272,6 +296,8 @@ class ResponsesAnswer:
             return self._reasoning("summary", step["summary_index"], delta["reasoning_summary"])
         if "tool_calls" in delta:
             return [event for call in delta["tool_calls"] for event in self._tool_call(call)]
+        if "custom_call" in step:
+            return self._custom_call(step["custom_call"])
         if "finish_reason" in step:
             return self.end(step["finish_reason"])
         if "fail" in step:
@@ -346,6 +372,23 @@ class ResponsesAnswer:
             events.append(self._event("response.function_call_arguments.delta", **where, delta=function["arguments"]))
         return events
 
+    def _custom_call(self, piece: dict) -> list[dict]:
+        call = self._calls.get(piece["index"])
+        events: list[dict] = []
+        if call is None:
+            events += self._close_item()
+            call = self._calls[piece["index"]] = {
+                "id": f"ctc_mock_{len(self.response['output'])}", "type": "custom_tool_call", "status": "in_progress",
+                "call_id": piece.get("id") or f"call_mock_{piece['index']}", "name": piece.get("name") or "", "input": "",
+            }  # fmt: skip
+            self.response["output"].append(call)
+            events.append(self._event("response.output_item.added", output_index=len(self.response["output"]) - 1, item=copied(call)))
+        if piece.get("input"):
+            call["input"] += piece["input"]
+            where = {"item_id": call["id"], "output_index": self.response["output"].index(call)}
+            events.append(self._event("response.custom_tool_call_input.delta", **where, delta=piece["input"]))
+        return events
+
     def _open(self, item: dict) -> list[dict]:
         events = self._close_item()
         self._item = {"id": f"{'msg' if item['type'] == 'message' else 'rs'}_mock_{len(self.response['output'])}", **item}
@@ -377,7 +420,10 @@ class ResponsesAnswer:
         for call in self._calls.values():
             where = {"item_id": call["id"], "output_index": self.response["output"].index(call)}
             call["status"] = "completed"
-            events.append(self._event("response.function_call_arguments.done", **where, name=call["name"], arguments=call["arguments"]))
+            if call["type"] == "custom_tool_call":
+                events.append(self._event("response.custom_tool_call_input.done", **where, input=call["input"]))
+            else:
+                events.append(self._event("response.function_call_arguments.done", **where, name=call["name"], arguments=call["arguments"]))
             events.append(self._event("response.output_item.done", output_index=where["output_index"], item=copied(call)))
         self._calls.clear()
         return events
@@ -518,7 +564,7 @@ class MockUpstream:
     async def _stream(self, model: str, scripted: Reply, include_usage: bool, request: Request):
         yield event(chunk(model, delta={"role": "assistant", "content": ""}))
         counts = None
-        for step in scripted.steps:
+        for step in chat_steps(scripted.steps):
             if "sleep" in step:
                 await asyncio.sleep(step["sleep"])
             elif "cut" in step or "reset" in step:

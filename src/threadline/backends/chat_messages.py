@@ -10,13 +10,17 @@ The policy:
   of a message or a tool output are joined as they are, with nothing between them.
 - A function call joins the assistant message before it as a `tool_calls` entry (one model
   turn, its text and every call it made, is one assistant message); its output becomes a
-  "tool" message of text.
+  "tool" message of text. A function call's `namespace` is the engine's business: the call
+  goes by its `name`.
+- A custom tool is offered as a function with one string parameter, `input`; a call to it
+  goes as a call of that function with `{"input": ...}`, its output as a "tool" message.
 - Reasoning items are left out: chat templates strip earlier thinking.
 - Any other item, role or part cannot be said in chat: a 400 that names it, before any call.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from threadline.backends.base import BackendError, ModelRequest
@@ -43,21 +47,23 @@ def chat_messages(request: ModelRequest, *, text_only: bool = False) -> list[dic
         if kind == "message":
             messages.append(chat_message(item, text_only))
         elif kind == "function_call":
-            call = {
-                "id": item["call_id"],
-                "type": "function",
-                "function": {"name": item["name"], "arguments": item.get("arguments") or "{}"},
-            }
-            previous = messages[-1] if messages else None
-            if previous is not None and previous["role"] == "assistant":
-                previous.setdefault("tool_calls", []).append(call)
-            else:
-                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
-        elif kind == "function_call_output":
+            add_tool_call(messages, item["call_id"], item["name"], item.get("arguments") or "{}")
+        elif kind == "custom_tool_call":
+            add_tool_call(messages, item["call_id"], item["name"], custom_arguments(item.get("input") or ""))
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": tool_output_text(item.get("output"), text_only)})
         elif kind != "reasoning":
             raise cannot_send(f"Input items of type '{kind}' cannot be sent to this model.")
     return messages
+
+
+def add_tool_call(messages: list[dict], call_id: str, name: str, arguments: str) -> None:
+    call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+    previous = messages[-1] if messages else None
+    if previous is not None and previous["role"] == "assistant":
+        previous.setdefault("tool_calls", []).append(call)
+    else:
+        messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
 
 
 def chat_message(item: dict, text_only: bool) -> dict:
@@ -117,3 +123,56 @@ def tool_output_text(output: Any, text_only: bool) -> str:
             raise cannot_send(f"Function call outputs with '{part.get('type')}' parts cannot be sent to this model.")
         texts.append(part.get("text") or "")
     return ("" if text_only else "\n").join(texts)
+
+
+# --- Custom tools as functions -------------------------------------------------------------
+
+CUSTOM_INPUT_SCHEMA = {
+    "type": "object",
+    "properties": {"input": {"type": "string"}},
+    "required": ["input"],
+    "additionalProperties": False,
+}
+SYNTAX_NAMES = {"lark": "Lark grammar", "regex": "regular expression"}
+
+
+def custom_function(tool: dict) -> dict:
+    """A custom tool as the function a chat model is offered: {type, name, description, parameters}.
+
+    The function's description says what the input must be; a grammar's definition goes in
+    whole, as the model has nothing else to follow it by."""
+    description = tool.get("description") or ""
+    form = tool.get("format") or {}
+    if form.get("type") == "grammar":
+        syntax = SYNTAX_NAMES.get(form.get("syntax"), f"{form.get('syntax')} grammar")
+        rule = f"The input must match this {syntax}:\n{form.get('definition') or ''}"
+    else:
+        rule = "The input is free-form text."
+    parameters = {**CUSTOM_INPUT_SCHEMA, "properties": {"input": {"type": "string", "description": rule}}}
+    return {
+        "type": "function",
+        "name": tool["name"],
+        "description": f"{description}\n\n{rule}" if description else rule,
+        "parameters": parameters,
+    }
+
+
+def custom_arguments(raw_input: str) -> str:
+    """The arguments of a call to a custom tool's function, for its raw input."""
+    return json.dumps({"input": raw_input}, ensure_ascii=False)
+
+
+def custom_input(arguments: str) -> str:
+    """The raw input a call to a custom tool's function carries: `input` of its JSON
+    arguments, or the arguments as they are when they are not such JSON."""
+    try:
+        decoded = json.loads(arguments)
+    except ValueError:
+        return arguments
+    if isinstance(decoded, dict) and isinstance(decoded.get("input"), str):
+        return decoded["input"]
+    return arguments
+
+
+def custom_tool_names(tools: list[dict]) -> set[str]:
+    return {tool["name"] for tool in tools if tool.get("type") == "custom"}

@@ -6,6 +6,10 @@ body, its messages as chat_messages.py says, and reads the answer (server-sent e
 streaming, one JSON body otherwise) into `ModelEvent`s. Errors, retries and timeouts are
 upstream.py's, shared with every OpenAI-style upstream.
 
+Custom tools go as functions with one string parameter, `input` (chat_messages.py's
+`custom_function`); a call to one comes back as its raw input, decoded once its JSON
+arguments are whole.
+
 Options (`options` in the model's config, besides upstream.py's retry_base_s):
     extra_body             fields merged into every request body, e.g. {"chat_template_kwargs": {...}}
     max_tokens_param       "max_tokens" (default) or "max_completion_tokens" (OpenAI's reasoning models)
@@ -32,7 +36,7 @@ from threadline.backends.base import (
     ToolCallDelta,
     Usage,
 )
-from threadline.backends.chat_messages import chat_messages
+from threadline.backends.chat_messages import chat_messages, custom_function, custom_input, custom_tool_names
 from threadline.backends.upstream import (
     UpstreamBackend,
     answers_with_events,
@@ -89,12 +93,14 @@ def chat_tools(tools: list[dict], tool_choice: Any) -> tuple[list[dict], Any]:
         allowed = {tool.get("name") for tool in tool_choice.get("tools", [])}
         tools = [tool for tool in tools if tool.get("name") in allowed]
         tool_choice = tool_choice.get("mode", "auto")
-    if isinstance(tool_choice, dict) and tool_choice.get("type") == "function":
+    if isinstance(tool_choice, dict) and tool_choice.get("type") in ("function", "custom"):
         tool_choice = {"type": "function", "function": {"name": tool_choice["name"]}}
     return [chat_tool(tool) for tool in tools], tool_choice
 
 
 def chat_tool(tool: dict) -> dict:
+    if tool.get("type") == "custom":
+        tool = custom_function(tool)
     if tool.get("type", "function") != "function":
         raise invalid_request(f"Tools of type '{tool.get('type')}' cannot be used with this model.")
     function = {"name": tool["name"]}
@@ -213,6 +219,28 @@ def usage_from(usage: dict) -> Usage:
     )
 
 
+class CustomCallDecoder:
+    """Calls to custom tools, whose functions' JSON arguments `{"input": ...}` become the raw
+    input: a call's arguments are held until the model has finished, then given decoded."""
+
+    def __init__(self, names: set[str]) -> None:
+        self.names = names
+        self._held: dict[int, str] = {}  # our call index -> its arguments so far
+
+    def read(self, event: ModelEvent) -> list[ModelEvent]:
+        if isinstance(event, Finish):
+            return [ToolCallDelta(index=index, arguments=custom_input(arguments)) for index, arguments in self._held.items() if arguments] + [event]
+        if not isinstance(event, ToolCallDelta):
+            return [event]
+        if event.name is not None and event.name in self.names:
+            self._held[event.index] = ""
+        if event.index not in self._held:
+            return [event]
+        self._held[event.index] += event.arguments
+        # Its id and name go at once, so the call shows as soon as it starts.
+        return [ToolCallDelta(index=event.index, call_id=event.call_id, name=event.name)] if event.name else []
+
+
 # --- The backend --------------------------------------------------------------------------
 
 
@@ -225,6 +253,13 @@ class OpenAIChatBackend(UpstreamBackend):
 
     def request_body(self, request: ModelRequest) -> dict:
         return chat_completions_body(request, self.upstream_model, self.settings.options)
+
+    async def generate(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+        decoder = CustomCallDecoder(custom_tool_names(request.tools))
+        async with contextlib.aclosing(super().generate(request)) as events:
+            async for event in events:
+                for decoded in decoder.read(event):
+                    yield decoded
 
     def new_reader(self) -> ChunkReader:
         return ChunkReader()

@@ -2,7 +2,8 @@
 
 Threadline keeps the state: every call sends the whole context with `store: false`, so the
 upstream neither keeps anything nor looks anything up. Its answer (events when streaming, a
-Response otherwise) is read back into `ModelEvent`s. Errors, retries and timeouts are
+Response otherwise) is read back into `ModelEvent`s. Custom tools and their calls go as they
+are: the Responses API has them, and a custom tool call's input comes back raw. Errors, retries and timeouts are
 upstream.py's, shared with every OpenAI-style upstream.
 
 Options (`options` in the model's config, besides upstream.py's retry_base_s):
@@ -51,7 +52,9 @@ from threadline.spec.errors import RESPONSE_ERROR_CODES
 
 # What POST /responses/input_tokens takes of a request body.
 INPUT_TOKENS_FIELDS = ("model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "text", "reasoning")
-TOOL_FIELDS = ("type", "name", "description", "parameters", "strict")
+TOOL_FIELDS = ("type", "name", "description", "parameters", "strict", "format")
+# Output items that are calls, and the field of each that holds what the model wrote.
+CALL_FIELDS = {"function_call": "arguments", "custom_tool_call": "input"}
 # Reasoning text comes as one text per item; its parts, if several, are joined so.
 PART_SEPARATOR = "\n\n"
 
@@ -88,6 +91,8 @@ def upstream_items(items: list[dict]) -> list[dict]:
     """The context as the upstream takes it: Threadline's item ids stripped, call_id kept.
 
     The upstream never issued those ids, and with store false it must not look them up.
+    A call's `namespace` is left out too: the upstream is offered the tools flat, by the
+    names the calls carry.
     Earlier reasoning is left out: without the upstream's own encrypted_content it cannot be
     sent back (OpenAI refuses reasoning items it did not sign, and templates drop it anyway).
     """
@@ -95,7 +100,7 @@ def upstream_items(items: list[dict]) -> list[dict]:
     for item in items:
         if item.get("type") == "reasoning":
             continue
-        item = {key: value for key, value in item.items() if key != "id"}
+        item = {key: value for key, value in item.items() if key != "id" and not (key == "namespace" and item.get("type") in CALL_FIELDS)}
         if isinstance(item.get("content"), list):
             # Logprobs are metadata of earlier output; the model does not read them.
             item["content"] = [{key: value for key, value in part.items() if key != "logprobs"} for part in item["content"]]
@@ -148,9 +153,9 @@ class ResponseReader:
             key = (index, event.get("content_index", 0))
             self._annotations[key] = self._annotations.get(key, 0) + 1
             return [TextAnnotation(event["annotation"])]
-        if kind == "response.output_item.added" and (event.get("item") or {}).get("type") == "function_call":
+        if kind == "response.output_item.added" and (event.get("item") or {}).get("type") in CALL_FIELDS:
             return self._call(index, event["item"])
-        if kind == "response.function_call_arguments.delta":
+        if kind in ("response.function_call_arguments.delta", "response.custom_tool_call_input.delta"):
             return self._call(index, {"arguments": event.get("delta") or ""}, delta=True)
         if kind == "response.output_item.done":
             return self._rest_of_item(index, event.get("item") or {})
@@ -195,8 +200,9 @@ class ResponseReader:
         return [ReasoningSummaryDelta(delta, part)]
 
     def _call(self, index: int, item: dict, delta: bool = False) -> list[ModelEvent]:
+        """A piece of a call: a function call's arguments, or a custom tool call's raw input."""
         first = index not in self._calls
-        arguments = item.get("arguments") or ""
+        arguments = item.get(CALL_FIELDS.get(item.get("type"), "arguments")) or ""
         self._calls[index] = self._calls.get(index, "") + arguments
         if first and not delta:
             return [ToolCallDelta(index=index, call_id=item.get("call_id"), name=item.get("name"), arguments=arguments)]
@@ -204,10 +210,10 @@ class ResponseReader:
 
     def _rest_of_item(self, index: int, item: dict) -> list[ModelEvent]:
         kind = item.get("type")
-        if kind == "function_call":
+        if kind in CALL_FIELDS:
             if index not in self._calls:
                 return self._call(index, item)
-            return self._call(index, {"arguments": rest(self._calls[index], item.get("arguments") or "")}, delta=True)
+            return self._call(index, {"arguments": rest(self._calls[index], item.get(CALL_FIELDS[kind]) or "")}, delta=True)
         if kind == "message":
             events: list[ModelEvent] = []
             for position, part in enumerate(item.get("content") or []):

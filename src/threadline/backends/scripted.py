@@ -10,6 +10,10 @@ from the newest user message when that message starts with `#script ` followed b
     {"refusal": "I can't help with that."}
     {"annotation": {"type": "url_citation", ...}}   an annotation of the text just written
     {"tool_call": {"name": "f", "arguments": "{}", "call_id": "call_1"}}
+    {"tool_call": {"name": "apply_patch", "input": "*** Begin Patch..."}}
+                                          a call to a custom tool: `input` is its raw input
+                                          (what `arguments` would be; a custom tool's default is "")
+    {"tool_call": {..., "chunks": 3}}     the arguments (or input) split into that many deltas
     {"tool_item": {"type": "web_search_call", ...}}  a whole item of a tool the provider ran
     {"delay": 0.5}                        seconds to wait
     {"fail": {"message": "...", "code": "server_error", "retryable": false}}
@@ -82,7 +86,10 @@ class ScriptedBackend:
                 yield ToolItem(step["tool_item"])
             elif "tool_call" in step:
                 call = step["tool_call"]
-                yield ToolCallDelta(index=calls, call_id=call.get("call_id", f"call_{calls}"), name=call["name"], arguments=call.get("arguments", "{}"))
+                pieces = split(call_arguments(call, request), call.get("chunks", 1))
+                yield ToolCallDelta(index=calls, call_id=call.get("call_id", f"call_{calls}"), name=call["name"], arguments=pieces[0])
+                for piece in pieces[1:]:
+                    yield ToolCallDelta(index=calls, arguments=piece)
                 calls += 1
                 finish = "tool_calls"
                 output_tokens += 1
@@ -114,13 +121,25 @@ def split(text: str, chunks: int) -> list[str]:
     return [text[start : start + size] for start in range(0, len(text), size)] or [""]
 
 
+def call_arguments(call: dict, request: ModelRequest) -> str:
+    """A scripted call's arguments; for a custom tool, its raw input."""
+    if "input" in call:
+        return call["input"]
+    if "arguments" in call:
+        return call["arguments"]
+    custom = any(tool.get("type") == "custom" and tool.get("name") == call["name"] for tool in request.tools)
+    return "" if custom else "{}"
+
+
 def item_text(item: dict) -> str:
     content = item.get("content")
     if isinstance(content, str):
         return content
     if isinstance(content, list):
         return "".join(part.get("text") or part.get("refusal") or "" for part in content if isinstance(part, dict))
-    return item.get("output") if isinstance(item.get("output"), str) else item.get("arguments", "")
+    if isinstance(item.get("output"), str):
+        return item["output"]
+    return item.get("input", "") if item.get("type") == "custom_tool_call" else item.get("arguments", "")
 
 
 def newest_user_text(request: ModelRequest) -> str:

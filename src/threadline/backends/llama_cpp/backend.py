@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import logging
 import math
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from threadline.backends.base import BackendError, ContextLengthExceeded, Finish, ModelEvent, ModelRequest, TextDelta, Usage
+from threadline.backends.grammar import GrammarError
 from threadline.backends.llama_cpp.chat_template import CHATML_TEMPLATE, ChatTemplate
 from threadline.backends.llama_cpp.model_file import model_file
 from threadline.backends.llama_cpp.output_plan import OutputPlan, output_grammar, plan_output
@@ -27,6 +29,8 @@ try:  # a dependency, but its native library can still fail to load: say so when
 except Exception as exc:  # pragma: no cover - depends on the installation
     llama_cpp = None
     LLAMA_CPP_IMPORT_ERROR = exc
+
+log = logging.getLogger("threadline")
 
 # A context window for models whose settings name none: most models train on far longer
 # contexts than a server wants to reserve KV-cache memory for up front.
@@ -61,6 +65,7 @@ class LlamaCppBackend:
         # Call `start()` to have the loaded model's real window from the beginning.
         self.context_window: int | None = self._requested_context or (DEFAULT_CONTEXT_CAP if not settings.model_path else None)
         self._sampling_defaults = {key: options.get(key, value) for key, value in DEFAULT_SAMPLING.items()}
+        self._free_grammars: set[str] = set()  # custom tool grammars that could not be enforced, logged once
         self._llm = None
         self._closed = False
         self._template: ChatTemplate | None = None
@@ -126,14 +131,12 @@ class LlamaCppBackend:
     async def generate(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         await self.start()
         plan = plan_output(request)
-        grammar = output_grammar(plan)
         prompt = await asyncio.to_thread(self._prompt_tokens, request, plan)
         if len(prompt) >= self.context_window:
             raise ContextLengthExceeded(
                 f"The input is {len(prompt)} tokens, over this model's context window of {self.context_window} tokens."
             )
-        if grammar is not None:
-            await asyncio.to_thread(self._check_grammar, grammar)
+        grammar = await self._grammar(plan)
         reader = reader_for(plan)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
@@ -190,13 +193,33 @@ class LlamaCppBackend:
             "frequency_penalty": request.frequency_penalty or 0.0,
         }
 
-    def _check_grammar(self, grammar: str) -> None:
+    async def _grammar(self, plan: OutputPlan) -> str | None:
+        """The grammar that holds this output, checked to parse. A custom tool's grammar that
+        cannot be enforced leaves its input free (logged once per grammar); any other fails."""
+        custom = plan.forced_custom
+        try:
+            grammar = output_grammar(plan)
+            if grammar is not None and not await asyncio.to_thread(self.grammar_parses, grammar):
+                if custom is None:
+                    raise BackendError("The JSON schema cannot be enforced by this model.", code="invalid_prompt", status=400)
+                raise GrammarError("llama.cpp could not parse the grammar it was converted to.")
+            return grammar
+        except GrammarError as exc:
+            definition = (custom.get("format") or {}).get("definition") or ""
+            if definition not in self._free_grammars:
+                self._free_grammars.add(definition)
+                log.warning("the input of custom tool %s is not held to its grammar on model %s: %s", custom["name"], self.id, exc)
+            return None
+
+    def grammar_parses(self, grammar: str) -> bool:
+        """Whether llama.cpp parses this GBNF grammar (its root rule `root`) for this model."""
         # llama.cpp signals a grammar it cannot parse with a null sampler, which the sampler
         # chain would crash on: try it once here.
         sampler = llama_cpp.llama_sampler_init_grammar(self._vocab, grammar.encode("utf-8"), b"root")
         if not sampler:
-            raise BackendError("The JSON schema cannot be enforced by this model.", code="invalid_prompt", status=400)
+            return False
         llama_cpp.llama_sampler_free(sampler)
+        return True
 
     def _run(self, job: _Job) -> None:
         """The token loop, on the worker thread: pieces of text out through `job.emit`."""

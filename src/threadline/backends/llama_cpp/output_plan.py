@@ -1,4 +1,9 @@
-"""What the model's output must be: which tools it may call, and the grammar that holds it."""
+"""What the model's output must be: which tools it may call, and the grammar that holds it.
+
+Custom tools are offered as functions with one string parameter, `input`, as to any chat
+model. When one custom tool alone is forced, the whole output is its raw input, held by the
+tool's grammar where that converts to GBNF.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import json
 from dataclasses import dataclass, field
 
 from threadline.backends.base import BackendError, ModelRequest
+from threadline.backends.chat_messages import CUSTOM_INPUT_SCHEMA, custom_tool_names
+from threadline.backends.grammar import custom_tool_gbnf
 
 LOOSE_STRING_CHAR = r'char ::= [^"\\] |'
 STRICT_STRING_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] |'
@@ -24,16 +31,27 @@ class OutputPlan:
     def scans_for_tool_calls(self) -> bool:
         return bool(self.offered_tools) and not self.forced_tools
 
+    @property
+    def custom_tool_names(self) -> set[str]:
+        return custom_tool_names(self.offered_tools)
+
+    @property
+    def forced_custom(self) -> dict | None:
+        """The custom tool whose raw input the whole output is: the one tool forced, if custom."""
+        if len(self.forced_tools) == 1 and self.forced_tools[0].get("type") == "custom":
+            return self.forced_tools[0]
+        return None
+
 
 def plan_output(request: ModelRequest) -> OutputPlan:
     choice = request.tool_choice
-    tools = [tool for tool in request.tools if tool.get("type", "function") == "function"]
+    tools = [tool for tool in request.tools if tool.get("type", "function") in ("function", "custom")]
     if choice == "none":
         tools = []
     forced = False
     if choice == "required":
         forced = True
-    elif isinstance(choice, dict) and choice.get("type") == "function":
+    elif isinstance(choice, dict) and choice.get("type") in ("function", "custom"):
         tools, forced = [tool for tool in tools if tool["name"] == choice.get("name")], True
     elif isinstance(choice, dict) and choice.get("type") == "allowed_tools":
         allowed = {entry.get("name") for entry in choice.get("tools", [])}
@@ -52,7 +70,7 @@ def tool_call_schema(tools: list[dict]) -> dict:
     choices = [
         {
             "type": "object",
-            "properties": {"name": {"const": tool["name"]}, "arguments": tool.get("parameters") or {"type": "object"}},
+            "properties": {"name": {"const": tool["name"]}, "arguments": tool_parameters(tool)},
             "required": ["name", "arguments"],
             "additionalProperties": False,
         }
@@ -61,11 +79,22 @@ def tool_call_schema(tools: list[dict]) -> dict:
     return choices[0] if len(choices) == 1 else {"anyOf": choices}
 
 
+def tool_parameters(tool: dict) -> dict:
+    if tool.get("type") == "custom":
+        return CUSTOM_INPUT_SCHEMA
+    return tool.get("parameters") or {"type": "object"}
+
+
 def output_grammar(plan: OutputPlan) -> str | None:
-    """The GBNF grammar the output must follow, or None when it is free text."""
+    """The GBNF grammar the output must follow, or None when it is free text.
+
+    For a forced custom tool, the grammar of its input: a GrammarError when that grammar does
+    not convert (the caller then lets the model write it freely)."""
     # Imported here: planning output needs no llama.cpp, only its grammar does.
     from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
+    if plan.forced_custom is not None:
+        return custom_tool_gbnf(plan.forced_custom.get("format"))
     schema = tool_call_schema(plan.forced_tools) if plan.forced_tools else plan.schema
     if schema is None:
         return JSON_GBNF if plan.json_object else None

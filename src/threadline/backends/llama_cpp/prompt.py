@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from threadline.backends.base import ModelRequest
-from threadline.backends.chat_messages import chat_messages
+from threadline.backends.chat_messages import chat_messages, custom_function
 from threadline.backends.llama_cpp.output_plan import OutputPlan
 
 TOOL_CALL_OPEN = "<tool_call>"
@@ -24,9 +24,13 @@ def tool_call_text(name: str, arguments: object) -> str:
 def tools_guidance(plan: OutputPlan) -> str | None:
     if not plan.offered_tools:
         return None
+    if plan.forced_custom is not None:
+        tool = custom_function(plan.forced_custom)
+        return f"Reply with only the input for the tool {tool['name']}, nothing else. {tool['description']}"
+    functions = [custom_function(tool) if tool.get("type") == "custom" else tool for tool in plan.offered_tools]
     described = "\n".join(
         json.dumps({key: tool[key] for key in ("name", "description", "parameters") if tool.get(key) is not None}, ensure_ascii=False)
-        for tool in plan.offered_tools
+        for tool in functions
     )
     if plan.forced_tools:
         how = 'Reply with one function call as JSON: {"name": <function name>, "arguments": <arguments object>}.'

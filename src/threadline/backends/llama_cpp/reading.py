@@ -1,4 +1,4 @@
-"""The model's generated text as model events: text deltas, function calls and the finish."""
+"""The model's generated text as model events: text deltas, tool calls and the finish."""
 
 from __future__ import annotations
 
@@ -24,11 +24,25 @@ class PlainText:
         return [finish]
 
 
+def call_arguments(name: str, arguments: object, custom_names: set[str]) -> str:
+    """What a ToolCallDelta carries for a call the model wrote as JSON: a function's arguments
+    as JSON text, a custom tool's raw input."""
+    if name in custom_names:
+        if isinstance(arguments, dict) and isinstance(arguments.get("input"), str):
+            return arguments["input"]
+        if isinstance(arguments, str):
+            return arguments
+    if isinstance(arguments, str):
+        return arguments
+    return json.dumps(arguments, ensure_ascii=False)
+
+
 class ForcedToolCall:
     """The whole output is grammar-constrained JSON {"name", "arguments"}: one function call."""
 
-    def __init__(self) -> None:
+    def __init__(self, custom_names: set[str] = frozenset()) -> None:
         self.text: list[str] = []
+        self.custom_names = custom_names
 
     def feed(self, delta: TextDelta) -> list[ModelEvent]:
         self.text.append(delta.text)
@@ -39,10 +53,27 @@ class ForcedToolCall:
             return [finish]
         try:
             call = json.loads("".join(self.text))
-            name, arguments = call["name"], json.dumps(call["arguments"], ensure_ascii=False)
+            name, arguments = call["name"], call_arguments(call["name"], call["arguments"], self.custom_names)
         except (ValueError, TypeError, KeyError) as exc:  # the grammar should make this impossible
             raise BackendError(f"The model's constrained tool call did not parse: {exc}") from exc
         return [ToolCallDelta(index=0, call_id=new_call_id(), name=name, arguments=arguments), Finish("tool_calls", finish.usage)]
+
+
+class ForcedCustomInput:
+    """The whole output is the raw input of one custom tool: one call to it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.text: list[str] = []
+
+    def feed(self, delta: TextDelta) -> list[ModelEvent]:
+        self.text.append(delta.text)
+        return []
+
+    def finish(self, finish: Finish) -> list[ModelEvent]:
+        if finish.reason != "stop":  # cut off: the input is not whole, as a forced function call's would not be
+            return [finish]
+        return [ToolCallDelta(index=0, call_id=new_call_id(), name=self.name, arguments="".join(self.text)), Finish("tool_calls", finish.usage)]
 
 
 class ToolCallScanner:
@@ -52,8 +83,9 @@ class ToolCallScanner:
     that is not a call to an offered tool stays text.
     """
 
-    def __init__(self, tool_names: set[str]) -> None:
+    def __init__(self, tool_names: set[str], custom_names: set[str] = frozenset()) -> None:
         self.tool_names = tool_names
+        self.custom_names = custom_names
         self.buffer = ""
         self.inside = False
         self.calls = 0
@@ -104,10 +136,8 @@ class ToolCallScanner:
             return self._text(f"{TOOL_CALL_OPEN}{body}{TOOL_CALL_CLOSE}")
         if name not in self.tool_names:
             return self._text(f"{TOOL_CALL_OPEN}{body}{TOOL_CALL_CLOSE}")
-        if not isinstance(arguments, str):
-            arguments = json.dumps(arguments, ensure_ascii=False)
         self.calls += 1
-        return [ToolCallDelta(index=self.calls - 1, call_id=new_call_id(), name=name, arguments=arguments)]
+        return [ToolCallDelta(index=self.calls - 1, call_id=new_call_id(), name=name, arguments=call_arguments(name, arguments, self.custom_names))]
 
 
 def partial_tag_length(text: str, tag: str) -> int:
@@ -118,9 +148,11 @@ def partial_tag_length(text: str, tag: str) -> int:
     return 0
 
 
-def reader_for(plan: OutputPlan) -> PlainText | ForcedToolCall | ToolCallScanner:
+def reader_for(plan: OutputPlan) -> PlainText | ForcedToolCall | ForcedCustomInput | ToolCallScanner:
+    if plan.forced_custom is not None:
+        return ForcedCustomInput(plan.forced_custom["name"])
     if plan.forced_tools:
-        return ForcedToolCall()
+        return ForcedToolCall(plan.custom_tool_names)
     if plan.scans_for_tool_calls:
-        return ToolCallScanner({tool["name"] for tool in plan.offered_tools})
+        return ToolCallScanner({tool["name"] for tool in plan.offered_tools}, plan.custom_tool_names)
     return PlainText()
