@@ -59,7 +59,6 @@ def test_the_embedded_model_reads_the_same_messages_as_text():
     ("item", "named"),
     [
         ({"type": "web_search_call", "id": "ws_1", "status": "completed", "action": {"type": "search", "query": "cats"}}, "'web_search_call'"),
-        ({"type": "custom_tool_call", "call_id": "call_2", "name": "grep", "input": "cat"}, "'custom_tool_call'"),
     ],
 )
 def test_what_chat_cannot_carry_is_a_400_naming_it_for_every_chat_model(item, named):

@@ -418,8 +418,7 @@ def test_parse_with_a_pydantic_model(client, model_requests):
 @pytest.mark.parametrize(
     "tools, param",
     [
-        ([{"type": "web_search"}], "tools[0].type"),
-        ([WEATHER_TOOL, {"type": "custom", "name": "grammar_tool"}], "tools[1].type"),
+        ([WEATHER_TOOL, {"type": "code_interpreter", "container": {"type": "auto"}}], "tools[1].type"),
         ([{"type": "file_search", "vector_store_ids": ["vs_1"]}], "tools[0].type"),
     ],
 )

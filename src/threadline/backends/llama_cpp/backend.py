@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import logging
 import math
 import threading
@@ -100,7 +101,8 @@ class LlamaCppBackend:
         path = model_file(self.settings.model_path)
         load_options = {key: self.settings.options[key] for key in LOAD_OPTIONS if key in self.settings.options}
         try:
-            llm = llama_cpp.Llama(model_path=str(path), n_ctx=self._requested_context or DEFAULT_CONTEXT_CAP, verbose=False, **load_options)
+            with model_params(extra_buffer_types=bool(self.settings.options.get("extra_buffer_types", False))):
+                llm = llama_cpp.Llama(model_path=str(path), n_ctx=self._requested_context or DEFAULT_CONTEXT_CAP, verbose=False, **load_options)
         except ValueError as exc:
             raise BackendError(
                 f"llama.cpp: {exc}. Set model_path to a complete GGUF file of a model llama.cpp supports."
@@ -299,3 +301,27 @@ def _logprob_entry(piece: bytes, logprob: float, top: bool = True) -> dict:
     if top:
         entry["top_logprobs"] = []
     return entry
+
+
+@contextlib.contextmanager
+def model_params(extra_buffer_types: bool):
+    """Load models with ggml's extra CPU weight buffers (repacked and AMX layouts) only when
+    asked for (the model option `extra_buffer_types`): on some hosts the AMX one crashes the
+    process at the first generation. `Llama` takes its model parameters from llama.cpp's
+    defaults, so the default is what changes while a model loads."""
+    defaults = llama_cpp.llama_cpp.llama_model_default_params
+
+    def params():
+        chosen = defaults()
+        chosen.use_extra_bufts = extra_buffer_types
+        return chosen
+
+    with _LOADING:
+        llama_cpp.llama_cpp.llama_model_default_params = params
+        try:
+            yield
+        finally:
+            llama_cpp.llama_cpp.llama_model_default_params = defaults
+
+
+_LOADING = threading.Lock()  # one model at a time changes the defaults
