@@ -14,7 +14,7 @@ import pytest
 
 from tests.helpers import sse_events
 from tests.mcp_servers import run_mcp_server
-from tests.mock_upstream import finish, reply, text, tool_call, usage
+from tests.mock_upstream import custom_call, finish, reply, text, tool_call, usage
 from tests.search_server import SearchServer, hit
 
 
@@ -343,3 +343,18 @@ def test_a_client_call_beside_a_server_call_ends_the_response(client, mock, mcp_
     response = client.responses.create(model="chat", input="Both", tools=[mcp_tool(mcp_server, allowed_tools=["add"]), function])
     assert [item.type for item in response.output] == ["mcp_list_tools", "mcp_call", "function_call"]
     assert response.output[1].output == "2" and len(mock.requests) == 1
+
+
+def test_a_custom_tool_round_trip(client, mock):
+    tool = {"type": "custom", "name": "run_sql", "description": "Runs SQL.", "format": {"type": "grammar", "syntax": "regex", "definition": "SELECT .+"}}
+    mock.script(reply(custom_call(0, id="call_9", name="run_sql", input="SELECT 1"), finish("tool_calls")))
+    response = client.responses.create(model="chat", input="Query", tools=[tool])
+    item = response.output[0]
+    assert (item.type, item.name, item.call_id, item.input) == ("custom_tool_call", "run_sql", "call_9", "SELECT 1")
+    offered_tool = mock.requests[0]["tools"][0]["function"]
+    assert offered_tool["name"] == "run_sql" and offered_tool["parameters"]["properties"]["input"]["type"] == "string"
+    mock.script(reply(text("One row."), finish("stop")))
+    output = {"type": "custom_tool_call_output", "call_id": "call_9", "output": "1"}
+    done = client.responses.create(model="chat", previous_response_id=response.id, input=[output], tools=[tool])
+    assert done.output_text == "One row."
+    assert tool_messages(mock.requests[-1]) == [{"role": "tool", "tool_call_id": "call_9", "content": "1"}]
