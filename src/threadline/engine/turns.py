@@ -111,9 +111,10 @@ class TurnLoop:
         self._open()
         await self._toolbox.open(self.request.input)
         if self.plan.approved:
-            await self._checkpoint_now()
-            for approved in self.plan.approved:
-                await self._toolbox.run_approved(approved)
+            items = [self._toolbox.add_approved(approved) for approved in self.plan.approved]
+            await self._checkpoint_now()  # with the calls in it: a crash from here leaves them unfinished
+            for item in items:
+                await self._toolbox.run_approved(item)
                 self._calls_made += 1
 
     def _turn_request(self, turn: int) -> ModelRequest:

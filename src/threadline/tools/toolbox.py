@@ -80,8 +80,9 @@ class Toolbox:
         self._publish([self.events.item_event(item, "response.mcp_list_tools.completed")] + self.events.item_done(item))
         return item["tools"]
 
-    async def run_approved(self, approved: ApprovedCall) -> None:
-        """Run a call the client approved: an mcp_call that names its approval request."""
+    def add_approved(self, approved: ApprovedCall) -> dict:
+        """Add the call the client approved to the output (an mcp_call that names its approval
+        request), to be run with `run_approved` once the response is stored with it."""
         item = {
             "type": "mcp_call",
             "server_label": approved.server_label,
@@ -96,6 +97,9 @@ class Toolbox:
         events.append(self.events.item_event(item, "response.mcp_call_arguments.done", arguments=item["arguments"]))
         self._publish(events)
         self.events.call_running(item)
+        return item
+
+    async def run_approved(self, item: dict) -> None:
         await self._mcp(item)
 
     async def run(self, call: Call) -> None:
