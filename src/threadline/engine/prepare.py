@@ -11,13 +11,14 @@ from dataclasses import dataclass
 
 from threadline.backends.base import Backend, ModelRequest
 from threadline.backends.registry import Models
-from threadline.config import LimitsSettings
+from threadline.config import LimitsSettings, ToolsSettings
 from threadline.engine.context import History, fit_to_window
 from threadline.engine.new_items import new_items
 from threadline.errors import invalid
 from threadline.spec.request import WEB_SEARCH_TYPES, CreateResponseBody
 from threadline.tools.network import check_host
 from threadline.tools.plan import WEB_SEARCH_NAME, ToolPlan, approved_calls, tool_plan
+from threadline.tools.secrets import SecretBox
 from threadline.tools.toolbox import ToolServices
 from threadline.spec.response import response_object
 from threadline.store.conversations import ConversationStore
@@ -98,14 +99,14 @@ class Preparer:
         responses: ResponseStore,
         conversations: ConversationStore,
         limits: LimitsSettings,
-        tools: ToolServices,
+        tools: ToolServices | None = None,
     ) -> None:
         self.database = database
         self.models = models
         self.responses = responses
         self.conversations = conversations
         self.limits = limits
-        self.tools = tools
+        self.tools = tools or ToolServices(ToolsSettings(), SecretBox([]))  # by default: no provider, no keys
 
     async def prepare(self, body: CreateResponseBody, project: str) -> PreparedResponse:
         if body.conversation is not None and body.previous_response_id is not None:

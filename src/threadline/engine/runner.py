@@ -26,6 +26,8 @@ from threadline.spec.response import with_status
 from threadline.spec.stream import ResponseEvents
 from threadline.store.jobs import JobStore, OwnedResponse
 from threadline.store.responses import ResponseStore
+from threadline.config import ToolsSettings
+from threadline.tools.secrets import SecretBox
 from threadline.tools.toolbox import ToolServices
 
 log = logging.getLogger("threadline")
@@ -324,11 +326,11 @@ class ResponseRun:
 class Runner:
     """This process's responses: started here, or claimed from the shared queue."""
 
-    def __init__(self, responses: ResponseStore, jobs: JobStore, owner: str, tools: ToolServices) -> None:
+    def __init__(self, responses: ResponseStore, jobs: JobStore, owner: str, tools: ToolServices | None = None) -> None:
         self.responses = responses
         self.jobs = jobs
         self.owner = owner
-        self.tools = tools
+        self.tools = tools or ToolServices(ToolsSettings(), SecretBox([]))  # by default: no provider, no keys
         self.runs: dict[str, ResponseRun] = {}
         self._signals: dict[str, LogSignal] = {}  # responses followed in this process, while followed
         self._chores: set[asyncio.Task] = set()
