@@ -26,7 +26,7 @@ import llama_cpp
 
 from threadline.backends.base import Finish, ModelRequest
 from threadline.backends.llama_cpp import DEFAULT_MODEL_ID, LlamaCppBackend, default_model_path
-from threadline.backends.llama_cpp.backend import DEFAULT_CONTEXT_CAP, DEFAULT_SAMPLING
+from threadline.backends.llama_cpp.backend import DEFAULT_CONTEXT_CAP, DEFAULT_SAMPLING, model_params
 from threadline.config import ModelSettings
 
 RESULTS = Path(__file__).parent / "results" / "embedded_model.json"
@@ -66,7 +66,8 @@ async def main(tokens: int, runs: int) -> dict:
     )
     backend = LlamaCppBackend(ModelSettings(id=DEFAULT_MODEL_ID, provider="llama-cpp"))
     await backend.start()
-    llm = llama_cpp.Llama(str(default_model_path()), n_ctx=DEFAULT_CONTEXT_CAP, verbose=False)
+    with model_params(extra_buffer_types=False):  # loaded as the backend loads it
+        llm = llama_cpp.Llama(str(default_model_path()), n_ctx=DEFAULT_CONTEXT_CAP, verbose=False)
     prompt = await backend.prompt_tokens(request)  # the very tokens the backend runs
 
     direct, through_backend = [], []

@@ -176,6 +176,8 @@ TOOL_KINDS = {"function", "namespace", "custom", "mcp", *WEB_SEARCH_TYPES}
 
 def _tool_kind(value: Any) -> str:
     kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    if not isinstance(kind, str):
+        return "other"  # refused as the type it is not
     if kind in WEB_SEARCH_TYPES:
         return "web_search"
     return kind if kind in TOOL_KINDS else "other"
