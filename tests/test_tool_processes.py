@@ -295,8 +295,6 @@ def test_a_process_killed_while_it_runs_an_approved_call_leaves_the_call_unfinis
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="Known gap: two answers to one approval in flight at once each run the call; "
-                   "an approval is not yet claimed atomically in the store.")
 def test_one_approval_answered_on_both_processes_at_once_runs_the_call_once(postgres_url, config, mock, mcp, spec_check):
     """Two answers to one approval request of a conversation, one on each process, at once:
     the side effect happens once (the other answer runs nothing, or is refused)."""

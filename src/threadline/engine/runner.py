@@ -78,7 +78,15 @@ class ResponseRun:
         self._client = ClientStream(self.client_left) if streamed and not background else None
         self._log = EventLogSink(self.response_id, runner.jobs, runner.notify) if background else None
         self._turns = TurnLoop(
-            prepared.backend, prepared.model_request, self.events, self._publish, self._open, prepared.tools, runner.tools, self._checkpoint
+            prepared.backend,
+            prepared.model_request,
+            self.events,
+            self._publish,
+            self._open,
+            prepared.tools,
+            runner.tools,
+            self._checkpoint,
+            self._claim_approval,
         )
         self._started = False  # its task took its first step: a stop now cancels it
         self._opened = False  # its first events are out
@@ -205,6 +213,9 @@ class ResponseRun:
             return
         await self.runner.responses.begin(self.prepared.project, self.response, self.prepared.input_items, owner=self.runner.owner)
         self.begun = True
+
+    async def _claim_approval(self, approval_request_id: str) -> bool:
+        return await self.runner.responses.claim_approval(self.prepared.project, approval_request_id, self.response_id)
 
     # -- the end ---------------------------------------------------------------------
 

@@ -45,6 +45,7 @@ class TurnLoop:
         plan: ToolPlan | None = None,
         services: ToolServices | None = None,
         checkpoint: Callable[[], Awaitable[None]] | None = None,
+        claim_approval: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self.backend = backend
         self.request = request
@@ -54,6 +55,7 @@ class TurnLoop:
         self.plan = plan or ToolPlan()
         self._toolbox = Toolbox(self.plan, services, events, publish) if services is not None else None
         self._checkpoint = checkpoint  # stores the response as it stands, before a tool runs
+        self._claim_approval = claim_approval  # takes on an approved call for this response, if no other did
         self._max_turns = services.settings.max_turns if services is not None else 1
         self._calls_made = 0
         self._output_tokens = 0  # of the turns ended
@@ -110,8 +112,10 @@ class TurnLoop:
             await asyncio.shield(recording)
         self._open()
         await self._toolbox.open(self.request.input)
-        if self.plan.approved:
-            items = [self._toolbox.add_approved(approved) for approved in self.plan.approved]
+        # An approval answered by several requests at once has its call run by one of them.
+        approved = [call for call in self.plan.approved if self._claim_approval is None or await self._claim_approval(call.approval_request_id)]
+        if approved:
+            items = [self._toolbox.add_approved(call) for call in approved]
             await self._checkpoint_now()  # with the calls in it: a crash from here leaves them unfinished
             for item in items:
                 await self._toolbox.run_approved(item)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator
 from typing import Literal
 
 import orjson
 from sqlalchemy import bindparam, delete, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from threadline.errors import APIError, not_found
@@ -14,7 +16,7 @@ from threadline.spec.response import with_status
 from threadline.store.conversations import append_items
 from threadline.store.database import Database, Inserts
 from threadline.store.pagination import Page, read_page
-from threadline.store.tables import ObjectId, response_events, response_items, responses
+from threadline.store.tables import ObjectId, approval_claims, response_events, response_items, responses
 
 # A response and at most :responses - 1 of its ancestors through previous_response_id, newest
 # first, with their items newest first: one batch of a history read backwards.
@@ -122,6 +124,20 @@ class ResponseStore:
                 CHECKPOINT_RESPONSE, {"response_id": response["id"], "running_owner": owner, "new_data": orjson.dumps(response).decode()}
             )
             return bool(updated.rowcount)
+
+    async def claim_approval(self, project: str, approval_request_id: str, response_id: str) -> bool:
+        """Take on the call an approval approves, for this response; False if another
+        response already did (it runs the call, or ran it)."""
+        try:
+            async with self.database.write() as connection:
+                await connection.execute(
+                    insert(approval_claims).values(
+                        project=project, approval_request_id=approval_request_id, response_id=response_id, created_at=time.time()
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
 
     async def get(self, project: str, response_id: str) -> dict:
         async with self.database.read() as connection:

@@ -109,3 +109,14 @@ idempotency_keys = Table(
     Column("owner", ObjectId(80), nullable=True),
     Index("ix_idempotency_keys_created_at", "created_at"),
 )
+
+# MCP approvals whose call a response took on: an approved call runs once, however many
+# requests answer its approval at the same time.
+approval_claims = Table(
+    "approval_claims",
+    metadata,
+    Column("project", String(200), primary_key=True),
+    Column("approval_request_id", String(200), primary_key=True),
+    Column("response_id", ObjectId(80), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
