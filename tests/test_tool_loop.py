@@ -8,6 +8,7 @@ every test runs on SQLite and on PostgreSQL.
 from __future__ import annotations
 
 import json
+import uuid
 
 import openai
 import pytest
@@ -144,6 +145,15 @@ def test_sse_transport(client, mock, sse_server):
     assert response.output[1].output == "2" and response.output_text == "2"
 
 
+def test_tool_choice_mcp_makes_the_model_call_that_tool(client, mock, mcp_server):
+    mock.script(reply(*call("echo", {"text": "x"}), finish("tool_calls")), reply(text("Done."), finish("stop")))
+    choice = {"type": "mcp", "server_label": "calc", "name": "echo"}
+    response = client.responses.create(model="chat", input="Hi", tools=[mcp_tool(mcp_server, allowed_tools=["add", "echo"])], tool_choice=choice)
+    assert response.tool_choice.type == "mcp" and response.output_text == "Done."
+    assert mock.requests[0]["tool_choice"] == {"type": "function", "function": {"name": "echo"}}
+    assert mock.requests[1]["tool_choice"] == "auto"
+
+
 def test_allowed_tools_limit_what_the_model_sees(client, mock, mcp_server):
     mock.script(reply(text("ok"), finish("stop")))
     tool = mcp_tool(mcp_server, allowed_tools={"tool_names": ["tool_03", "tool_17"]})
@@ -177,6 +187,16 @@ def test_connector_id_is_refused(client):
     with pytest.raises(openai.BadRequestError) as refused:
         client.responses.create(model="chat", input="Hi", tools=[tool])
     assert refused.value.body["param"] == "tools[0].connector_id"
+
+
+def test_calls_of_one_turn_run_at_once(client, mock, mcp_server):
+    key = uuid.uuid4().hex  # each of them answers only once both run together
+    mock.script(
+        reply(*call("rendezvous", {"key": key, "count": 2}), *call("rendezvous", {"key": key, "count": 2}, "call_2", 1), finish("tool_calls")),
+        reply(text("Met."), finish("stop")),
+    )
+    response = client.responses.create(model="chat", input="Meet", tools=[mcp_tool(mcp_server, allowed_tools=["rendezvous"])])
+    assert [item.output for item in response.output if item.type == "mcp_call"] == ["2 calls met", "2 calls met"]
 
 
 # --- Approvals ----------------------------------------------------------------------------------

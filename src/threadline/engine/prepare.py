@@ -80,7 +80,7 @@ def model_tool_choice(choice: str | dict, plan: ToolPlan) -> str | dict:
     if isinstance(choice, dict) and choice["type"] in WEB_SEARCH_TYPES:
         return {"type": "function", "name": WEB_SEARCH_NAME} if WEB_SEARCH_NAME in plan.targets else "auto"
     if isinstance(choice, dict) and choice["type"] == "mcp":
-        return "required"
+        return "required"  # made the named tool's once the server's tools are listed (engine/turns.py)
     return choice
 
 

@@ -136,9 +136,19 @@ class TurnLoop:
             changes.update(tools=[], tool_choice="none")
         elif request.tool_choice == "none":
             changes["tools"] = []
-        elif turn > 1 and request.tool_choice == "required":
-            changes["tool_choice"] = "auto"  # required of the first turn, not of every one
+        elif turn > 1 and request.tool_choice != "auto":
+            changes["tool_choice"] = "auto"  # a call required of the first turn, not of every one
+        elif isinstance(asked := self.events.response["tool_choice"], dict) and asked["type"] == "mcp":
+            changes["tool_choice"] = self._mcp_choice(asked)
         return dataclasses.replace(request, **changes)
+
+    def _mcp_choice(self, choice: dict) -> str | dict:
+        """`{"type": "mcp", "server_label", "name"?}` as the model gets it, now that the
+        server's tools are listed: that tool, or any tool if it names none (or none listed)."""
+        for name, target in self.plan.targets.items():
+            if target.kind == "mcp" and target.server_label == choice["server_label"] and target.name == choice.get("name"):
+                return {"type": "function", "name": name}
+        return "required" if self.plan.model_tools else "auto"
 
     async def _run_calls(self, calls: list[Call]) -> None:
         """Run a turn's server-side calls (at once when parallel_tool_calls allows), those past
