@@ -14,6 +14,7 @@ import openai
 import pytest
 
 from tests.helpers import sse_events
+from tests.spec_check import checked_client
 from tests.mcp_servers import run_mcp_server
 from tests.mock_upstream import custom_call, finish, reply, text, tool_call, usage
 from tests.search_server import SearchServer, hit
@@ -117,6 +118,29 @@ def test_mcp_events_stream_in_order(http, mock, mcp_server):
     assert [event["sequence_number"] for event in events] == list(range(len(events)))
     done = events[start + 4]["item"]
     assert done["type"] == "mcp_call" and done["output"] == "hi" and done["status"] == "completed"
+
+
+def test_a_conversation_lists_a_server_once(client, mock, mcp_server):
+    tool = mcp_tool(mcp_server, allowed_tools=["add"])
+    conversation = client.conversations.create()
+    mock.script(reply(text("One."), finish("stop")), reply(*call("add", {"a": 1, "b": 1}), finish("tool_calls")), reply(text("Two."), finish("stop")))
+    first = client.responses.create(model="chat", input="Hi", tools=[tool], conversation=conversation.id)
+    second = client.responses.create(model="chat", input="1+1?", tools=[tool], conversation=conversation.id)
+    assert [item.type for item in first.output] == ["mcp_list_tools", "message"]
+    assert [item.type for item in second.output] == ["mcp_call", "message"]
+    assert offered(mock.requests[1]) == ["add"]
+
+
+def test_a_call_that_outlasts_its_timeout_fails_and_the_model_goes_on(start_server, upstream, mock, mcp_server, spec_check):
+    quick = start_server(
+        {"models": [{"id": "chat", "provider": "openai-chat", "base_url": upstream.base_url}], "tools": {"mcp": {"allowed_hosts": ["127.0.0.1"], "call_timeout_s": 0.5}}}
+    )
+    client = checked_client(spec_check, quick.url + "/v1", "unused")
+    mock.script(reply(*call("slow", {"seconds": 5}), finish("tool_calls")), reply(text("Too slow."), finish("stop")))
+    response = client.responses.create(model="chat", input="Sleep", tools=[mcp_tool(mcp_server, allowed_tools=["slow"])])
+    mcp_call = response.output[1]
+    assert mcp_call.status == "failed" and "timed out" in json.dumps(mcp_call.model_dump()["error"])
+    assert response.output_text == "Too slow."
 
 
 def test_a_tool_that_raises_is_an_mcp_call_with_an_error(client, mock, mcp_server):
@@ -319,6 +343,16 @@ def test_web_search_with_sources_and_citations(client, mock, search):
     assert "https://docs.example.com/durable" in tool_messages(mock.requests[1])[0]["content"]
     # Sources are shown only when asked for.
     assert client.responses.retrieve(response.id).output[0].action.sources is None
+
+
+def test_web_search_passes_the_user_location(client, mock, search):
+    search.reset()
+    mock.script(reply(*call("web_search", {"query": "bakeries"}), finish("tool_calls")), reply(text("None found."), finish("stop")))
+    tool = {"type": "web_search", "user_location": {"type": "approximate", "country": "DE", "city": "Berlin"}, "search_context_size": "low"}
+    response = client.responses.create(model="chat", input="Bakeries near me?", tools=[tool])
+    assert response.output[0].status == "completed" and response.output_text == "None found."
+    assert search.requests[-1].params["language"] == "de-DE"
+    assert "found no results" in tool_messages(mock.requests[1])[0]["content"]
 
 
 def test_web_search_events(http, mock, search):

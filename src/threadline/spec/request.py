@@ -132,7 +132,7 @@ class McpTool(Tolerant):
     """A remote MCP server whose tools the server calls for the model."""
 
     type: Literal["mcp"]
-    server_label: Annotated[str, Field(min_length=1, pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
+    server_label: Annotated[str, Field(min_length=1)]
     server_url: str | None = None
     connector_id: str | None = None
     server_description: str | None = None
