@@ -33,6 +33,8 @@ pytestmark = pytest.mark.slow
 API_KEY = "sk-codex-test-key"
 LOCAL_MODEL = "local-coder"
 KNOWN_MODEL = "gpt-5.5"
+# Codex's own default model: its tools come in an `additional_tools` input item, not in `tools`.
+DEFAULT_MODEL = "gpt-6.2-sol"
 # Codex's own sandbox for the commands it runs, writes limited to its working folder, and,
 # under `codex exec`, no approval asked for.
 SANDBOX = "workspace-write"
@@ -46,7 +48,7 @@ def codex() -> list[str]:
 
 @pytest.fixture(scope="module")
 def server(start_server, upstream):
-    models = [{"id": model, "provider": "openai-chat", "base_url": upstream.base_url} for model in (LOCAL_MODEL, KNOWN_MODEL)]
+    models = [{"id": model, "provider": "openai-chat", "base_url": upstream.base_url} for model in (LOCAL_MODEL, KNOWN_MODEL, DEFAULT_MODEL)]
     return start_server({"auth": {"api_keys": [{"key": API_KEY, "project": "codex"}]}, "models": models})
 
 
@@ -119,6 +121,15 @@ def test_a_plain_turn(codex, server, mock, tmp_path, model):
     names = [tool["function"]["name"] for tool in mock.requests[0]["tools"]]
     # With no search provider configured, Codex's web_search is accepted and not shown to the model.
     assert "exec_command" in names and not any("web_search" in name for name in names), names
+
+
+def test_a_plain_turn_on_codex_default_model(codex, server, mock, tmp_path):
+    mock.script(reply(text("Hello."), finish("stop"), usage(900, 2)))
+    result, _ = run_codex(codex, server, tmp_path, DEFAULT_MODEL, "Say hello.")
+    succeeded(result, "Hello.")
+    # The tools Codex lists in its additional_tools item are offered to the model as tools.
+    names = [tool["function"]["name"] for tool in mock.requests[0]["tools"]]
+    assert "exec" in names, names
 
 
 @pytest.mark.parametrize("model", [LOCAL_MODEL, KNOWN_MODEL])

@@ -412,3 +412,12 @@ def test_a_custom_tool_round_trip(client, mock):
     done = client.responses.create(model="chat", previous_response_id=response.id, input=[output], tools=[tool])
     assert done.output_text == "One row."
     assert tool_messages(mock.requests[-1]) == [{"role": "tool", "tool_call_id": "call_9", "content": "1"}]
+
+
+def test_tools_listed_in_an_additional_tools_item_are_offered(client, mock):
+    listed = {"type": "additional_tools", "role": "developer", "tools": [{"type": "function", "name": "lookup", "parameters": {"type": "object", "properties": {}}}]}
+    mock.script(reply(*call("lookup", {}), finish("tool_calls")))
+    response = client.responses.create(model="chat", input=[listed, {"role": "user", "content": "Look it up"}])
+    assert (response.output[0].type, response.output[0].name) == ("function_call", "lookup")
+    assert offered(mock.requests[0]) == ["lookup"]
+    assert [message["role"] for message in mock.requests[0]["messages"]] == ["user"]

@@ -17,7 +17,7 @@ from threadline.engine.new_items import new_items
 from threadline.errors import invalid
 from threadline.spec.request import WEB_SEARCH_TYPES, CreateResponseBody
 from threadline.tools.network import check_host
-from threadline.tools.plan import WEB_SEARCH_NAME, ToolPlan, approved_calls, tool_plan
+from threadline.tools.plan import WEB_SEARCH_NAME, ToolPlan, add_listed_tools, approved_calls, tool_plan
 from threadline.tools.secrets import SecretBox
 from threadline.tools.toolbox import ToolServices
 from threadline.spec.response import response_object
@@ -127,16 +127,20 @@ class Preparer:
         for index, tool in enumerate(body.tools or []):
             if tool.type == "mcp" and tool.server_url:
                 await check_host(tool.server_url, self.tools.settings.mcp.allowed_hosts, param=f"tools[{index}].server_url")
+        choice = tool_choice(body, plan)
+        history = History(self.earlier_items(body, project))
+        await history.read()  # an unknown conversation or previous response is refused first
+        input_items = await new_items(self.database, project, request_input(body), param="input", max_bytes=self.limits.max_body_bytes)
+        listed_from = len(plan.mcp_servers)
+        add_listed_tools(plan, input_items, self.tools.web_search_served())
+        for server in plan.mcp_servers[listed_from:]:
+            await check_host(server.url, self.tools.settings.mcp.allowed_hosts, param="input")
         if body.background and any(server.has_secrets for server in plan.mcp_servers) and not self.tools.secrets.configured:
             raise invalid(
                 "A background response keeps its MCP tools' headers and authorization until it ends, encrypted: "
                 "this server has no [security] encryption_keys configured to do that.",
                 param="background",
             )
-        choice = tool_choice(body, plan)
-        history = History(self.earlier_items(body, project))
-        await history.read()  # an unknown conversation or previous response is refused first
-        input_items = await new_items(self.database, project, request_input(body), param="input", max_bytes=self.limits.max_body_bytes)
         include = set(body.include or [])
         model_request = ModelRequest(
             model=model_id,

@@ -2,7 +2,8 @@
 output the model made and read, under the names the model knows the tools by.
 
 Backends then see only the items every model understands (messages, reasoning, function
-and custom calls with their outputs); an MCP approval still waiting is not shown at all.
+and custom calls with their outputs); an MCP approval still waiting is not shown at all,
+nor are `additional_tools` items, whose tools the model is offered as tools.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ def model_view(items: list[dict], plan: ToolPlan, outputs: dict[str, str] | None
     viewed: list[dict] = []
     for item in items:
         kind = item.get("type")
-        if kind in ("mcp_list_tools", "mcp_approval_response"):
-            continue
+        if kind in ("mcp_list_tools", "mcp_approval_response", "additional_tools"):
+            continue  # the model reads listed tools as tools, and an answer by its effect
         if kind == "mcp_call":
             name = plan.model_name(Target("mcp", item["name"], server_label=item["server_label"]))
             viewed += call_pair(call_ids.get(item["id"], item["id"]), name, item["arguments"], outputs.get(item["id"]) or mcp_output(item))

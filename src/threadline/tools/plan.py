@@ -13,8 +13,12 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+from pydantic import TypeAdapter, ValidationError
+
 from threadline.errors import invalid
-from threadline.spec.request import CreateResponseBody, CustomTool, FunctionTool, McpTool, NamespaceTool, WebSearchTool
+from threadline.spec.request import CreateResponseBody, CustomTool, FunctionTool, McpTool, NamespaceTool, Tool, WebSearchTool
+
+LISTED_TOOLS = TypeAdapter(list[Tool])
 
 Kind = Literal["function", "custom", "mcp", "web_search"]
 SERVER_SIDE = ("mcp", "web_search")
@@ -159,13 +163,30 @@ def function_name(name: str) -> str:
 def tool_plan(body: CreateResponseBody, web_search_served: bool) -> ToolPlan:
     """The request's tools as a plan; a tool this server cannot serve is a 400 naming it."""
     plan = ToolPlan(max_tool_calls=body.max_tool_calls)
-    for index, tool in enumerate(body.tools or []):
+    add_tools(plan, body.tools or [], web_search_served, "tools")
+    return plan
+
+
+def add_listed_tools(plan: ToolPlan, input_items: list[dict], web_search_served: bool) -> None:
+    """Offer the tools that `additional_tools` input items list (Codex sends its tools so), as
+    the request's own are."""
+    for index, item in enumerate(input_items):
+        if item.get("type") == "additional_tools":
+            try:
+                tools = LISTED_TOOLS.validate_python(item["tools"])
+            except ValidationError as error:
+                raise invalid(f"Invalid tool in 'additional_tools': {error.errors()[0]['msg']}.", param=f"input[{index}].tools") from None
+            add_tools(plan, tools, web_search_served, f"input[{index}].tools")
+
+
+def add_tools(plan: ToolPlan, tools: list[Tool], web_search_served: bool, param: str) -> None:
+    for index, tool in enumerate(tools):
         if isinstance(tool, FunctionTool | CustomTool):
             plan.model_tools.append(client_tool(plan, tool, None))
         elif isinstance(tool, NamespaceTool):
             plan.model_tools.extend(client_tool(plan, inner, tool.name) for inner in tool.tools)
         elif isinstance(tool, McpTool):
-            plan.mcp_servers.append(mcp_server(tool, index, plan))
+            plan.mcp_servers.append(mcp_server(tool, f"{param}[{index}]", plan))
         elif tool.type == "tool_search":
             continue  # no tools are deferred to be searched for: nothing to offer the model
         elif isinstance(tool, WebSearchTool):
@@ -181,10 +202,9 @@ def tool_plan(body: CreateResponseBody, web_search_served: bool) -> ToolPlan:
         else:
             raise invalid(
                 f"Tool type '{tool.type}' is not supported by this server.",
-                param=f"tools[{index}].type",
+                param=f"{param}[{index}].type",
                 code="unsupported_tool",
             )
-    return plan
 
 
 def client_tool(plan: ToolPlan, tool: FunctionTool | CustomTool, namespace: str | None) -> dict:
@@ -192,13 +212,13 @@ def client_tool(plan: ToolPlan, tool: FunctionTool | CustomTool, namespace: str 
     return plan.add(Target(tool.type, tool.name, namespace=namespace), definition)
 
 
-def mcp_server(tool: McpTool, index: int, plan: ToolPlan) -> McpServerPlan:
+def mcp_server(tool: McpTool, param: str, plan: ToolPlan) -> McpServerPlan:
     if tool.connector_id is not None:
-        raise invalid("Connectors are not offered by this server: give the MCP server's 'server_url'.", param=f"tools[{index}].connector_id")
+        raise invalid("Connectors are not offered by this server: give the MCP server's 'server_url'.", param=f"{param}.connector_id")
     if not tool.server_url:
-        raise invalid("An mcp tool needs 'server_url'.", param=f"tools[{index}].server_url")
+        raise invalid("An mcp tool needs 'server_url'.", param=f"{param}.server_url")
     if plan.server(tool.server_label) is not None:
-        raise invalid(f"Duplicate MCP server_label '{tool.server_label}'.", param=f"tools[{index}].server_label")
+        raise invalid(f"Duplicate MCP server_label '{tool.server_label}'.", param=f"{param}.server_label")
     allowed = tool.allowed_tools
     approval = tool.require_approval
     return McpServerPlan(
