@@ -1421,7 +1421,7 @@ def print_report(result: dict) -> None:
                 print(f"      e.g. {detail['detail'][:600]}")
     for excerpt in log["excerpts"][:2]:
         print("   log excerpt:\n      " + excerpt[:1500].replace("\n", "\n      "))
-    print(f"   verdicts: " + ", ".join(f"{name}={'ok' if ok else 'FAIL'}" for name, ok in result["verdicts"].items()))
+    print("   verdicts: " + ", ".join(f"{name}={'ok' if ok else 'FAIL'}" for name, ok in result["verdicts"].items()))
     print(f"   {'PASS' if result['pass'] else 'FAIL'}")
 
 

@@ -53,7 +53,7 @@ def _open_responses_as_openai_sends(schemas: dict) -> None:
     - `tools` lists what the request gave, namespaces, custom and hosted tools included (Open
       Responses knows function tools alone; OpenAI's description checks the others);
     - `tool_choice` may name a hosted tool ({"type": "mcp", ...}, {"type": "web_search"}),
-      as OpenAI's description allows and checks;
+      itself or among `allowed_tools`, as OpenAI's description allows and checks;
     - output items of hosted tools (web_search_call, mcp_call, ...) are OpenAI's: Open
       Responses knows messages, function calls and their outputs, and reasoning alone, so
       OpenAI's description checks the others."""
@@ -62,6 +62,7 @@ def _open_responses_as_openai_sends(schemas: dict) -> None:
     schemas["Tool"] = {"anyOf": [{"$ref": "#/components/schemas/FunctionTool"}, others]}
     hosted_choice = {"type": "object", "properties": {"type": {"type": "string", "not": {"enum": ["function", "allowed_tools"]}}}, "required": ["type"]}
     schemas["ResponseResource"]["properties"]["tool_choice"]["oneOf"].append(hosted_choice)
+    schemas["AllowedToolChoice"]["properties"]["tools"]["items"]["oneOf"].append(hosted_choice)
     described = ["message", "function_call", "function_call_output", "reasoning"]
     hosted = {"type": "object", "properties": {"type": {"type": "string", "not": {"enum": described}}}, "required": ["type"]}
     schemas["ItemField"]["oneOf"].append(hosted)

@@ -104,9 +104,14 @@ async def test_a_name_that_resolves_to_loopback_is_refused():
     await network.check_host("http://localhost:9/mcp", ["127.0.0.0/8", "::1"])
 
 
-async def test_a_name_that_does_not_resolve_is_refused():
-    error = await refused("http://no-such-host.invalid/mcp", [])
-    assert "could not be resolved" in error.message
+async def test_a_name_that_does_not_resolve_passes_the_check_and_cannot_be_reached():
+    await network.check_host("http://no-such-host.invalid/mcp", [])  # a server that cannot be reached, not a bad request
+    connections = McpConnections([], timeout_s=5)
+    try:
+        with pytest.raises(McpUnavailable):
+            await connections.list_tools(McpServer(label="gone", url="http://no-such-host.invalid/mcp", headers={}, authorization=None))
+    finally:
+        await connections.aclose()
 
 
 async def test_the_connect_time_check_refuses_what_the_url_check_would():

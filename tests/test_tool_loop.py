@@ -42,7 +42,7 @@ def search():
 def server(start_server, upstream, search):
     return start_server(
         {
-            "models": [{"id": "chat", "provider": "openai-chat", "base_url": upstream.base_url}],
+            "models": [{"id": "chat", "provider": "openai-chat", "base_url": upstream.base_url, "context_window": 8192}],
             "tools": {
                 "max_turns": 4,
                 "mcp": {"allowed_hosts": ["127.0.0.1"], "call_timeout_s": 10},
@@ -421,3 +421,80 @@ def test_tools_listed_in_an_additional_tools_item_are_offered(client, mock):
     assert (response.output[0].type, response.output[0].name) == ("function_call", "lookup")
     assert offered(mock.requests[0]) == ["lookup"]
     assert [message["role"] for message in mock.requests[0]["messages"]] == ["user"]
+
+
+
+# --- Found in review ----------------------------------------------------------------------------
+
+
+def test_require_approval_never_frees_only_the_tools_it_names(client, mock, mcp_server):
+    tool = mcp_tool(mcp_server, allowed_tools=["add", "echo"], require_approval={"never": {"tool_names": ["echo"]}})
+    mock.script(reply(*call("add", {"a": 1, "b": 1}), finish("tool_calls")))
+    asked = client.responses.create(model="chat", input="1+1", tools=[tool])
+    assert [item.type for item in asked.output] == ["mcp_list_tools", "mcp_approval_request"]
+    mock.script(reply(*call("echo", {"text": "free"}), finish("tool_calls")), reply(text("free"), finish("stop")))
+    free = client.responses.create(model="chat", input="echo", tools=[tool])
+    assert [item.type for item in free.output] == ["mcp_list_tools", "mcp_call", "message"]
+
+
+def test_a_long_history_with_tool_items_is_counted_as_the_model_reads_it(client, mock, mcp_server):
+    tool = mcp_tool(mcp_server, allowed_tools=["add"])
+    mock.script(reply(*call("add", {"a": 1, "b": 2}), finish("tool_calls")), reply(text("3"), finish("stop")))
+    first = client.responses.create(model="chat", input="word " * 4000, tools=[tool])  # past half the window
+    mock.script(reply(text("Still 3."), finish("stop")))
+    second = client.responses.create(model="chat", previous_response_id=first.id, input="And now?", tools=[tool])
+    assert second.status == "completed" and second.output_text == "Still 3."
+    assert tool_messages(mock.requests[-1])[0]["content"] == "3"
+
+
+def test_a_header_that_cannot_be_sent_is_refused_without_repeating_it(client, mock, mcp_server):
+    tool = mcp_tool(mcp_server, headers={"X-Key": "top-secret\nInjected: yes"})
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(model="chat", input="Hi", tools=[tool])
+    assert "top-secret" not in json.dumps(refused.value.body)
+    assert mock.requests == []
+
+
+def test_a_denied_approval_sent_back_without_storing_is_told_to_the_model(client, mock, mcp_server):
+    tool = mcp_tool(mcp_server, allowed_tools=["increment"], require_approval="always")
+    mock.script(reply(*call("increment", {}), finish("tool_calls")))
+    asked = client.responses.create(model="chat", input="Count", tools=[tool], store=False)
+    request = asked.output[-1].model_dump(mode="json", exclude_none=True)
+    mock.script(reply(text("Not counted."), finish("stop")))
+    denial = {"type": "mcp_approval_response", "approval_request_id": request["id"], "approve": False}
+    client.responses.create(model="chat", input=[request, denial], tools=[tool], store=False)
+    assert "denied" in tool_messages(mock.requests[-1])[-1]["content"]
+
+
+def test_a_model_that_calls_tools_it_is_no_longer_offered_runs_none(client, mock, mcp_server):
+    looping = [reply(*call("add", {"a": n, "b": n}, f"call_{n}"), finish("tool_calls")) for n in range(5)]
+    mock.script(*looping)
+    response = client.responses.create(model="chat", input="Loop", tools=[mcp_tool(mcp_server, allowed_tools=["add"])])
+    calls = [item for item in response.output if item.type == "mcp_call"]
+    assert [call.status for call in calls] == ["completed"] * 3 + ["failed"]  # max_turns = 4
+    assert len(mock.requests) == 4 and response.status == "completed"
+
+
+def test_allowed_tools_hold_on_every_turn(client, mock, mcp_server):
+    function = {"type": "function", "name": "lookup", "parameters": {"type": "object", "properties": {}}}
+    choice = {"type": "allowed_tools", "mode": "required", "tools": [{"type": "mcp", "server_label": "calc"}]}
+    mock.script(reply(*call("add", {"a": 1, "b": 1}), finish("tool_calls")), reply(text("2"), finish("stop")))
+    response = client.responses.create(model="chat", input="1+1", tools=[mcp_tool(mcp_server, allowed_tools=["add"]), function], tool_choice=choice)
+    assert response.output_text == "2"
+    assert "lookup" not in offered(mock.requests[0]) and "lookup" not in offered(mock.requests[1])
+
+
+def test_a_server_whose_name_does_not_resolve_is_a_failed_listing(client, mock):
+    mock.script(reply(text("No tools."), finish("stop")))
+    tool = {"type": "mcp", "server_label": "nowhere", "server_url": "http://no-such-host.invalid/mcp", "require_approval": "never"}
+    response = client.responses.create(model="chat", input="Hi", tools=[tool])
+    assert response.output[0].type == "mcp_list_tools" and response.output[0].error
+    assert response.output_text == "No tools."
+
+
+def test_tool_choice_can_name_a_custom_tool(client, mock):
+    tool = {"type": "custom", "name": "run_sql"}
+    mock.script(reply(custom_call(0, id="call_7", name="run_sql", input="SELECT 2"), finish("tool_calls")))
+    response = client.responses.create(model="chat", input="Query", tools=[tool], tool_choice={"type": "custom", "name": "run_sql"})
+    assert response.output[0].input == "SELECT 2"
+    assert mock.requests[0]["tool_choice"] == {"type": "function", "function": {"name": "run_sql"}}

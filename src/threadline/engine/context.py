@@ -8,8 +8,9 @@ costs about what the window holds, not its length.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 
 from threadline.backends.base import Backend, ModelRequest
 from threadline.backends.estimate import estimate_item_tokens, estimate_request_tokens
@@ -68,9 +69,12 @@ class History:
         return self._estimates[::-1]
 
 
-async def fit_to_window(backend: Backend, request: ModelRequest, history: History, truncation: str) -> ModelRequest:
+async def fit_to_window(
+    backend: Backend, request: ModelRequest, history: History, truncation: str, view: Callable[[list[dict]], list[dict]] = list
+) -> ModelRequest:
     """The request with the earlier items before its input: all of them if they fit, else with
-    the oldest dropped if truncation allows and needs it."""
+    the oldest dropped if truncation allows and needs it. The model counts the items as `view`
+    shows them to it."""
     window = await backend.resolve_context_window()
     new_items = request.input
     if not window:
@@ -88,7 +92,7 @@ async def fit_to_window(backend: Backend, request: ModelRequest, history: Histor
         estimate = fixed + history.estimate
         if estimate * 2 < window:
             return request
-        total = await count_tokens(backend, request, estimate)
+        total = await count_tokens(backend, request, estimate, view)
         if total > window or history.complete:
             break
         reach = max(1.25 * reach, 1.1 * reach * window / max(1, total))
@@ -118,7 +122,7 @@ async def fit_to_window(backend: Backend, request: ModelRequest, history: Histor
     while drop < len(earlier) and earlier[drop].get("type") in ("function_call_output", "reasoning", "custom_tool_call_output"):
         drop += 1
     request.input = earlier[drop:] + new_items
-    if await count_tokens(backend, request, fixed + sum(estimates[drop:])) > window:
+    if await count_tokens(backend, request, fixed + sum(estimates[drop:]), view) > window:
         raise APIError(
             400,
             f"Your input exceeds the context window of this model ({window} tokens) even after truncation.",
@@ -128,7 +132,7 @@ async def fit_to_window(backend: Backend, request: ModelRequest, history: Histor
     return request
 
 
-async def count_tokens(backend: Backend, request: ModelRequest, estimate: int) -> int:
-    """The model's count, or the estimate when it has no tokenizer to ask."""
-    counted = await backend.count_tokens(request)
+async def count_tokens(backend: Backend, request: ModelRequest, estimate: int, view: Callable[[list[dict]], list[dict]] = list) -> int:
+    """The model's count of the request as `view` shows it, or the estimate when it has no tokenizer to ask."""
+    counted = await backend.count_tokens(dataclasses.replace(request, input=view(request.input)))
     return estimate if counted is None else counted

@@ -11,19 +11,19 @@ from dataclasses import dataclass
 
 from threadline.backends.base import Backend, ModelRequest
 from threadline.backends.registry import Models
-from threadline.config import LimitsSettings, ToolsSettings
+from threadline.config import LimitsSettings
 from threadline.engine.context import History, fit_to_window
 from threadline.engine.new_items import new_items
 from threadline.errors import invalid
 from threadline.spec.request import WEB_SEARCH_TYPES, CreateResponseBody
-from threadline.tools.network import check_host
-from threadline.tools.plan import WEB_SEARCH_NAME, ToolPlan, add_listed_tools, approved_calls, tool_plan
-from threadline.tools.secrets import SecretBox
-from threadline.tools.toolbox import ToolServices
 from threadline.spec.response import response_object
 from threadline.store.conversations import ConversationStore
 from threadline.store.database import Database
 from threadline.store.responses import ResponseStore
+from threadline.tools.model_view import model_view
+from threadline.tools.network import check_host
+from threadline.tools.plan import WEB_SEARCH_NAME, Target, ToolPlan, add_listed_tools, approved_calls, sent_ids, tool_plan
+from threadline.tools.toolbox import ToolServices
 
 
 @dataclass
@@ -51,19 +51,19 @@ def tool_choice(body: CreateResponseBody, plan: ToolPlan) -> str | dict:
     if choice is None:
         return "auto"
     if isinstance(choice, str):
-        if choice == "required" and not plan.model_tools and not plan.mcp_servers:
+        if choice == "required" and not body.tools:
             raise invalid("tool_choice 'required' needs at least one tool in 'tools'.", param="tool_choice")
         return choice
     names = set(plan.targets)
-    if choice.type == "function":
+    if choice.type in ("function", "custom"):
         if choice.name not in names:
             raise invalid(f"Tool choice '{choice.name}' is not one of the tools given in 'tools'.", param="tool_choice.name")
-        return {"type": "function", "name": choice.name}
+        return {"type": choice.type, "name": choice.name}
     if choice.type == "allowed_tools":
-        allowed = [tool.get("name") for tool in choice.tools]
-        for index, name in enumerate(allowed):
-            if name not in names:
-                raise invalid(f"Allowed tool '{name}' is not one of the tools given in 'tools'.", param=f"tool_choice.tools[{index}]")
+        for index, tool in enumerate(choice.tools):
+            # Hosted tools are named by type (and an MCP server by its label), not by name.
+            if tool.get("type") in ("function", "custom") and tool.get("name") not in names:
+                raise invalid(f"Allowed tool '{tool.get('name')}' is not one of the tools given in 'tools'.", param=f"tool_choice.tools[{index}]")
         return choice.model_dump()
     if choice.type in WEB_SEARCH_TYPES:
         # Echoed as asked; the model is made to search only where a provider serves it.
@@ -76,11 +76,17 @@ def tool_choice(body: CreateResponseBody, plan: ToolPlan) -> str | dict:
 
 
 def model_tool_choice(choice: str | dict, plan: ToolPlan) -> str | dict:
-    """The tool choice as the model gets it: a hosted tool named becomes the function it is offered as."""
+    """The tool choice as the model gets it: a hosted tool named becomes the function it is
+    offered as, and a call required of no tool offered (a web search nobody serves) is none."""
+    if choice == "required" and not plan.model_tools and not plan.mcp_servers:
+        return "auto"
     if isinstance(choice, dict) and choice["type"] in WEB_SEARCH_TYPES:
-        return {"type": "function", "name": WEB_SEARCH_NAME} if WEB_SEARCH_NAME in plan.targets else "auto"
+        web_search = Target("web_search", WEB_SEARCH_NAME)
+        return {"type": "function", "name": plan.model_name(web_search)} if plan.web_search is not None else "auto"
     if isinstance(choice, dict) and choice["type"] == "mcp":
         return "required"  # made the named tool's once the server's tools are listed (engine/turns.py)
+    if isinstance(choice, dict) and choice["type"] == "allowed_tools":
+        return {**choice, "tools": [tool for tool in choice["tools"] if tool.get("type") in ("function", "custom")]}
     return choice
 
 
@@ -106,7 +112,7 @@ class Preparer:
         self.responses = responses
         self.conversations = conversations
         self.limits = limits
-        self.tools = tools or ToolServices(ToolsSettings(), SecretBox([]))  # by default: no provider, no keys
+        self.tools = tools or ToolServices.unconfigured()
 
     async def prepare(self, body: CreateResponseBody, project: str) -> PreparedResponse:
         if body.conversation is not None and body.previous_response_id is not None:
@@ -162,8 +168,10 @@ class Preparer:
             user=body.user,
             stream=bool(body.stream),
         )
-        model_request = await fit_to_window(backend, model_request, history, body.truncation or "disabled")
-        plan.approved = approved_calls(model_request.input, input_items, request_input(body), plan)
+        # Counted as the model reads it: hosted tools' items as the calls and outputs they were.
+        model_request = await fit_to_window(backend, model_request, history, body.truncation or "disabled", view=lambda items: model_view(items, plan))
+        plan.sent_ids = sent_ids(request_input(body), input_items)
+        plan.approved = approved_calls(model_request.input, input_items, plan)
         return PreparedResponse(
             project=project,
             backend=backend,

@@ -22,12 +22,9 @@ from threadline.engine.event_log import EventLogSink, LogSignal
 from threadline.engine.prepare import PreparedResponse
 from threadline.engine.turns import TurnLoop
 from threadline.errors import APIError, not_found
-from threadline.spec.response import with_status
 from threadline.spec.stream import ResponseEvents
 from threadline.store.jobs import JobStore, OwnedResponse
 from threadline.store.responses import ResponseStore
-from threadline.config import ToolsSettings
-from threadline.tools.secrets import SecretBox
 from threadline.tools.toolbox import ToolServices
 
 log = logging.getLogger("threadline")
@@ -202,17 +199,18 @@ class ResponseRun:
         foreground response has no log: none)."""
         return self._log.held() if self._log is not None else contextlib.nullcontext([])
 
-    async def _checkpoint(self) -> None:
+    async def _checkpoint(self) -> bool:
         """Store the response as it stands before a server-side tool runs, so that a crash
         from here on leaves it failed with the call unfinished, never run a second time.
-        A response not yet stored is stored now, in progress under this process."""
+        A response not yet stored is stored now, in progress under this process. False if
+        it is no longer in progress here (cancelled or recovered meanwhile): nothing runs."""
         if not self.prepared.store:
-            return
+            return True
         if self.begun:
-            await self.runner.responses.checkpoint(self.response, self.runner.owner)
-            return
+            return await self.runner.responses.checkpoint(self.response, self.runner.owner)
         await self.runner.responses.begin(self.prepared.project, self.response, self.prepared.input_items, owner=self.runner.owner)
         self.begun = True
+        return True
 
     async def _claim_approval(self, approval_request_id: str) -> bool:
         return await self.runner.responses.claim_approval(self.prepared.project, approval_request_id, self.response_id)
@@ -341,7 +339,7 @@ class Runner:
         self.responses = responses
         self.jobs = jobs
         self.owner = owner
-        self.tools = tools or ToolServices(ToolsSettings(), SecretBox([]))  # by default: no provider, no keys
+        self.tools = tools or ToolServices.unconfigured()
         self.runs: dict[str, ResponseRun] = {}
         self._signals: dict[str, LogSignal] = {}  # responses followed in this process, while followed
         self._chores: set[asyncio.Task] = set()

@@ -22,14 +22,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from threadline.backends.base import OUTPUT_DELTAS, Backend, BackendError, ContextLengthExceeded, Finish, ModelEvent, ModelRequest
 from threadline.engine.output_bound import bounded
 from threadline.errors import APIError
+from threadline.spec.request import WEB_SEARCH_TYPES
 from threadline.spec.stream import Call, ResponseEvents
 from threadline.tools.model_view import model_view
-from threadline.tools.plan import ToolPlan
+from threadline.tools.plan import Target, ToolPlan
 from threadline.tools.toolbox import Toolbox, ToolServices
 
 log = logging.getLogger("threadline")
 
 NOT_RUN = "This call was not made: the response reached its limit of tool calls. Answer with what you have."
+NOT_OFFERED = "This call was not made: the tool is not offered now. Answer with what you have."
 
 
 class TurnLoop:
@@ -44,7 +46,7 @@ class TurnLoop:
         open_response: Callable[[], None],
         plan: ToolPlan | None = None,
         services: ToolServices | None = None,
-        checkpoint: Callable[[], Awaitable[None]] | None = None,
+        checkpoint: Callable[[], Awaitable[bool]] | None = None,
         claim_approval: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self.backend = backend
@@ -73,7 +75,8 @@ class TurnLoop:
         """
         try:
             if self.plan.runs_tools:
-                await self._before_first_turn(recording)
+                if not await self._before_first_turn(recording):
+                    return self._ended_elsewhere()
                 recording = None
             turn = 1
             while True:
@@ -95,31 +98,37 @@ class TurnLoop:
                 self._publish(self.events.end_turn(finish))
                 calls, self.events.turn_calls = self.events.turn_calls, []
                 server_side = [call for call in calls if call.server_side]
-                if server_side:
-                    await self._run_calls(server_side)
-                if not server_side or len(server_side) < len(calls):
-                    # Answered, or a client-side call or an approval is the client's to answer.
+                if server_side and not await self._run_calls(server_side, offered={tool["name"] for tool in request.tools}):
+                    return self._ended_elsewhere()
+                if not server_side or len(server_side) < len(calls) or not request.tools:
+                    # Answered; a client-side call or an approval is the client's to answer; or
+                    # the model called tools it was no longer offered, which ran none.
                     return self.events.end("completed")
                 turn += 1
         finally:
             if self._toolbox is not None:
                 await self._toolbox.aclose()
 
-    async def _before_first_turn(self, recording: asyncio.Future | None) -> None:
-        """List the MCP servers' tools and run the calls the client approved: the response
-        opens first, as these make items of its own."""
+    async def _before_first_turn(self, recording: asyncio.Future | None) -> bool:
+        """List the MCP servers' tools and run the calls the client approved (the response
+        opens first, as these make items of its own); False if the response was ended
+        elsewhere before they ran."""
         if recording is not None:
             await asyncio.shield(recording)
         self._open()
         await self._toolbox.open(self.request.input)
+        approved = self.plan.approved[: self.plan.max_tool_calls]
         # An approval answered by several requests at once has its call run by one of them.
-        approved = [call for call in self.plan.approved if self._claim_approval is None or await self._claim_approval(call.approval_request_id)]
-        if approved:
-            items = [self._toolbox.add_approved(call) for call in approved]
-            await self._checkpoint_now()  # with the calls in it: a crash from here leaves them unfinished
-            for item in items:
-                await self._toolbox.run_approved(item)
-                self._calls_made += 1
+        approved = [call for call in approved if self._claim_approval is None or await self._claim_approval(call.approval_request_id)]
+        if not approved:
+            return True
+        items = [self._toolbox.add_approved(call) for call in approved]
+        self._calls_made += len(items)
+        if not await self._checkpoint_now():  # with the calls in it: a crash from here leaves them unfinished
+            return False
+        for item in items:
+            await self._toolbox.run_approved(item)
+        return True
 
     def _turn_request(self, turn: int) -> ModelRequest:
         """What the model is asked in this turn: the input, then what this response has said
@@ -132,15 +141,26 @@ class TurnLoop:
         if request.max_output_tokens is not None:
             changes["max_output_tokens"] = request.max_output_tokens - self._output_tokens
         limited = self.plan.max_tool_calls is not None and self._calls_made >= self.plan.max_tool_calls
+        asked = self.events.response["tool_choice"]  # as the request gave it
         if turn >= self._max_turns or limited:
             changes.update(tools=[], tool_choice="none")
         elif request.tool_choice == "none":
             changes["tools"] = []
+        elif isinstance(asked, dict) and asked["type"] == "allowed_tools":
+            changes["tool_choice"] = self._allowed_tools_choice(asked, first_turn=turn == 1)
         elif turn > 1 and request.tool_choice != "auto":
             changes["tool_choice"] = "auto"  # a call required of the first turn, not of every one
-        elif isinstance(asked := self.events.response["tool_choice"], dict) and asked["type"] == "mcp":
+        elif isinstance(asked, dict) and asked["type"] == "mcp":
             changes["tool_choice"] = self._mcp_choice(asked)
         return dataclasses.replace(request, **changes)
+
+    def _allowed_tools_choice(self, choice: dict, first_turn: bool) -> dict:
+        """`allowed_tools` as the model gets it, on every turn: each tool by the name it is
+        offered under (an MCP server: its tools, or the one named; a web search: its function);
+        a call required of the first turn only."""
+        names = [name for name, target in self.plan.targets.items() if any(allows(tool, target) for tool in choice["tools"])]
+        mode = choice["mode"] if first_turn else "auto"
+        return {"type": "allowed_tools", "mode": mode, "tools": [{"type": "function", "name": name} for name in names]}
 
     def _mcp_choice(self, choice: dict) -> str | dict:
         """`{"type": "mcp", "server_label", "name"?}` as the model gets it, now that the
@@ -150,27 +170,41 @@ class TurnLoop:
                 return {"type": "function", "name": name}
         return "required" if self.plan.model_tools else "auto"
 
-    async def _run_calls(self, calls: list[Call]) -> None:
-        """Run a turn's server-side calls (at once when parallel_tool_calls allows), those past
-        max_tool_calls refused; the response is stored first, so that a crash meanwhile leaves
-        them failed rather than run again."""
+    async def _run_calls(self, calls: list[Call], offered: set[str]) -> bool:
+        """Run a turn's server-side calls (at once when parallel_tool_calls allows); one of a
+        tool not offered this turn, or past max_tool_calls, is refused. The response is stored
+        first, so that a crash meanwhile leaves them unfinished rather than run again; False
+        if it was ended elsewhere (cancelled, recovered) before they ran."""
         allowed = len(calls) if self.plan.max_tool_calls is None else max(0, self.plan.max_tool_calls - self._calls_made)
-        for call in calls[allowed:]:
-            self._toolbox.refuse(call, NOT_RUN)
-        to_run = calls[:allowed]
+        to_run = []
+        for call in calls:
+            if call.model_name not in offered:
+                self._toolbox.refuse(call, NOT_OFFERED)
+            elif len(to_run) == allowed:
+                self._toolbox.refuse(call, NOT_RUN)
+            else:
+                to_run.append(call)
         self._calls_made += len(to_run)
         if not to_run:
-            return
-        await self._checkpoint_now()
+            return True
+        if not await self._checkpoint_now():
+            return False
         if self.request.parallel_tool_calls and len(to_run) > 1:
-            await asyncio.gather(*(self._toolbox.run(call) for call in to_run))
+            async with asyncio.TaskGroup() as calls_at_once:
+                for call in to_run:
+                    calls_at_once.create_task(self._toolbox.run(call))
         else:
             for call in to_run:
                 await self._toolbox.run(call)
+        return True
 
-    async def _checkpoint_now(self) -> None:
-        if self._checkpoint is not None:
-            await self._checkpoint()
+    async def _checkpoint_now(self) -> bool:
+        return await self._checkpoint() if self._checkpoint is not None else True
+
+    def _ended_elsewhere(self) -> list[dict]:
+        """The response was cancelled or recovered elsewhere before its calls ran: they end
+        unfinished, and the ending made here gives way to the stored one when it is stored."""
+        return self.events.close_all("incomplete") + self.events.end("failed")
 
     def _out_of_tokens(self) -> list[dict]:
         self.events.response["incomplete_details"] = {"reason": "max_output_tokens"}
@@ -232,6 +266,16 @@ class TurnLoop:
             log.error("response %s failed", self.events.response["id"], exc_info=error)
             code, message = "server_error", "The model failed while generating this response."
         return self.events.fail(code, message)
+
+
+def allows(tool: dict, target: Target) -> bool:
+    """Whether an entry of `allowed_tools` names the tool `target` stands for."""
+    kind = tool.get("type")
+    if kind in WEB_SEARCH_TYPES:
+        return target.kind == "web_search"
+    if kind == "mcp":
+        return target.kind == "mcp" and target.server_label == tool.get("server_label") and tool.get("name") in (None, target.name)
+    return target.kind == kind and target.name == tool.get("name")
 
 
 async def _first_event(generator: AsyncIterator[ModelEvent]) -> ModelEvent | Exception:

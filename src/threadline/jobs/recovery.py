@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from threadline.spec.items import unfinished_status
 from threadline.spec.response import with_status
 from threadline.store.jobs import JobStore
 
@@ -19,7 +20,7 @@ def failed(response: dict, message: str) -> dict:
 def unfinished(item: dict) -> dict:
     if item.get("status") not in ("in_progress", "searching", "calling"):
         return item
-    return {**item, "status": "failed" if item["type"] in ("web_search_call", "mcp_call") else "incomplete"}
+    return {**item, "status": unfinished_status(item["type"])}
 
 
 async def recover(jobs: JobStore) -> list[str]:

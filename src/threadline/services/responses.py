@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Collection
 from typing import Literal
 
@@ -26,6 +27,7 @@ from threadline.spec.response import present, present_events, present_item
 from threadline.store.idempotency import Outcome
 from threadline.store.pagination import Page
 from threadline.store.responses import ResponseStore
+from threadline.tools.model_view import model_view
 
 Events = AsyncGenerator[dict | list[dict], None]
 # Returns once the client waiting for a response has gone.
@@ -94,8 +96,10 @@ class ResponsesService:
     async def count_input_tokens(self, project: str, body: CreateResponseBody) -> int:
         """The input tokens the request would send the model: the model's count, else an estimate."""
         prepared = await self.preparer.prepare(body, project)
-        tokens = await prepared.backend.count_tokens(prepared.model_request)
-        return estimate_request_tokens(prepared.model_request) if tokens is None else tokens
+        # Counted as the model reads it: hosted tools' items as the calls and outputs they were.
+        request = dataclasses.replace(prepared.model_request, input=model_view(prepared.model_request.input, prepared.tools))
+        tokens = await prepared.backend.count_tokens(request)
+        return estimate_request_tokens(request) if tokens is None else tokens
 
     # -- create ----------------------------------------------------------------------
 

@@ -40,3 +40,9 @@ ITEM_ID_PREFIXES: dict[str, str] = {
 def new_item_id(item_type: str | None) -> str:
     """A fresh id for an item of this type; an easy message (no type) is a message."""
     return new_id(ITEM_ID_PREFIXES.get(item_type or "message", "item"))
+
+
+def unfinished_status(item_type: str) -> str:
+    """The status of a call stopped while it ran (it may or may not have taken effect):
+    incomplete, or failed for a web search, which has no such status."""
+    return "failed" if item_type == "web_search_call" else "incomplete"

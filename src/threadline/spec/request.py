@@ -118,6 +118,12 @@ class NamespaceTool(Tolerant):
     tools: Annotated[list[Annotated[FunctionTool | CustomTool, Field(discriminator="type")]], Field(min_length=1)]
 
 
+# What an HTTP header may hold: a header that could not be sent is refused here, with a message
+# that does not repeat it (it may be a secret).
+HeaderName = Annotated[str, StringConstraints(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")]
+HeaderValue = Annotated[str, StringConstraints(pattern=r"^[\x20-\x7e\t]*$")]
+
+
 class McpToolFilter(Tolerant):
     tool_names: list[str] | None = None
     read_only: bool | None = None
@@ -136,8 +142,8 @@ class McpTool(Tolerant):
     server_url: str | None = None
     connector_id: str | None = None
     server_description: str | None = None
-    headers: dict[str, str] | None = None
-    authorization: str | None = None
+    headers: dict[HeaderName, HeaderValue] | None = None
+    authorization: HeaderValue | None = None
     allowed_tools: list[str] | McpToolFilter | None = None
     require_approval: Literal["always", "never"] | McpApprovalFilter | None = None
 

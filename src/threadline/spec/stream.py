@@ -33,7 +33,7 @@ from threadline.backends.base import (
 from threadline.ids import new_id
 from threadline.spec.errors import response_error
 from threadline.spec.events import TERMINAL_EVENTS, terminal_event
-from threadline.spec.items import new_item_id
+from threadline.spec.items import new_item_id, unfinished_status
 from threadline.spec.response import usage_object
 from threadline.tools.plan import Target
 
@@ -284,13 +284,15 @@ class ResponseEvents:
             events += self._close_call(call, status)
         self._calls.clear()
         for item in list(self._running.values()) if status != "completed" else ():
-            # A call stopped while it ran: it may or may not have taken effect.
-            item["status"] = "failed" if item["type"] == "web_search_call" else "incomplete"
+            if item["type"] == "mcp_list_tools":
+                item["error"] = "Listing the server's tools was stopped."
+            else:
+                item["status"] = unfinished_status(item["type"])
             events += self.call_done(item)
         return events
 
     def call_running(self, item: dict) -> None:
-        """A server-side call added with `add_item` is being run."""
+        """A server-side call (or an MCP server's listing) added with `add_item` is being run."""
         self._running[item["id"]] = item
 
     def call_done(self, item: dict, type: str | None = None) -> list[dict]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import AsyncGenerator
 from typing import Literal
@@ -127,13 +128,13 @@ class ResponseStore:
 
     async def claim_approval(self, project: str, approval_request_id: str, response_id: str) -> bool:
         """Take on the call an approval approves, for this response; False if another
-        response already did (it runs the call, or ran it)."""
+        response already did (it runs the call, or ran it). The approval is known by a digest
+        of its id, which the client chose if it sent the request back itself."""
+        key = hashlib.sha256(approval_request_id.encode("utf-8", "surrogatepass")).hexdigest()
         try:
             async with self.database.write() as connection:
                 await connection.execute(
-                    insert(approval_claims).values(
-                        project=project, approval_request_id=approval_request_id, response_id=response_id, created_at=time.time()
-                    )
+                    insert(approval_claims).values(project=project, approval_request_id=key, response_id=response_id, created_at=time.time())
                 )
         except IntegrityError:
             return False

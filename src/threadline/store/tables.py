@@ -116,7 +116,7 @@ approval_claims = Table(
     "approval_claims",
     metadata,
     Column("project", String(200), primary_key=True),
-    Column("approval_request_id", String(200), primary_key=True),
+    Column("approval_request_id", String(64), primary_key=True),  # a digest of its id
     Column("response_id", ObjectId(80), nullable=False),
     Column("created_at", Float, nullable=False),
 )

@@ -37,7 +37,7 @@ from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT, CallToolResult, Implem
 from threadline.errors import APIError
 from threadline.tools import network
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("threadline")
 
 CLIENT_INFO = Implementation(name="threadline", version="0.1.0")
 

@@ -22,6 +22,7 @@ def model_view(items: list[dict], plan: ToolPlan, outputs: dict[str, str] | None
     outputs, call_ids = outputs or {}, call_ids or {}
     answers = {item["approval_request_id"]: item for item in items if item.get("type") == "mcp_approval_response"}
     ran = {item.get("approval_request_id") for item in items if item.get("type") == "mcp_call"}
+    known_as = plan.sent_ids  # an approval request sent back in the input, by the id its answer names
     viewed: list[dict] = []
     for item in items:
         kind = item.get("type")
@@ -31,9 +32,10 @@ def model_view(items: list[dict], plan: ToolPlan, outputs: dict[str, str] | None
             name = plan.model_name(Target("mcp", item["name"], server_label=item["server_label"]))
             viewed += call_pair(call_ids.get(item["id"], item["id"]), name, item["arguments"], outputs.get(item["id"]) or mcp_output(item))
         elif kind == "mcp_approval_request":
-            answer = answers.get(item["id"])
+            request_id = known_as.get(item["id"], item["id"])
+            answer = answers.get(request_id)
             # Waiting for an answer, or approved (its mcp_call follows, or runs before the next turn).
-            if answer is None or answer["approve"] or item["id"] in ran:
+            if answer is None or answer["approve"] or request_id in ran:
                 continue
             name = plan.model_name(Target("mcp", item["name"], server_label=item["server_label"]))
             reason = f" Reason given: {answer['reason']}" if answer.get("reason") else ""

@@ -19,7 +19,7 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from threadline.errors import invalid
+from threadline.errors import APIError, invalid
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -126,10 +126,16 @@ async def resolve(host: str, port: int, param: str | None = None) -> list[str]:
 
 
 async def check_host(url: str, allowed_hosts: list[str] | AllowedHosts, param: str | None = None) -> None:
-    """Refuse (a 400 with `param`) a URL that is not http(s), has no host, does not resolve, or
-    whose host name or any of its addresses is not public and not covered by `allowed_hosts`."""
+    """Refuse (a 400 with `param`) a URL that is not http(s), has no host, or whose host name or
+    any of its addresses is not public and not covered by `allowed_hosts`. A name that does not
+    resolve passes: it names a server that cannot be reached, which its connection finds (every
+    connection checks the addresses it is about to use)."""
     allowed = allowed_hosts if isinstance(allowed_hosts, AllowedHosts) else AllowedHosts.parse(allowed_hosts)
     host, port = url_host(url, param)
-    for address in await resolve(host, port, param):
+    try:
+        addresses = await resolve(host, port, param)
+    except APIError:
+        return
+    for address in addresses:
         check_address(host, address, allowed, param)
 

@@ -21,7 +21,6 @@ from threadline.spec.request import CreateResponseBody, CustomTool, FunctionTool
 LISTED_TOOLS = TypeAdapter(list[Tool])
 
 Kind = Literal["function", "custom", "mcp", "web_search"]
-SERVER_SIDE = ("mcp", "web_search")
 
 WEB_SEARCH_NAME = "web_search"
 WEB_SEARCH_PARAMETERS = {
@@ -66,26 +65,30 @@ class McpServerPlan:
         return bool(self.headers or self.authorization)
 
     def allows(self, tool: dict) -> bool:
-        if self.allowed_tools is not None and tool["name"] not in self.allowed_tools:
-            return False
-        if self.allowed_read_only is not None:
-            read_only = bool((tool.get("annotations") or {}).get("readOnlyHint"))
-            return read_only == self.allowed_read_only
-        return True
+        return matches(tool, {"tool_names": self.allowed_tools, "read_only": self.allowed_read_only})
 
-    def needs_approval(self, tool_name: str) -> bool:
-        """Whether a call of this tool waits for the client's approval (OpenAI's default: always)."""
+    def needs_approval(self, tool: dict) -> bool:
+        """Whether a call of this tool waits for the client's approval. OpenAI's default is
+        "always"; a filter under "never" frees the tools it matches, and one under "always"
+        alone holds only those it matches."""
         rule = self.require_approval
         if isinstance(rule, str):
             return rule != "never"
-        never = (rule.get("never") or {}).get("tool_names") or []
-        always = (rule.get("always") or {}).get("tool_names") or []
-        if tool_name in always:
-            return True
-        if tool_name in never:
+        never, always = rule.get("never"), rule.get("always")
+        if never and matches(tool, never):
             return False
-        # Named only under "never": the others need approval; named only under "always": the others don't.
-        return not never or bool(always)
+        if always:
+            return matches(tool, always) or bool(never)
+        return True
+
+
+def matches(tool: dict, filter_: dict) -> bool:
+    """Whether a listed MCP tool matches a tool filter ({"tool_names", "read_only"}; a part left
+    out matches every tool)."""
+    names, read_only = filter_.get("tool_names"), filter_.get("read_only")
+    if names is not None and tool["name"] not in names:
+        return False
+    return read_only is None or bool((tool.get("annotations") or {}).get("readOnlyHint")) == read_only
 
 
 @dataclass
@@ -106,6 +109,9 @@ class ToolPlan:
     web_search: dict | None = None  # the web_search tool's options, when it is served
     approved: list[ApprovedCall] = field(default_factory=list)
     max_tool_calls: int | None = None  # server-side calls one response may make
+    # Approval requests sent back in the input get ids of their own: the id each was sent
+    # with, by its new one, so that the answers naming it still find it.
+    sent_ids: dict[str, str] = field(default_factory=dict)
 
     @property
     def runs_tools(self) -> bool:
@@ -140,6 +146,7 @@ class ToolPlan:
             web_search=data["web_search"],
             approved=[ApprovedCall(**call) for call in data["approved"]],
             max_tool_calls=data["max_tool_calls"],
+            sent_ids=data.get("sent_ids", {}),
         )
 
 
@@ -233,16 +240,22 @@ def mcp_server(tool: McpTool, param: str, plan: ToolPlan) -> McpServerPlan:
     )
 
 
-def approved_calls(items: list[dict], new_input: list[dict], sent: list, plan: ToolPlan) -> list[ApprovedCall]:
+def sent_ids(sent: list, input_items: list[dict]) -> dict[str, str]:
+    """The ids approval requests sent back in the input (by a client that stores nothing)
+    were sent with, by the ids they were given."""
+    return {
+        item["id"]: original.id
+        for original, item in zip(sent, input_items)
+        if item.get("type") == "mcp_approval_request" and getattr(original, "id", None)
+    }
+
+
+def approved_calls(items: list[dict], new_input: list[dict], plan: ToolPlan) -> list[ApprovedCall]:
     """The calls this request's `mcp_approval_response` items approve, to run before the
-    model's first turn (`items`: everything the model reads, history and new input; `sent`:
-    the new input as sent, whose approval requests, sent back by a client that stores
-    nothing, are known by the ids the client knows). An answer to no request, or to one of
-    a server not among the tools, is a 400; a call already run is not run again."""
-    requests = {item["id"]: item for item in items if item.get("type") == "mcp_approval_request"}
-    for item in sent:
-        if getattr(item, "type", None) == "mcp_approval_request":
-            requests[item.id] = item.model_dump()
+    model's first turn (`items`: everything the model reads, history and new input). An
+    answer to no request, or to one of a server not among the tools, is a 400; a call
+    already run is not run again."""
+    requests = {plan.sent_ids.get(item["id"], item["id"]): item for item in items if item.get("type") == "mcp_approval_request"}
     ran = {item.get("approval_request_id") for item in items if item.get("type") == "mcp_call"}
     approved = []
     for index, item in enumerate(new_input):

@@ -40,7 +40,10 @@ class SecretBox:
     def open(self, sealed: str) -> object:
         if not sealed.startswith(PREFIX):
             raise SecretsUnavailable("The sealed value is not in a known format.")
-        raw = base64.urlsafe_b64decode(sealed[len(PREFIX) :])
+        try:
+            raw = base64.urlsafe_b64decode(sealed[len(PREFIX) :])
+        except ValueError:
+            raise SecretsUnavailable("The sealed value is damaged.") from None
         for key in self._keys:
             try:
                 return orjson.loads(key.decrypt(raw[:12], raw[12:], None))

@@ -29,6 +29,11 @@ class ToolServices:
         self.search = search_provider(settings.web_search)
         self._told_no_search = False
 
+    @classmethod
+    def unconfigured(cls) -> ToolServices:
+        """No search provider, no encryption keys: the defaults of an empty config."""
+        return cls(ToolsSettings(), SecretBox([]))
+
     def web_search_served(self) -> bool:
         """Whether a web_search tool is run; the first time one is not, the log says so."""
         if self.search is None and not self._told_no_search:
@@ -63,21 +68,22 @@ class Toolbox:
                 tools = await self._list(server)
             for tool in tools:
                 if server.allows(tool):
-                    target = Target("mcp", tool["name"], server_label=server.label, needs_approval=server.needs_approval(tool["name"]))
+                    target = Target("mcp", tool["name"], server_label=server.label, needs_approval=server.needs_approval(tool))
                     definition = {"type": "function", "description": tool.get("description") or "", "parameters": tool.get("input_schema") or {"type": "object"}}
                     self.plan.model_tools.append(self.plan.add(target, definition))
 
     async def _list(self, server: McpServerPlan) -> list[dict]:
         item = {"type": "mcp_list_tools", "server_label": server.label, "tools": [], "error": None}
         self._publish(self.events.add_item(item) + [self.events.item_event(item, "response.mcp_list_tools.in_progress")])
+        self.events.call_running(item)
         try:
             tools = await self._connections.list_tools(mcp_server(server))
         except McpUnavailable as error:
             item["error"] = str(error)
-            self._publish([self.events.item_event(item, "response.mcp_list_tools.failed")] + self.events.item_done(item))
+            self._publish(self.events.call_done(item, "response.mcp_list_tools.failed"))
             return []
         item["tools"] = [tool for tool in tools if server.allows(tool)]
-        self._publish([self.events.item_event(item, "response.mcp_list_tools.completed")] + self.events.item_done(item))
+        self._publish(self.events.call_done(item, "response.mcp_list_tools.completed"))
         return item["tools"]
 
     def add_approved(self, approved: ApprovedCall) -> dict:
@@ -100,6 +106,7 @@ class Toolbox:
         return item
 
     async def run_approved(self, item: dict) -> None:
+        """Run an approved call added with `add_approved`."""
         await self._mcp(item)
 
     async def run(self, call: Call) -> None:

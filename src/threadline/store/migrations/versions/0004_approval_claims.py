@@ -17,7 +17,7 @@ def upgrade() -> None:
     op.create_table(
         "approval_claims",
         sa.Column("project", sa.String(200), primary_key=True),
-        sa.Column("approval_request_id", sa.String(200), primary_key=True),
+        sa.Column("approval_request_id", sa.String(64), primary_key=True),
         sa.Column("response_id", sa.String(80), nullable=False),
         sa.Column("created_at", sa.Float, nullable=False),
     )
