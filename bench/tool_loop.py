@@ -375,7 +375,7 @@ async def in_process_overhead(mcp_url: str, ks: list[int], repeats: int, direct:
     async def response(k: int) -> float:
         plan = ToolPlan(mcp_servers=[McpServerPlan(label="bench", url=mcp_url, allowed_tools=["echo"], require_approval="never")])
         request = ModelRequest(model="tools", input=[{"type": "message", "role": "user", "content": f"calls={k}"}], stream=False)
-        response = {"id": f"resp_bench{random.getrandbits(64):016x}", "object": "response", "status": "in_progress", "output": [], "usage": None, "error": None}
+        response = {"id": f"resp_bench{random.getrandbits(64):016x}", "object": "response", "status": "in_progress", "output": [], "tool_choice": "auto", "usage": None, "error": None}
         published: list[dict] = []
         loop = TurnLoop(backend, request, ResponseEvents(response), published.extend, lambda: None, plan, services)
         started = time.perf_counter()
