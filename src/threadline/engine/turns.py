@@ -116,18 +116,18 @@ class TurnLoop:
         if recording is not None:
             await asyncio.shield(recording)
         self._open()
-        await self._toolbox.open(self.request.input)
+        await self._toolbox.mcp.open(self.request.input)
         approved = self.plan.approved[: self.plan.max_tool_calls]
         # An approval answered by several requests at once has its call run by one of them.
         approved = [call for call in approved if self._claim_approval is None or await self._claim_approval(call.approval_request_id)]
         if not approved:
             return True
-        items = [self._toolbox.add_approved(call) for call in approved]
+        items = [self._toolbox.mcp.add_approved(call) for call in approved]
         self._calls_made += len(items)
         if not await self._checkpoint_now():  # with the calls in it: a crash from here leaves them unfinished
             return False
         for item in items:
-            await self._toolbox.run_approved(item)
+            await self._toolbox.mcp.run(item)
         return True
 
     def _turn_request(self, turn: int) -> ModelRequest:
