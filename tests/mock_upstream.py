@@ -57,22 +57,21 @@ with input_tokens=False). Every generation request body lands in `requests` (its
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import socket
 import struct
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.servers import ThreadServer
 
 # --- Scripting ----------------------------------------------------------------------------
 
@@ -647,26 +646,13 @@ class MockUpstream:
     # Running it.
 
     def __enter__(self) -> MockUpstream:
-        self._socket = socket.socket()
-        self._socket.bind(("127.0.0.1", 0))
-        port = self._socket.getsockname()[1]
+        self._served = ThreadServer(self.app, "the mock upstream")
+        port = self._served.start()
         self.base_url = f"http://127.0.0.1:{port}/v1"
-        config = uvicorn.Config(self.app, log_level="critical", lifespan="off", timeout_graceful_shutdown=1)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the mock upstream did not start")
-            time.sleep(0.01)
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=5)
-        with contextlib.suppress(OSError):
-            self._socket.close()
+        self._served.stop()
 
 
 class BlackHole:

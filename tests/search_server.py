@@ -37,21 +37,18 @@ JSON body, or None) and `query` (the q / query it asked, as sent).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
-import socket
-import threading
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
+
+from tests.servers import ThreadServer
 
 SITE_TERMS = re.compile(r"(?:\s+OR)?\s*\(?\bsite:\S+\)?", re.IGNORECASE)
 
@@ -221,25 +218,13 @@ class SearchServer:
     # Serving.
 
     def __enter__(self) -> SearchServer:
-        self._socket = socket.socket()
-        self._socket.bind(("127.0.0.1", 0))
-        self.base_url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
-        config = uvicorn.Config(self.app, log_level="critical", lifespan="off", timeout_graceful_shutdown=1)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the search server did not start")
-            time.sleep(0.01)
+        self._served = ThreadServer(self.app, "the search server")
+        port = self._served.start()
+        self.base_url = f"http://127.0.0.1:{port}"
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=5)
-        with contextlib.suppress(OSError):
-            self._socket.close()
+        self._served.stop()
 
 
 def error_response(api: str, status: int, message: str) -> Response:

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,8 +17,37 @@ from pathlib import Path
 import asyncpg
 import httpx
 import tomli_w
+import uvicorn
 
 POSTGRES_URL = os.environ.get("THREADLINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+class ThreadServer:
+    """An ASGI app served by uvicorn from a thread of the test's own process, on a free port."""
+
+    def __init__(self, app, name: str) -> None:
+        self.app, self.name = app, name
+
+    def start(self) -> int:
+        """Serve until `stop`; the port."""
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        config = uvicorn.Config(self.app, log_level="critical", lifespan="off", timeout_graceful_shutdown=1)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError(f"{self.name} did not start")
+            time.sleep(0.01)
+        return self._socket.getsockname()[1]
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=5)
+        with contextlib.suppress(OSError):
+            self._socket.close()
 
 
 def free_port() -> int:
