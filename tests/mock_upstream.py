@@ -553,7 +553,7 @@ class MockUpstream:
         """End the answer here: a plain close for cut(), a TCP reset (RST) for reset()."""
         if "reset" in step:
             await asyncio.sleep(0.05)  # what was written reaches the client before the reset does
-            for connection in list(self._server.server_state.connections):
+            for connection in list(self._served.server.server_state.connections):
                 if tuple(getattr(connection, "client", None) or ()) == tuple(request.scope.get("client") or ()):
                     # Lingering for 0 s makes closing the socket send RST, dropping anything unsent.
                     connection.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
