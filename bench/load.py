@@ -441,6 +441,35 @@ async def hold_streams(config: LoadConfig, count: int, hold: float) -> dict:
     return {"opened": len(connections), "with_headers": with_headers, "finished": finished}
 
 
+# --- Shared by the benchmark modules -------------------------------------------------------
+
+
+class Client:
+    """One keep-alive connection of the raw client above, for sequential timed requests."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.connection = None
+
+    async def request(self, method: str, path: str, body: dict | None = None) -> tuple[float, dict]:
+        if self.connection is None or self.connection.closed:
+            self.connection = await connect(self.base)
+        raw = raw_request(self.base, path, orjson.dumps(body) if body is not None else None, None, method=method)
+        result, data = await fetch(self.connection, raw)
+        if result.error or result.status >= 300:
+            raise RuntimeError(f"{method} {path}: {result.status} {result.error} {data[:300]!r}")
+        return (result.end - result.sent) * 1000, orjson.loads(data)
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return ""
+
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True, help="base URL(s), comma-separated; with or without /v1")

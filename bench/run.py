@@ -47,7 +47,6 @@ from collections import Counter, defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-import orjson
 import psutil
 
 BENCH = Path(__file__).resolve().parent
@@ -55,7 +54,7 @@ FIGURES = BENCH / "figures"  # the plots of the last full run, shown by bench/RE
 sys.path.insert(0, str(BENCH))
 
 from common import REPO, RESULTS, ThreadlineServer, database_url, machine, summarize  # noqa: E402
-from load import connect, fetch, raw_request  # noqa: E402
+from load import Client, cpu_model  # noqa: E402
 from mock_upstream import MockUpstream  # noqa: E402
 from tests.servers import write_config  # noqa: E402
 
@@ -845,23 +844,6 @@ def profile_during(pid: int, seconds: float, suffix: str, what: str, load, folde
 # --- Chains and conversations (sequential, timed with the raw client of load.py) -------------
 
 
-class Client:
-    """One keep-alive connection of the raw client, for sequential timed requests."""
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.connection = None
-
-    async def request(self, method: str, path: str, body: dict | None = None) -> tuple[float, dict]:
-        if self.connection is None or self.connection.closed:
-            self.connection = await connect(self.base)
-        raw = raw_request(self.base, path, orjson.dumps(body) if body is not None else None, None, method=method)
-        result, data = await fetch(self.connection, raw)
-        if result.error or result.status >= 300:
-            raise RuntimeError(f"{method} {path}: {result.status} {result.error} {data[:300]!r}")
-        return (result.end - result.sent) * 1000, orjson.loads(data)
-
-
 async def chain_latencies(base: str, depths: list[int], samples: int) -> dict:
     client = Client(base)
     # Build the chain; remember the response at every depth that is measured (turn N continues turn N-1).
@@ -1208,14 +1190,6 @@ def git_state() -> dict:
         return ""
 
     return {"commit": git("rev-parse", "HEAD"), "modified": [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]}
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return ""
 
 
 def main() -> int:

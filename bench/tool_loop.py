@@ -68,7 +68,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 from common import REPO, RESULTS, ThreadlineServer, machine, summarize  # noqa: E402
-from load import connect, fetch, raw_request  # noqa: E402
+from load import Client, cpu_model  # noqa: E402
 
 PYTHON = sys.executable
 ECHO_TEXT = "ping"
@@ -222,23 +222,6 @@ class Child:
 
 
 # --- Measuring -----------------------------------------------------------------------------------
-
-
-class Client:
-    """One keep-alive connection of load.py's raw client, for sequential timed requests."""
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.connection = None
-
-    async def request(self, method: str, path: str, body: dict | None = None) -> tuple[float, dict]:
-        if self.connection is None or self.connection.closed:
-            self.connection = await connect(self.base)
-        raw = raw_request(self.base, path, orjson.dumps(body) if body is not None else None, None, method=method)
-        result, data = await fetch(self.connection, raw)
-        if result.error or result.status >= 300:
-            raise RuntimeError(f"{method} {path}: {result.status} {result.error} {data[:300]!r}")
-        return (result.end - result.sent) * 1000, orjson.loads(data)
 
 
 def mcp_tool(url: str, approval: str = "never") -> dict:
@@ -538,14 +521,6 @@ def measure(ks: list[int], repeats: int, approvals: int) -> dict:
         shutil.rmtree(folder, ignore_errors=True)
     results["seconds"] = round(time.monotonic() - started, 1)
     return results
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return ""
 
 
 def report(results: dict) -> str:

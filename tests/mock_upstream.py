@@ -355,37 +355,29 @@ class ResponsesAnswer:
 
     def _tool_call(self, piece: dict) -> list[dict]:
         function = piece.get("function") or {}
-        call = self._calls.get(piece["index"])
-        events: list[dict] = []
-        if call is None:
-            events += self._close_item()
-            call = self._calls[piece["index"]] = {
-                "id": f"fc_mock_{len(self.response['output'])}", "type": "function_call", "status": "in_progress",
-                "call_id": piece.get("id") or f"call_mock_{piece['index']}", "name": function.get("name") or "", "arguments": "",
-            }  # fmt: skip
-            self.response["output"].append(call)
-            events.append(self._event("response.output_item.added", output_index=len(self.response["output"]) - 1, item=copied(call)))
-        if function.get("arguments"):
-            call["arguments"] += function["arguments"]
-            where = {"item_id": call["id"], "output_index": self.response["output"].index(call)}
-            events.append(self._event("response.function_call_arguments.delta", **where, delta=function["arguments"]))
-        return events
+        return self._call(piece, "function_call", function.get("name"), "arguments", function.get("arguments"))
 
     def _custom_call(self, piece: dict) -> list[dict]:
+        return self._call(piece, "custom_tool_call", piece.get("name"), "input", piece.get("input"))
+
+    def _call(self, piece: dict, item_type: str, name: str | None, field: str, delta: str | None) -> list[dict]:
+        """A piece of a function or custom tool call: its item added first, then its `field` streamed."""
         call = self._calls.get(piece["index"])
         events: list[dict] = []
         if call is None:
             events += self._close_item()
+            prefix = "fc" if item_type == "function_call" else "ctc"
             call = self._calls[piece["index"]] = {
-                "id": f"ctc_mock_{len(self.response['output'])}", "type": "custom_tool_call", "status": "in_progress",
-                "call_id": piece.get("id") or f"call_mock_{piece['index']}", "name": piece.get("name") or "", "input": "",
+                "id": f"{prefix}_mock_{len(self.response['output'])}", "type": item_type, "status": "in_progress",
+                "call_id": piece.get("id") or f"call_mock_{piece['index']}", "name": name or "", field: "",
             }  # fmt: skip
             self.response["output"].append(call)
             events.append(self._event("response.output_item.added", output_index=len(self.response["output"]) - 1, item=copied(call)))
-        if piece.get("input"):
-            call["input"] += piece["input"]
+        if delta:
+            call[field] += delta
             where = {"item_id": call["id"], "output_index": self.response["output"].index(call)}
-            events.append(self._event("response.custom_tool_call_input.delta", **where, delta=piece["input"]))
+            event = "response.function_call_arguments.delta" if item_type == "function_call" else "response.custom_tool_call_input.delta"
+            events.append(self._event(event, **where, delta=delta))
         return events
 
     def _open(self, item: dict) -> list[dict]:
