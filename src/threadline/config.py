@@ -128,6 +128,26 @@ class SecuritySettings(_Section):
     encryption_keys: list[str] = []
 
 
+class FilesSettings(_Section):
+    max_file_bytes: int = Field(default=512 * 1024 * 1024, gt=0)  # larger uploads get 413
+
+
+class EmbeddingsSettings(_Section):
+    """Where embeddings for file search and /v1/embeddings come from."""
+
+    provider: Literal["embedded", "openai"] = "embedded"  # embedded: offline, bundled with Threadline
+    base_url: str | None = None  # openai: any /v1/embeddings upstream
+    api_key: str | None = None  # openai
+    model: str | None = None  # openai: the upstream's model (required); embedded: one of the bundled ones
+    timeout_s: float = Field(default=60.0, gt=0)  # openai: one embeddings request
+
+    @model_validator(mode="after")
+    def _provider_needs(self) -> EmbeddingsSettings:
+        if self.provider == "openai" and not (self.base_url and self.model):
+            raise ValueError("the openai embeddings provider needs base_url and model")
+        return self
+
+
 class Settings(_Section):
     host: str = "127.0.0.1"
     port: int = 8000
@@ -140,6 +160,8 @@ class Settings(_Section):
     workers: WorkerSettings = WorkerSettings()
     tools: ToolsSettings = ToolsSettings()
     security: SecuritySettings = SecuritySettings()
+    files: FilesSettings = FilesSettings()
+    embeddings: EmbeddingsSettings = EmbeddingsSettings()
 
     @model_validator(mode="after")
     def _default_model_is_configured(self) -> Settings:

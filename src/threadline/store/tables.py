@@ -1,6 +1,6 @@
 """The schema, as SQLAlchemy Core tables. JSON is stored as text that Threadline encodes itself."""
 
-from sqlalchemy import BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text, TypeDecorator
+from sqlalchemy import BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text, TypeDecorator
 from sqlalchemy import false as sa_false
 
 metadata = MetaData()
@@ -119,4 +119,74 @@ approval_claims = Table(
     Column("approval_request_id", String(64), primary_key=True),  # a digest of its id
     Column("response_id", ObjectId(80), nullable=False),
     Column("created_at", Float, nullable=False),
+)
+
+# Uploaded files: the File object's fields, and its bytes in parts below, so every process
+# reads them from the database.
+files = Table(
+    "files",
+    metadata,
+    Column("id", ObjectId(80), primary_key=True),
+    Column("project", String(200), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=True),
+    Column("filename", Text, nullable=False),
+    Column("purpose", String(40), nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    # False while the upload streams in: such a file is nobody's yet.
+    Column("complete", Boolean, nullable=False, server_default=sa_false()),
+    Index("ix_files_project_created_at", "project", "created_at"),
+)
+
+file_parts = Table(
+    "file_parts",
+    metadata,
+    Column("file_id", ObjectId(80), ForeignKey("files.id", ondelete="CASCADE"), primary_key=True),
+    Column("part", Integer, primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+)
+
+vector_stores = Table(
+    "vector_stores",
+    metadata,
+    Column("id", ObjectId(80), primary_key=True),
+    Column("project", String(200), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("last_active_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=True),
+    # name, description, metadata, expires_after, as the API returns them.
+    Column("data", Text, nullable=False),
+    # The embedder its chunks were embedded with (name and dimensions), set by the first file.
+    Column("embedder", String(200), nullable=True),
+    Index("ix_vector_stores_project_created_at", "project", "created_at"),
+)
+
+# A file attached to a vector store; also the ingestion queue: an `in_progress` row with no
+# owner waits for a process, and one whose owner stopped heartbeating is taken up again.
+vector_store_files = Table(
+    "vector_store_files",
+    metadata,
+    Column("vector_store_id", ObjectId(80), ForeignKey("vector_stores.id", ondelete="CASCADE"), primary_key=True),
+    Column("file_id", ObjectId(80), ForeignKey("files.id", ondelete="CASCADE"), primary_key=True),
+    Column("project", String(200), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("batch_id", ObjectId(80), nullable=True),
+    Column("usage_bytes", BigInteger, nullable=False, server_default="0"),
+    Column("attributes", Text, nullable=False),
+    Column("chunking_strategy", Text, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("owner", ObjectId(80), nullable=True),
+    Index("ix_vector_store_files_status", "status"),
+    Index("ix_vector_store_files_batch_id", "batch_id"),
+)
+
+vector_store_file_batches = Table(
+    "vector_store_file_batches",
+    metadata,
+    Column("id", ObjectId(80), primary_key=True),
+    Column("vector_store_id", ObjectId(80), ForeignKey("vector_stores.id", ondelete="CASCADE"), nullable=False),
+    Column("project", String(200), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("cancelled", Boolean, nullable=False, server_default=sa_false()),
 )

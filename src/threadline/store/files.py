@@ -1,0 +1,134 @@
+"""Uploaded files: their objects, and their bytes kept in parts so any process can read them.
+
+An upload streams in part by part, each part its own short transaction, so memory stays flat
+and the write lock is never held for long. The file only becomes visible (`complete`) once
+every part is stored; an upload that fails midway is removed, and one whose process died is
+left incomplete, invisible, for `remove_incomplete` to clear.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Literal
+
+from sqlalchemy import delete, insert, or_, select, update
+
+from threadline.store.database import Database
+from threadline.store.pagination import Page, read_page
+from threadline.store.tables import file_parts, files
+
+# How much of a file one row holds: small enough to stream, large enough to be few rows.
+PART_BYTES = 1024 * 1024
+
+
+def file_object(row) -> dict:
+    """The File object as the API returns it."""
+    return {
+        "id": row.id,
+        "object": "file",
+        "bytes": row.bytes,
+        "created_at": row.created_at,
+        "expires_at": row.expires_at,
+        "filename": row.filename,
+        "purpose": row.purpose,
+        "status": "processed",
+        "status_details": None,
+    }
+
+
+class FileStore:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    async def create(
+        self,
+        project: str,
+        file_id: str,
+        *,
+        filename: str,
+        purpose: str,
+        created_at: int,
+        expires_at: int | None,
+        parts: AsyncIterator[bytes],
+    ) -> dict:
+        """Store a file whose bytes arrive as `parts` (each at most PART_BYTES), and return
+        its object. If `parts` raises, nothing of the file is left and the error propagates."""
+        async with self.database.write() as connection:
+            await connection.execute(
+                insert(files).values(
+                    id=file_id, project=project, created_at=created_at, expires_at=expires_at,
+                    filename=filename, purpose=purpose, bytes=0, complete=False,
+                )
+            )
+        size = 0
+        try:
+            number = 0
+            async for part in parts:
+                if not part:
+                    continue
+                async with self.database.write() as connection:
+                    await connection.execute(insert(file_parts).values(file_id=file_id, part=number, data=part))
+                number += 1
+                size += len(part)
+            async with self.database.write() as connection:
+                await connection.execute(update(files).where(files.c.id == file_id).values(bytes=size, complete=True))
+        except BaseException:
+            async with self.database.write() as connection:
+                await connection.execute(delete(files).where(files.c.id == file_id))
+            raise
+        return await self.get(project, file_id)
+
+    async def get(self, project: str, file_id: str) -> dict | None:
+        """The project's file, or None (unknown, another project's, expired or still arriving)."""
+        async with self.database.read() as connection:
+            row = (await connection.execute(_visible(project).where(files.c.id == file_id))).first()
+        return file_object(row) if row is not None else None
+
+    async def parts(self, file_id: str) -> AsyncIterator[bytes]:
+        """The file's bytes, part by part, each read on its own so memory stays flat."""
+        number = 0
+        while True:
+            async with self.database.read() as connection:
+                data = (
+                    await connection.execute(
+                        select(file_parts.c.data).where(file_parts.c.file_id == file_id, file_parts.c.part == number)
+                    )
+                ).scalar()
+            if data is None:
+                return
+            yield bytes(data)
+            number += 1
+
+    async def content(self, file_id: str) -> bytes:
+        """The file's bytes, whole."""
+        return b"".join([part async for part in self.parts(file_id)])
+
+    async def list(
+        self, project: str, *, purpose: str | None, after: str | None, limit: int, order: Literal["asc", "desc"]
+    ) -> Page:
+        query = _visible(project)
+        if purpose is not None:
+            query = query.where(files.c.purpose == purpose)
+        async with self.database.read() as connection:
+            return await read_page(
+                connection, query, order_by=[files.c.created_at, files.c.id], id_column=files.c.id,
+                after=after, limit=limit, order=order, noun="File", read=file_object,
+            )
+
+    async def delete(self, project: str, file_id: str) -> bool:
+        """Delete the project's file and its bytes; False if there is no such file."""
+        async with self.database.write() as connection:
+            deleted = await connection.execute(delete(files).where(files.c.id == file_id, files.c.project == project))
+        return bool(deleted.rowcount)
+
+    async def remove_expired(self, now: int) -> int:
+        async with self.database.write() as connection:
+            deleted = await connection.execute(delete(files).where(files.c.expires_at.is_not(None), files.c.expires_at <= now))
+        return deleted.rowcount
+
+
+def _visible(project: str):
+    """The project's files that are whole and not expired."""
+    unexpired = or_(files.c.expires_at.is_(None), files.c.expires_at > int(time.time()))
+    return select(files).where(files.c.project == project, files.c.complete.is_(True), unexpired)
