@@ -13,6 +13,7 @@ import asyncio
 import numpy as np
 from sqlalchemy import delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.types import UserDefinedType
 
 from threadline.store.database import Database
 from threadline.store.tables import chunks
@@ -25,6 +26,15 @@ INSERT_WITH_VECTOR = text(
     "INSERT INTO chunks (vector_store_id, file_id, position, text, embedding, embedding_vector) "
     "VALUES (:vector_store_id, :file_id, :position, :text, :embedding, CAST(:embedding_vector AS vector))"
 )
+
+
+class Vector(UserDefinedType):
+    """pgvector's type, of any length."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **_: object) -> str:
+        return "vector"
 
 
 def vector_literal(vector: np.ndarray) -> str:
