@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from threadline.errors import invalid
 from threadline.retrieval.embedders import Embedder
-from threadline.retrieval.filters import Filter, parse_filters
+from threadline.retrieval.filters import ComparisonFilter, CompoundFilter, Filter, parse_filters
 from threadline.retrieval.index import PGVECTOR, ChunkIndex, Vector, vector_literal
 from threadline.store.database import Database
 from threadline.store.tables import chunks, files, vector_store_files
@@ -146,9 +146,9 @@ class Searcher:
         `filters` and `ranking_options` as the API takes them (a 400 when malformed), or parsed
         already. `mode` "keyword" or "vector" ranks by one list alone (for measuring each).
         Raises EmbeddingError when the embedder fails."""
-        condition = parse_filters(filters) if isinstance(filters, dict) else filters
+        condition = filters if filters is None or isinstance(filters, (ComparisonFilter, CompoundFilter)) else parse_filters(filters)
         ranking = ranking_options if isinstance(ranking_options, Ranking) else parse_ranking_options(ranking_options)
-        if not _is_number(max_num_results) or not 1 <= max_num_results <= MAX_NUM_RESULTS:
+        if not isinstance(max_num_results, int) or isinstance(max_num_results, bool) or not 1 <= max_num_results <= MAX_NUM_RESULTS:
             raise invalid(f"Invalid 'max_num_results': expected an integer between 1 and {MAX_NUM_RESULTS}.", param="max_num_results")
         queries = [query for query in queries if query.strip()]
         if not queries or not vector_store_ids:
