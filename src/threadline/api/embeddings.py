@@ -54,7 +54,7 @@ Embeddings = Annotated[EmbeddingsService, Depends(service)]
 Project = Annotated[str, Depends(project)]
 
 
-@router.post("", summary="Create embeddings", responses={**answers(CreateEmbeddingResponse, 400), **UPSTREAM_FAILED})
+@router.post("", summary="Create embeddings", responses={**answers(CreateEmbeddingResponse, 400, 413), **UPSTREAM_FAILED})
 async def create_embeddings(body: CreateEmbeddingBody, project: Project, embeddings: Embeddings) -> JSON:
     return JSON(
         await embeddings.create(body.input, model=body.model, encoding_format=body.encoding_format or "float", dimensions=body.dimensions)
