@@ -16,6 +16,7 @@ ranked, so a filter that few files pass still finds their best chunks.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import re
 from collections import defaultdict
@@ -206,12 +207,7 @@ class Searcher:
             )
             result = await connection.stream(statement)
             async for block in result.partitions(ROWS_PER_READ):
-                ids = np.array([row[0] for row in block])
-                matrix = np.frombuffer(b"".join(row[1] for row in block), dtype=np.float32).reshape(len(block), dimensions)
-                similarities = query_vectors @ matrix.T
-                for query, row in enumerate(similarities):
-                    top = np.argsort(-row, kind="stable")[:CANDIDATES]
-                    best[query] = heapq.nsmallest(CANDIDATES, best[query] + [(-float(row[i]), int(ids[i])) for i in top])
+                best = await asyncio.to_thread(_best_in_block, query_vectors, block, best)
         return [[chunk_id for _, chunk_id in ranked] for ranked in best]
 
     async def _pgvector(self, connection: AsyncConnection, scope: Scope, vector: np.ndarray) -> list[int]:
@@ -227,6 +223,18 @@ class Searcher:
             )
             found.extend((row[0], row[1]) for row in await connection.execute(statement))
         return [chunk_id for _, chunk_id in heapq.nsmallest(CANDIDATES, found)]
+
+
+def _best_in_block(query_vectors: np.ndarray, block: list, best: list[list[tuple[float, int]]]) -> list[list[tuple[float, int]]]:
+    """Each query's CANDIDATES best (-similarity, chunk id) among those so far and this block's (id, embedding) rows."""
+    ids = [row[0] for row in block]
+    matrix = np.frombuffer(b"".join(row[1] for row in block), dtype=np.float32).reshape(len(block), query_vectors.shape[1])
+    similarities = query_vectors @ matrix.T
+    kept = []
+    for so_far, row in zip(best, similarities):
+        top = np.argsort(-row, kind="stable")[:CANDIDATES]
+        kept.append(heapq.nsmallest(CANDIDATES, so_far + [(-float(row[i]), ids[i]) for i in top]))
+    return kept
 
 
 @dataclass(frozen=True)
