@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from threadline import __version__
 from threadline.api import conversations as conversation_routes
+from threadline.api import embeddings as embedding_routes
 from threadline.api import models as model_routes
 from threadline.api import responses as response_routes
 from threadline.api.auth import Authenticator
@@ -23,7 +24,9 @@ from threadline.engine.prepare import Preparer
 from threadline.engine.runner import Runner
 from threadline.ids import new_id
 from threadline.jobs.worker import Worker
+from threadline.retrieval.embedders import build_embedder
 from threadline.services.conversations import ConversationsService
+from threadline.services.embeddings import EmbeddingsService
 from threadline.services.idempotency import Idempotency
 from threadline.services.models import ModelsService
 from threadline.services.responses import ResponsesService
@@ -48,6 +51,7 @@ def create_app(settings: Settings) -> FastAPI:
         await migrate(database)
         models = Models(settings)
         await models.start()
+        embedder = build_embedder(settings.embeddings)
         responses = ResponseStore(database)
         conversations = ConversationStore(database)
         jobs = JobStore(database)
@@ -72,6 +76,7 @@ def create_app(settings: Settings) -> FastAPI:
             conversations=conversations, runner=runner, max_items_bytes=settings.limits.max_body_bytes
         )
         app.state.models = ModelsService(models, started_at=int(time.time()))
+        app.state.embeddings = EmbeddingsService(embedder)
         await jobs.heartbeat(runner.owner, settings.workers.lease_s)
         worker.start()
         app.state.ready = True
@@ -81,6 +86,7 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.ready = False
             await worker.stop(settings.server.shutdown_grace_s)
             await models.close()
+            await embedder.aclose()
             await tools.aclose()
             await database.dispose()
 
@@ -103,6 +109,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(conversation_routes.router)
     app.include_router(response_routes.router)
     app.include_router(model_routes.router)
+    app.include_router(embedding_routes.router)
     # Built on first request and kept; it documents answers as well as request bodies.
     app.openapi = lambda: openapi_document(app)
 
