@@ -263,3 +263,19 @@ def test_a_large_upload_streams_through_flat_memory(client, server, tmp_path):
     # Up and back down, the server held a few parts at a time, never the file.
     assert vm_hwm_bytes(pid) - peak_before < size // 2
     client.files.delete(created.id)
+
+
+def test_expired_files_and_abandoned_uploads_are_removed(start_server, server):
+    """Their rows and bytes go once a process sweeps, on an upload: a process starting afresh
+    sweeps on its first."""
+    long_ago = int(time.time()) - 2 * 24 * 3600
+    insert = "INSERT INTO files (id, project, created_at, expires_at, filename, purpose, bytes, complete) VALUES ({}, {}, {}, {}, {}, {}, {}, {})"
+    database_rows(server.database_url, insert, "file-expired", "alpha", long_ago, long_ago + 3600, "old.txt", "user_data", 3, True)
+    database_rows(server.database_url, insert, "file-abandoned", "alpha", long_ago, None, "cut.txt", "user_data", 0, False)
+    for file_id in ("file-expired", "file-abandoned"):
+        database_rows(server.database_url, "INSERT INTO file_parts (file_id, part, data) VALUES ({}, {}, {})", file_id, 0, b"old")
+    fresh = start_server(keys())
+    openai.OpenAI(base_url=fresh.url + "/v1", api_key=KEYS["alpha"]).files.create(file=("new.txt", b"new"), purpose="user_data")
+    left = database_rows(server.database_url, "SELECT count(*) FROM file_parts WHERE file_id IN ({}, {})", "file-expired", "file-abandoned")
+    assert left[0][0] == 0
+    assert database_rows(server.database_url, "SELECT count(*) FROM files WHERE id IN ({}, {})", "file-expired", "file-abandoned")[0][0] == 0

@@ -1,7 +1,8 @@
 """The Files API's work: uploads, listings, bytes and deletes, for the caller's project.
 
 A file expires as its `expires_after` says (batch files after 30 days unless told otherwise,
-as on OpenAI); from then on it is not found, and its bytes are removed by a later upload.
+as on OpenAI); from then on it is not found, and its bytes are removed by a later upload,
+as are those of an upload whose process ended before it did.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
 MIN_EXPIRY_S = 3600
 MAX_EXPIRY_S = 30 * 24 * 3600
 BATCH_EXPIRY_S = MAX_EXPIRY_S
-# How often an upload also removes the files that expired since.
+# How often an upload also removes the files that expired since, and uploads left unfinished.
 SWEEP_EVERY_S = 60
+# An upload still unfinished this long after it began was cut off by its process's end.
+ABANDONED_AFTER_S = 24 * 3600
 
 
 class FilesService:
@@ -78,6 +81,7 @@ class FilesService:
         if now - self._swept_at >= SWEEP_EVERY_S:
             self._swept_at = now
             await self.files.remove_expired(int(now))
+            await self.files.remove_incomplete(int(now) - ABANDONED_AFTER_S)
 
 
 def check_purpose(purpose: str) -> None:

@@ -133,6 +133,12 @@ class FileStore:
             deleted = await connection.execute(delete(files).where(files.c.expires_at.is_not(None), files.c.expires_at <= now))
         return deleted.rowcount
 
+    async def remove_incomplete(self, started_before: int) -> int:
+        """Remove uploads begun before `started_before` and never finished: their process died."""
+        async with self.database.write() as connection:
+            deleted = await connection.execute(delete(files).where(files.c.complete.is_(False), files.c.created_at < started_before))
+        return deleted.rowcount
+
 
 def _visible(project: str):
     """The project's files that are whole and not expired."""
