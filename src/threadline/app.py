@@ -11,12 +11,14 @@ from fastapi import FastAPI
 from threadline import __version__
 from threadline.api import conversations as conversation_routes
 from threadline.api import embeddings as embedding_routes
+from threadline.api import files as file_routes
 from threadline.api import models as model_routes
 from threadline.api import responses as response_routes
 from threadline.api.auth import Authenticator
 from threadline.api.errors import install_error_handlers
 from threadline.api.json import JSON
 from threadline.api.limits import BodyLimits
+from threadline.api.uploads import FORM_ALLOWANCE_BYTES
 from threadline.api.openapi import openapi_document
 from threadline.config import Settings
 from threadline.backends.registry import Models
@@ -27,10 +29,12 @@ from threadline.jobs.worker import Worker
 from threadline.retrieval.embedders import build_embedder
 from threadline.services.conversations import ConversationsService
 from threadline.services.embeddings import EmbeddingsService
+from threadline.services.files import FilesService
 from threadline.services.idempotency import Idempotency
 from threadline.services.models import ModelsService
 from threadline.services.responses import ResponsesService
 from threadline.store.conversations import ConversationStore
+from threadline.store.files import FileStore
 from threadline.store.idempotency import IdempotencyStore
 from threadline.store.jobs import JobStore
 from threadline.store.responses import ResponseStore
@@ -75,6 +79,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.conversations = ConversationsService(
             conversations=conversations, runner=runner, max_items_bytes=settings.limits.max_body_bytes
         )
+        app.state.files = FilesService(FileStore(database), max_file_bytes=settings.files.max_file_bytes)
         app.state.models = ModelsService(models, started_at=int(time.time()))
         app.state.embeddings = EmbeddingsService(embedder)
         await jobs.heartbeat(runner.owner, settings.workers.lease_s)
@@ -105,11 +110,17 @@ def create_app(settings: Settings) -> FastAPI:
     if app.state.authenticator.is_open:
         log.warning("No API keys are configured: every request is accepted, in one open project.")
     install_error_handlers(app)
-    app.add_middleware(BodyLimits, max_body_bytes=settings.limits.max_body_bytes, timeout_s=settings.server.body_timeout_s)
+    app.add_middleware(
+        BodyLimits,
+        max_body_bytes=settings.limits.max_body_bytes,
+        timeout_s=settings.server.body_timeout_s,
+        uploads={"/v1/files": settings.files.max_file_bytes + FORM_ALLOWANCE_BYTES},
+    )
     app.include_router(conversation_routes.router)
     app.include_router(response_routes.router)
     app.include_router(model_routes.router)
     app.include_router(embedding_routes.router)
+    app.include_router(file_routes.router)
     # Built on first request and kept; it documents answers as well as request bodies.
     app.openapi = lambda: openapi_document(app)
 
