@@ -12,6 +12,7 @@ from threadline import __version__
 from threadline.api import conversations as conversation_routes
 from threadline.api import models as model_routes
 from threadline.api import responses as response_routes
+from threadline.api import vector_stores as vector_store_routes
 from threadline.api.auth import Authenticator
 from threadline.api.errors import install_error_handlers
 from threadline.api.json import JSON
@@ -22,16 +23,24 @@ from threadline.backends.registry import Models
 from threadline.engine.prepare import Preparer
 from threadline.engine.runner import Runner
 from threadline.ids import new_id
+from threadline.jobs.ingestion import Ingestion
 from threadline.jobs.worker import Worker
+from threadline.retrieval.embedders import build_embedder
+from threadline.retrieval.index import ChunkIndex
+from threadline.retrieval.search import Searcher
 from threadline.services.conversations import ConversationsService
 from threadline.services.idempotency import Idempotency
 from threadline.services.models import ModelsService
 from threadline.services.responses import ResponsesService
+from threadline.services.vector_stores import VectorStoresService
 from threadline.store.conversations import ConversationStore
 from threadline.store.idempotency import IdempotencyStore
 from threadline.store.jobs import JobStore
 from threadline.store.responses import ResponseStore
 from threadline.store.database import Database
+from threadline.store.files import FileStore
+from threadline.store.ingestion import IngestionQueue
+from threadline.store.vector_stores import VectorStoreStore
 from threadline.store.migrate import migrate
 from threadline.tools.secrets import SecretBox
 from threadline.tools.toolbox import ToolServices
@@ -53,7 +62,12 @@ def create_app(settings: Settings) -> FastAPI:
         jobs = JobStore(database)
         tools = ToolServices(settings.tools, SecretBox(settings.security.encryption_keys))
         runner = Runner(responses, jobs, owner=new_id("proc"), tools=tools)
-        worker = Worker(runner, models, settings.workers)
+        embedder = build_embedder(settings.embeddings)
+        chunk_index = ChunkIndex(database)
+        ingestion = Ingestion(
+            IngestionQueue(database), FileStore(database), embedder, chunk_index, owner=runner.owner, settings=settings.workers
+        )
+        worker = Worker(runner, models, settings.workers, ingestion)
         idempotency = Idempotency(
             IdempotencyStore(database, settings.server.idempotency_ttl_s),
             owner=runner.owner,
@@ -72,6 +86,9 @@ def create_app(settings: Settings) -> FastAPI:
             conversations=conversations, runner=runner, max_items_bytes=settings.limits.max_body_bytes
         )
         app.state.models = ModelsService(models, started_at=int(time.time()))
+        app.state.vector_stores = VectorStoresService(
+            store=VectorStoreStore(database), index=chunk_index, searcher=Searcher(database, embedder, chunk_index), ingestion=ingestion
+        )
         await jobs.heartbeat(runner.owner, settings.workers.lease_s)
         worker.start()
         app.state.ready = True
@@ -80,6 +97,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             app.state.ready = False
             await worker.stop(settings.server.shutdown_grace_s)
+            await embedder.aclose()
             await models.close()
             await tools.aclose()
             await database.dispose()
@@ -103,6 +121,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(conversation_routes.router)
     app.include_router(response_routes.router)
     app.include_router(model_routes.router)
+    app.include_router(vector_store_routes.router)
     # Built on first request and kept; it documents answers as well as request bodies.
     app.openapi = lambda: openapi_document(app)
 
