@@ -34,11 +34,11 @@ from threadline.services.models import ModelsService
 from threadline.services.responses import ResponsesService
 from threadline.services.vector_stores import VectorStoresService
 from threadline.store.conversations import ConversationStore
+from threadline.store.files import FileStore
 from threadline.store.idempotency import IdempotencyStore
 from threadline.store.jobs import JobStore
 from threadline.store.responses import ResponseStore
 from threadline.store.database import Database
-from threadline.store.files import FileStore
 from threadline.store.ingestion import IngestionQueue
 from threadline.store.vector_stores import VectorStoreStore
 from threadline.store.migrate import migrate
