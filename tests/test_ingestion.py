@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from tests.conftest import FAST_WORKERS
-from tests.embeddings_server import EmbeddingsServer
+from tests.gated_embeddings import GatedEmbeddingsServer
 from tests.servers import ThreadlineServer, write_config
 
 TEXT = "Lighthouses guide ships along rocky coasts at night. " * 20
@@ -18,7 +18,7 @@ TEXT = "Lighthouses guide ships along rocky coasts at night. " * 20
 
 @pytest.fixture(scope="module")
 def embeddings():
-    with EmbeddingsServer() as running:
+    with GatedEmbeddingsServer() as running:
         yield running
 
 

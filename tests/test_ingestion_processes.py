@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from tests.conftest import FAST_WORKERS
-from tests.embeddings_server import EmbeddingsServer
+from tests.gated_embeddings import GatedEmbeddingsServer
 from tests.servers import ThreadlineServer, write_config
 from threadline.retrieval.chunking import AUTO_MAX_TOKENS, AUTO_OVERLAP_TOKENS, chunk
 
@@ -49,7 +49,7 @@ def test_ingested_through_one_searched_alike_through_another(fresh_database_url,
 
 
 def test_a_process_killed_mid_ingestion_leaves_its_file_to_another(fresh_database_url, tmp_path):
-    with EmbeddingsServer() as embeddings:
+    with GatedEmbeddingsServer() as embeddings:
         config = write_config(tmp_path / "threadline.toml", {"workers": FAST_WORKERS, "embeddings": embeddings.config()})
         doomed = ThreadlineServer(fresh_database_url, config).start()
         try:

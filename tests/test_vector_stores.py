@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from tests.documents import corrupt_pdf, docx, pdf
+from tests.helpers import database_rows
 
 VECTOR_STORE_TABLES = ("vector_stores", "vector_store_files", "vector_store_file_batches")
 
@@ -291,3 +292,22 @@ def test_other_projects_objects_are_not_found(client, beta_client):
         client.vector_stores.files.create(vector_store_id=store.id, file_id=beta_file)
     assert client.vector_stores.retrieve(store.id).file_counts.total == 1
     assert beta_client.vector_stores.retrieve(beta_store.id).file_counts.total == 0
+
+
+def test_an_expired_store_is_kept_but_not_searched(client, server):
+    store = client.vector_stores.create(expires_after={"anchor": "last_active_at", "days": 1})
+    file_id = upload(client, "a.txt", PARIS)
+    client.vector_stores.files.create_and_poll(file_id=file_id, vector_store_id=store.id)
+    # A day on: its expiry is moved into the past, as the clock would.
+    database_rows(server.database_url, "UPDATE vector_stores SET expires_at = 1 WHERE id = {} RETURNING id", store.id)
+    expired = client.vector_stores.retrieve(store.id)
+    assert expired.status == "expired" and expired.file_counts.completed == 1
+    for attempt in (
+        lambda: client.vector_stores.search(store.id, query="Paris"),
+        lambda: client.vector_stores.files.create(vector_store_id=store.id, file_id=upload(client, "b.txt", PENGUINS)),
+    ):
+        with pytest.raises(openai.BadRequestError) as refused:
+            attempt()
+        assert refused.value.body["param"] == "vector_store_id" and "expired" in refused.value.body["message"]
+    assert client.vector_stores.retrieve(store.id) == expired
+    assert client.vector_stores.delete(store.id).deleted

@@ -109,17 +109,13 @@ class CreateBatchBody(Tolerant):
     chunking_strategy: ChunkingStrategy | None = None
 
 
-class RankingOptions(Tolerant):
-    ranker: Literal["none", "auto", "default-2024-11-15"] = "auto"
-    score_threshold: Annotated[float, Field(ge=0, le=1)] = 0.0
-
-
 class SearchBody(Tolerant):
     query: str | Annotated[list[str], Field(min_length=1)]
     rewrite_query: Bool = False
     max_num_results: Annotated[int, Field(strict=True, ge=1, le=50)] = 10
+    # Checked by the searcher, as OpenAI's ComparisonFilter / CompoundFilter and ranking options.
     filters: dict[str, Any] | None = None
-    ranking_options: RankingOptions | None = None
+    ranking_options: dict[str, Any] | None = None
 
 
 # -- dependencies --------------------------------------------------------------------------------
@@ -208,9 +204,8 @@ async def delete_vector_store(vector_store_id: str, project: Project, vector_sto
 @router.post("/{vector_store_id}/search", summary="Search a vector store", responses=answers(SearchResultsPage, 400, 404, 413))
 async def search_vector_store(vector_store_id: str, body: SearchBody, project: Project, vector_stores: VectorStores) -> JSON:
     queries = [body.query] if isinstance(body.query, str) else body.query
-    ranking_options = body.ranking_options.model_dump(include={"ranker", "score_threshold"}) if body.ranking_options else None
     page = await vector_stores.search(
-        project, vector_store_id, queries, filters=body.filters, max_num_results=body.max_num_results, ranking_options=ranking_options
+        project, vector_store_id, queries, filters=body.filters, max_num_results=body.max_num_results, ranking_options=body.ranking_options
     )
     return JSON(page)
 

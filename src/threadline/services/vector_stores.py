@@ -5,7 +5,6 @@ whichever process is free does the rest."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -13,7 +12,6 @@ from threadline.errors import invalid
 from threadline.ids import new_id
 from threadline.jobs.ingestion import Ingestion
 from threadline.retrieval.chunking import static_strategy
-from threadline.retrieval.filters import parse_filters
 from threadline.retrieval.index import ChunkIndex
 from threadline.retrieval.search import Searcher
 from threadline.store.pagination import Page
@@ -171,9 +169,8 @@ class VectorStoresService:
         max_num_results: int,
         ranking_options: dict | None,
     ) -> dict:
-        """The chunks that best answer the queries, best first; the search makes the store active."""
-        if filters is not None:
-            parse_filters(filters)
+        """The chunks that best answer the queries, best first; the search makes the store active.
+        The searcher checks `filters` and `ranking_options` (a 400 before anything is written)."""
         vector_store = await self.store.get(project, vector_store_id)
         if vector_store["status"] == "expired":
             raise invalid(f"Vector store {vector_store_id} is expired. Create a new vector store and try again.", param="vector_store_id")
@@ -184,20 +181,10 @@ class VectorStoresService:
         return {
             "object": "vector_store.search_results.page",
             "search_query": queries,
-            "data": [_search_result(result) for result in results],
+            "data": [result.to_api() for result in results],
             "has_more": False,
             "next_page": None,
         }
-
-
-def _search_result(result: Any) -> dict:
-    return {
-        "file_id": result.file_id,
-        "filename": result.filename,
-        "score": result.score,
-        "attributes": result.attributes,
-        "content": result.content,
-    }
 
 
 def _unique(ids: Sequence[str]) -> list[str]:

@@ -31,14 +31,14 @@ def vector(text: str) -> list[float]:
     return (counts / np.linalg.norm(counts)).tolist()
 
 
-class EmbeddingsServer:
+class GatedEmbeddingsServer:
     def __init__(self) -> None:
         self.gate = threading.Event()
         self.gate.set()
         self.lock = threading.Lock()
         self.waiting = 0  # requests held at the closed gate now
         self.requests = 0  # requests answered
-        self._thread_server = ThreadServer(Starlette(routes=[Route("/v1/embeddings", self._embeddings, methods=["POST"])]), "embeddings server")
+        self._thread_server = ThreadServer(Starlette(routes=[Route("/v1/embeddings", self._embeddings, methods=["POST"])]), "the gated embeddings server")
 
     async def _embeddings(self, request: Request) -> JSONResponse:
         body = await request.json()
@@ -56,7 +56,7 @@ class EmbeddingsServer:
         data = [{"object": "embedding", "index": index, "embedding": vector(text)} for index, text in enumerate(texts)]
         return JSONResponse({"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": 0, "total_tokens": 0}})
 
-    def __enter__(self) -> EmbeddingsServer:
+    def __enter__(self) -> GatedEmbeddingsServer:
         port = self._thread_server.start()
         self.base_url = f"http://127.0.0.1:{port}/v1"
         return self
