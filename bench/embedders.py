@@ -19,7 +19,6 @@ import resource
 import time
 
 import numpy as np
-
 from python_docs import corpus, known_items
 
 

@@ -19,10 +19,10 @@ from threadline.api.auth import Authenticator
 from threadline.api.errors import install_error_handlers
 from threadline.api.json import JSON
 from threadline.api.limits import BodyLimits
-from threadline.api.uploads import FORM_ALLOWANCE_BYTES
 from threadline.api.openapi import openapi_document
-from threadline.config import Settings
+from threadline.api.uploads import FORM_ALLOWANCE_BYTES
 from threadline.backends.registry import Models
+from threadline.config import Settings
 from threadline.engine.prepare import Preparer
 from threadline.engine.runner import Runner
 from threadline.ids import new_id
@@ -39,14 +39,14 @@ from threadline.services.models import ModelsService
 from threadline.services.responses import ResponsesService
 from threadline.services.vector_stores import VectorStoresService
 from threadline.store.conversations import ConversationStore
+from threadline.store.database import Database
 from threadline.store.files import FileStore
 from threadline.store.idempotency import IdempotencyStore
-from threadline.store.jobs import JobStore
-from threadline.store.responses import ResponseStore
-from threadline.store.database import Database
 from threadline.store.ingestion import IngestionQueue
-from threadline.store.vector_stores import VectorStoreStore
+from threadline.store.jobs import JobStore
 from threadline.store.migrate import migrate
+from threadline.store.responses import ResponseStore
+from threadline.store.vector_stores import VectorStoreStore
 from threadline.tools.secrets import SecretBox
 from threadline.tools.toolbox import ToolServices
 
