@@ -8,6 +8,7 @@ A chat upstream reads a file as its extracted text, a Responses upstream gets th
 from __future__ import annotations
 
 import base64
+import time
 
 import openai
 import pytest
@@ -16,6 +17,7 @@ from tests.conftest import KEYS
 from tests.helpers import database_rows, upstream_models, wait_for
 from tests.mock_upstream import finish, reply, text
 
+LIMIT = 1024 * 1024
 # The smallest PNG: one transparent pixel.
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
 
@@ -45,7 +47,9 @@ def pdf_with_text(line: str) -> bytes:
 @pytest.fixture(scope="module")
 def server(start_server, upstream):
     keys = {"auth": {"api_keys": [{"key": key, "project": project} for project, key in KEYS.items()]}}
-    return start_server({**keys, "models": upstream_models(upstream.base_url, {"": {"timeout_s": 5}})})
+    # A small body limit, which is also the most the files named may add to one request.
+    limits = {"limits": {"max_body_bytes": LIMIT}}
+    return start_server({**keys, **limits, "models": upstream_models(upstream.base_url, {"": {"timeout_s": 5}})})
 
 
 def ask(file_part: dict, question: str = "What does it say?") -> list[dict]:
@@ -164,3 +168,56 @@ def test_a_background_response_reads_the_file(client, mock, model, server):
     # The stored input keeps the id as sent.
     rows = database_rows(server.database_url, "SELECT data FROM response_items WHERE response_id = {} AND is_output = {}", response.id, False)
     assert file.id in rows[0][0] and "QmFja2dyb3VuZCBmYWN0cy4=" not in rows[0][0]
+
+
+def test_a_file_named_many_times_is_held_to_what_a_request_may_carry(client, mock, model, row_counts):
+    # A body of a few hundred bytes naming a 300 KB file again and again: the file counts each
+    # time, up to what the request could have carried inline.
+    data = b"line of notes\n" * (300_000 // 14)
+    file = client.files.create(file=("big.txt", data), purpose="user_data")
+    part = {"type": "input_file", "file_id": file.id}
+    before = row_counts()
+    for times in (4, 1000):
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.responses.create(model=model, input=[{"role": "user", "content": [{"type": "input_text", "text": "Read."}] + [part] * times}])
+        assert caught.value.body["param"] == "input[0].content[4].file_id"
+        assert file.id in caught.value.body["message"] and str(LIMIT) in caught.value.body["message"]
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model=model, input=[ask(part)[0]] * 3 + [ask(part)[0]])
+    assert caught.value.body["param"] == "input[3].content[1].file_id"
+    assert row_counts() == before and mock.requests == []
+    # Three times is within it: each reaches the model.
+    mock.script(reply(text("Read."), finish()))
+    client.responses.create(model=model, input=[{"role": "user", "content": [part] * 3}])
+    content = upstream_user_content(mock, model)
+    assert str(content).count("line of notes") >= 3 if model == "chat" else len(content) == 3
+
+
+def test_earlier_files_past_the_limit_become_notes(client, mock, model):
+    data = b"earlier notes\n" * (300_000 // 14)
+    file = client.files.create(file=("earlier.txt", data), purpose="user_data")
+    part = {"type": "input_file", "file_id": file.id}
+    conversation = client.conversations.create(items=[{"role": "user", "content": [part]}] * 3)
+    mock.script(reply(text("Read."), finish()))
+    # The new input's file comes first, then the newest earlier ones: the oldest is left out.
+    client.responses.create(model=model, conversation=conversation.id, input=[{"role": "user", "content": [part]}])
+    sent = str(mock.requests[-1])
+    assert sent.count(f"The file '{file.id}' is left out") == 1
+    assert sent.count("earlier notes") >= 3 if model == "chat" else sent.count("data:text/plain;base64,") == 3
+
+
+def test_a_queued_response_keeps_the_file_by_id_until_it_runs(client, mock, model, server):
+    data = b"Queued facts."
+    encoded = base64.b64encode(data).decode()
+    file = client.files.create(file=("queued.txt", data), purpose="user_data")
+    mock.script(reply(text("Reading"), forever=True))
+    response = client.responses.create(model=model, input=ask({"type": "input_file", "file_id": file.id}), background=True)
+    deadline = time.monotonic() + 10
+    while not mock.requests and time.monotonic() < deadline:
+        time.sleep(0.02)
+    # The model has the file; the job stored for the response names it only.
+    assert ("Queued facts." if model == "chat" else encoded) in str(upstream_user_content(mock, model))
+    [(job,)] = database_rows(server.database_url, "SELECT job FROM responses WHERE id = {}", response.id)
+    assert file.id in job and encoded not in job and "Queued facts." not in job
+    client.responses.cancel(response.id)
+    assert wait_for(client, response.id).status == "cancelled"

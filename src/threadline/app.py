@@ -67,8 +67,8 @@ def create_app(settings: Settings) -> FastAPI:
         conversations = ConversationStore(database)
         jobs = JobStore(database)
         tools = ToolServices(settings.tools, SecretBox(settings.security.encryption_keys))
-        runner = Runner(responses, jobs, owner=new_id("proc"), tools=tools)
         files = FileStore(database)
+        runner = Runner(responses, jobs, owner=new_id("proc"), tools=tools, files=files, max_input_bytes=settings.limits.max_body_bytes)
         chunk_index = ChunkIndex(database)
         ingestion = Ingestion(
             IngestionQueue(database), files, embedder, chunk_index, owner=runner.owner, settings=settings.workers

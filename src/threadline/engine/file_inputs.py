@@ -12,6 +12,9 @@ the model, since no model's server can see Threadline's file ids:
 A file id the project does not have is a 400 naming the part, checked before anything is
 stored; one in earlier items (a conversation's, a previous response's) whose file has since
 been deleted or expired becomes a note saying so, so the conversation can go on.
+
+What the files add to one request is held to what the request could have carried inline
+(`limits.max_body_bytes`), each file counted every time it is named, though read only once.
 """
 
 from __future__ import annotations
@@ -64,21 +67,34 @@ def unknown_file(file_id: str, param: str) -> Exception:
 
 
 class FileInputs:
-    """Reads the files the input names by id, for one model: as text (`as_text`) or as files."""
+    """Reads the files the input names by id, for one model: as text (`as_text`) or as files.
 
-    def __init__(self, files: FileStore, project: str, *, as_text: bool, max_file_bytes: int) -> None:
+    One instance serves one request: each file is read once however often it is named, and
+    what the files add to the input is held to `max_bytes` (the most a request could carry
+    inline), so a small body naming a large file many times cannot fill the server's memory.
+    """
+
+    def __init__(self, files: FileStore, project: str, *, as_text: bool, max_bytes: int) -> None:
         self.files = files
         self.project = project
         self.as_text = as_text
-        self.max_file_bytes = max_file_bytes  # a file larger than a request could carry inline is refused
+        self.max_bytes = max_bytes
+        self.bytes_read = 0  # of the distinct files read
+        self.bytes_added = 0  # what the parts resolved put into the input: files' bytes, or their text
+        self._found: dict[str, dict | None] = {}  # file objects by id, None for one the project lacks
+        self._data: dict[str, bytes] = {}
+        self._forms: dict[tuple, tuple[dict, int]] = {}  # a part's resolved form (and its size) by file, type, filename
 
     async def resolve(self, items: list[dict], *, param: str | None) -> list[dict]:
         """The items with each file named by id in the form the model takes (copies; the
         items given are left as they are). `param` names the new input, whose unknown files
-        are a 400; None for earlier items, whose missing files become a note."""
+        are a 400, as is passing `max_bytes`; None for earlier items, whose missing files
+        become a note, as do those past `max_bytes` (the newest are kept)."""
         found = list(file_parts(items))
         if not found:
             return items
+        if param is None:
+            found.reverse()
         resolved = list(items)
         for index, key, position, part in found:
             if resolved[index] is items[index]:
@@ -89,30 +105,64 @@ class FileInputs:
 
     async def _part(self, part: dict, where: str | None) -> dict:
         file_id = part["file_id"]
-        file = await self.files.get(self.project, file_id)
+        file = await self._file(file_id)
         if file is None:
             if where is not None:
                 raise unknown_file(file_id, f"{where}.file_id")
             return {"type": "input_text", "text": f"[The file '{file_id}' is no longer available.]"}
-        if file["bytes"] > self.max_file_bytes:
-            raise invalid(
-                f"The file '{file_id}' is larger than a model input may be ({self.max_file_bytes} bytes).",
-                param=f"{where}.file_id" if where else "input",
-            )
-        data = await self.files.content(file_id)
-        rest = {key: value for key, value in part.items() if key not in ("file_id", "type")}
-        if part["type"] == "input_image":
+        param = f"{where}.file_id" if where else "input"
+        filename = part.get("filename") or file["filename"]
+        kind = "image" if part["type"] == "input_image" else "text" if self.as_text else "file"
+        key = (file_id, kind, filename)
+        if key not in self._forms:
+            if file_id not in self._data and self.bytes_read + file["bytes"] > self.max_bytes:
+                return self._too_much(file_id, where)
+            self._forms[key] = await self._form(file, kind, filename, param)
+        form, size = self._forms[key]
+        if self.bytes_added + size > self.max_bytes:
+            return self._too_much(file_id, where)
+        self.bytes_added += size
+        rest = {name: value for name, value in part.items() if name not in ("file_id", "type")}
+        if form["type"] == "input_text":
+            return dict(form)
+        return {"type": form["type"], **rest, **form}
+
+    async def _file(self, file_id: str) -> dict | None:
+        if file_id not in self._found:
+            self._found[file_id] = await self.files.get(self.project, file_id)
+        return self._found[file_id]
+
+    async def _data_of(self, file: dict) -> bytes:
+        if file["id"] not in self._data:
+            self._data[file["id"]] = await self.files.content(file["id"])
+            self.bytes_read += file["bytes"]
+        return self._data[file["id"]]
+
+    async def _form(self, file: dict, kind: str, filename: str, param: str) -> tuple[dict, int]:
+        """The part's resolved form, without the keys it keeps from the part, and its size."""
+        data = await self._data_of(file)
+        if kind == "image":
             media_type = image_type(file["filename"], data)
             if media_type is None:
-                raise invalid(f"The file '{file_id}' ({file['filename']}) is not an image.", param=f"{where}.file_id" if where else "input")
-            return {"type": "input_image", **rest, "image_url": data_url(media_type, data)}
-        filename = part.get("filename") or file["filename"]
-        if self.as_text:
-            text = await file_text(filename, data, param=f"{where}.file_id" if where else "input")
+                raise invalid(f"The file '{file['id']}' ({file['filename']}) is not an image.", param=param)
+            return {"type": "input_image", "image_url": data_url(media_type, data)}, len(data)
+        if kind == "text":
+            text = await file_text(filename, data, param=param)
             if text is not None:
-                return {"type": "input_text", "text": f'\n<file name="{filename}">\n{text.rstrip()}\n</file>\n'}
+                text = f'\n<file name="{filename}">\n{text.rstrip()}\n</file>\n'
+                return {"type": "input_text", "text": text}, len(text.encode())
         media_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
-        return {"type": "input_file", **rest, "filename": filename, "file_data": data_url(media_type, data)}
+        return {"type": "input_file", "filename": filename, "file_data": data_url(media_type, data)}, len(data)
+
+    def _too_much(self, file_id: str, where: str | None) -> dict:
+        """A 400 naming the new input's part past the limit; an earlier item's part becomes a note."""
+        if where is not None:
+            raise invalid(
+                f"The files named in the input come to more than a request may carry ({self.max_bytes} bytes), "
+                f"counting each time a file is named; '{file_id}' passes that.",
+                param=f"{where}.file_id",
+            )
+        return {"type": "input_text", "text": f"[The file '{file_id}' is left out: the input's files are more than the model may be sent at once.]"}
 
 
 async def file_text(filename: str, data: bytes, *, param: str) -> str | None:

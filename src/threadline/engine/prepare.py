@@ -155,7 +155,7 @@ class Preparer:
         # Files named by id reach the model as it takes them: the new input's before the
         # window is counted (so their size counts), the earlier items' once they are chosen.
         file_inputs = FileInputs(
-            self.files, project, as_text=backend.settings.provider != "openai-responses", max_file_bytes=self.limits.max_body_bytes
+            self.files, project, as_text=backend.settings.provider != "openai-responses", max_bytes=self.limits.max_body_bytes
         )
         model_request = ModelRequest(
             model=model_id,
@@ -179,7 +179,12 @@ class Preparer:
         )
         # Counted as the model reads it: hosted tools' items as the calls and outputs they were.
         model_request = await fit_to_window(backend, model_request, history, body.truncation or "disabled", view=lambda items: model_view(items, plan))
-        model_request.input = await file_inputs.resolve(model_request.input, param=None)
+        if body.background:
+            # A queued response keeps the files by id, its new input's as sent: its stored job
+            # holds no file's bytes, and they are read as it runs (engine/runner.py).
+            model_request.input = model_request.input[: len(model_request.input) - len(input_items)] + input_items
+        else:
+            model_request.input = await file_inputs.resolve(model_request.input, param=None)
         plan.sent_ids = sent_ids(request_input(body), input_items)
         plan.approved = approved_calls(model_request.input, input_items, plan)
         return PreparedResponse(

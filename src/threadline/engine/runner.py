@@ -19,10 +19,12 @@ from collections.abc import AsyncIterator, Coroutine
 
 from threadline.engine.client_stream import ClientStream
 from threadline.engine.event_log import EventLogSink, LogSignal
+from threadline.engine.file_inputs import FileInputs
 from threadline.engine.prepare import PreparedResponse
 from threadline.engine.turns import TurnLoop
 from threadline.errors import APIError, not_found
 from threadline.spec.stream import ResponseEvents
+from threadline.store.files import FileStore
 from threadline.store.jobs import JobStore, OwnedResponse
 from threadline.store.responses import ResponseStore
 from threadline.tools.toolbox import ToolServices
@@ -149,6 +151,8 @@ class ResponseRun:
             try:
                 if self.stop_reason is not None:
                     raise asyncio.CancelledError  # stopped before it started
+                if self.background and not await self._read_files():
+                    return
                 await self._finish(await self._turns.run(self.recording, self.recorded_at_start))
             except asyncio.CancelledError:
                 self._finishing = True  # the stop is being stored: no second cancel cuts it
@@ -167,6 +171,26 @@ class ResponseRun:
                 await self._log.close()
             if self._client is not None:
                 self._client.put(None)
+
+    async def _read_files(self) -> bool:
+        """Read the files a background response's input names by id, as it starts: its stored
+        job keeps the ids, not the files (engine/prepare.py), which were checked when it was
+        created. False if one can no longer be read as it was: the response ends failed."""
+        if self.runner.files is None:
+            return True
+        request = self.prepared.model_request
+        inputs = FileInputs(
+            self.runner.files,
+            self.prepared.project,
+            as_text=self.prepared.backend.settings.provider != "openai-responses",
+            max_bytes=self.runner.max_input_bytes,
+        )
+        try:
+            request.input = await inputs.resolve(request.input, param=None)
+        except APIError as error:
+            await self._finish(self._opening_events() + self.events.fail("invalid_prompt", error.message))
+            return False
+        return True
 
     def _refuse(self, error: APIError) -> None:
         self.error = error
@@ -335,11 +359,21 @@ class ResponseRun:
 class Runner:
     """This process's responses: started here, or claimed from the shared queue."""
 
-    def __init__(self, responses: ResponseStore, jobs: JobStore, owner: str, tools: ToolServices | None = None) -> None:
+    def __init__(
+        self,
+        responses: ResponseStore,
+        jobs: JobStore,
+        owner: str,
+        tools: ToolServices | None = None,
+        files: FileStore | None = None,
+        max_input_bytes: int = 32 * 1024 * 1024,
+    ) -> None:
         self.responses = responses
         self.jobs = jobs
         self.owner = owner
         self.tools = tools or ToolServices.unconfigured()
+        self.files = files  # background responses' files named by id are read from here as they run
+        self.max_input_bytes = max_input_bytes  # what those files may add to one response's input
         self.runs: dict[str, ResponseRun] = {}
         self._signals: dict[str, LogSignal] = {}  # responses followed in this process, while followed
         self._chores: set[asyncio.Task] = set()
