@@ -165,6 +165,54 @@ def test_bad_or_missing_purpose_stores_nothing(client, server):
     assert stored(server.database_url) == before
 
 
+def chunked_form(*parts: tuple[str, bytes], headers: bytes = b"") -> tuple[object, dict]:
+    """A multipart body streamed without a Content-Length, of `parts` (name, value; "file" is
+    the file), each part with `headers` besides its Content-Disposition; and its headers."""
+    boundary = uuid.uuid4().hex
+
+    def body():
+        for name, value in parts:
+            filename = '; filename="notes.txt"' if name == "file" else ""
+            yield f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"{filename}\r\n'.encode() + headers + b"\r\n" + value + b"\r\n"
+        yield f"--{boundary}--\r\n".encode()
+
+    return body(), {"Authorization": f"Bearer {KEYS['alpha']}", "Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        # Fields each within their own limit, more than the form's allowance together, before the file or after it.
+        [("purpose", b"user_data"), ("note", b"n" * 40_000), ("other", b"o" * 40_000), ("file", b"x")],
+        [("file", b"x" * 3_000_000), ("purpose", b"user_data"), ("note", b"n" * 40_000), ("other", b"o" * 40_000)],
+        # Many small fields, or one name sent again and again.
+        [("purpose", b"user_data"), *[(f"f{number}", b"v") for number in range(200)], ("file", b"x")],
+        [("purpose", b"user_data"), *[("same", b"v" * 1000)] * 100, ("file", b"x")],
+    ],
+    ids=["fields-before", "fields-after", "many-fields", "repeated-field"],
+)
+def test_the_form_beside_the_file_is_held_to_its_allowance(server, parts):
+    before = stored(server.database_url)
+    body, headers = chunked_form(*parts)
+    answer = httpx.post(server.url + "/v1/files", content=body, headers=headers)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["type"] == "invalid_request_error"
+    assert stored(server.database_url) == before
+
+
+def test_part_headers_count_toward_the_forms_allowance(server):
+    before = stored(server.database_url)
+    # Each part's headers short enough for the parser (a few short lines), together past the allowance.
+    padding = b"".join(b"X-Pad-%d: %s\r\n" % (number, b"p" * 1000) for number in range(4))
+    body, headers = chunked_form(("purpose", b"user_data"), *[(f"f{number}", b"v") for number in range(20)], ("file", b"x"), headers=padding)
+    answer = httpx.post(server.url + "/v1/files", content=body, headers=headers)
+    assert answer.status_code == 400 and answer.json()["error"]["type"] == "invalid_request_error", answer.text
+    assert stored(server.database_url) == before
+    # Within the allowance, the same form is taken.
+    body, headers = chunked_form(("purpose", b"user_data"), ("note", b"n" * 30_000), ("file", b"x"), headers=b"X-Padding: short\r\n")
+    assert httpx.post(server.url + "/v1/files", content=body, headers=headers).status_code == 200
+
+
 def test_another_projects_file_is_not_found(client, beta_client):
     created = client.files.create(file=("mine.txt", b"alpha's"), purpose="user_data")
     for call in (beta_client.files.retrieve, beta_client.files.content, beta_client.files.delete):

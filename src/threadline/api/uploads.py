@@ -18,7 +18,10 @@ from threadline.errors import APIError, invalid
 # The most a text field may hold: form fields here are short words and numbers.
 MAX_FIELD_BYTES = 64 * 1024
 # What an upload's body may carry beyond its file: boundaries, part headers, text fields.
+# The part headers and text fields are held in memory, so they are held to it, all together.
 FORM_ALLOWANCE_BYTES = 64 * 1024
+# The parts an upload may have, its file among them: the SDKs send at most a handful.
+MAX_FORM_PARTS = 64
 
 
 def file_too_large(max_file_bytes: int) -> APIError:
@@ -49,6 +52,8 @@ class Upload:
         self._target: str | None = None  # "file", "field", or "skip" (a second file)
         self._field_name = ""
         self._field = bytearray()
+        self._form_bytes = 0  # part headers and text fields read so far
+        self._form_parts = 0
         callbacks = {
             "on_part_begin": self._part_begin,
             "on_header_field": self._header_field,
@@ -108,11 +113,22 @@ class Upload:
 
     def _part_begin(self) -> None:
         self._headers = {}
+        self._form_parts += 1
+        if self._form_parts > MAX_FORM_PARTS:
+            raise invalid(f"The form has more than {MAX_FORM_PARTS} parts.")
+
+    def _count(self, size: int) -> None:
+        """Count bytes of the form held in memory (part headers, text fields) against its allowance."""
+        self._form_bytes += size
+        if self._form_bytes > FORM_ALLOWANCE_BYTES:
+            raise invalid(f"The form's fields and part headers come to more than {FORM_ALLOWANCE_BYTES} bytes.")
 
     def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._count(end - start)
         self._header_name += data[start:end]
 
     def _header_value_part(self, data: bytes, start: int, end: int) -> None:
+        self._count(end - start)
         self._header_value += data[start:end]
 
     def _header_end(self) -> None:
@@ -141,6 +157,7 @@ class Upload:
                 raise file_too_large(self._max_file_bytes)
             self._file += data[start:end]
         elif self._target == "field":
+            self._count(end - start)
             self._field += data[start:end]
             if len(self._field) > MAX_FIELD_BYTES:
                 raise invalid(f"The form field '{self._field_name}' is longer than {MAX_FIELD_BYTES} bytes.", param=self._field_name)
