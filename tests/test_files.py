@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from openai.types import FileObject
 
 from tests.conftest import KEYS
 from tests.helpers import database_rows
@@ -143,6 +144,39 @@ def test_bad_expires_after_stores_nothing(client, server, expires_after, param):
     with pytest.raises(openai.BadRequestError) as caught:
         client.files.create(file=("x.txt", b"x"), purpose="user_data", expires_after=expires_after)
     assert caught.value.body["param"] == param
+    assert stored(server.database_url) == before
+
+
+@pytest.mark.parametrize("purpose", ["assistants", "batch", "fine-tune", "vision", "user_data", "evals"])
+def test_each_upload_purpose_makes_openais_file_object(client, server, purpose):
+    data = b'{"custom_id": "1"}\n'
+    answer = httpx.post(
+        server.url + "/v1/files",
+        files=[("purpose", (None, purpose.encode())), ("file", ("input.jsonl", data))],
+        headers={"Authorization": f"Bearer {KEYS['alpha']}"},
+    )
+    assert answer.status_code == 200, answer.text
+    raw = answer.json()
+    # Every field of the SDK's FileObject, and nothing else.
+    assert set(raw) == set(FileObject.model_fields)
+    assert (raw["object"], raw["bytes"], raw["filename"], raw["purpose"], raw["status"], raw["status_details"]) == (
+        "file", len(data), "input.jsonl", purpose, "processed", None,
+    )
+    assert raw["id"].startswith("file-") and isinstance(raw["created_at"], int)
+    # Batch files expire after 30 days unless told otherwise; the others never do.
+    assert raw["expires_at"] == (raw["created_at"] + 30 * 24 * 3600 if purpose == "batch" else None)
+    # As the SDK reads it ("evals" is past its purpose Literal, which it lets through, as from OpenAI).
+    assert client.files.retrieve(raw["id"]).model_dump() == raw
+    assert [file.model_dump() for file in client.files.list(purpose=purpose) if file.id == raw["id"]] == [raw]
+
+
+@pytest.mark.parametrize("purpose", ["assistants_output", "batch_output", "fine-tune-results", "fine-tuning", "USER_DATA", ""])
+def test_output_and_unknown_purposes_are_refused(client, server, purpose):
+    """A file object's purpose may be one OpenAI gives its own outputs; an upload's may not."""
+    before = stored(server.database_url)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.files.create(file=("x.jsonl", b"{}\n"), purpose=purpose)
+    assert caught.value.body["param"] == "purpose"
     assert stored(server.database_url) == before
 
 
