@@ -21,6 +21,7 @@ from threadline.backends.base import Finish, ModelRequest, TextDelta, ToolCallDe
 from threadline.config import ToolsSettings
 from threadline.errors import APIError
 from threadline.jobs.payload import job_payload, read_job
+from threadline.jobs.recovery import failed
 from threadline.spec.request import CreateResponseBody
 from threadline.spec.response import present, present_event, response_object
 from threadline.spec.stream import ResponseEvents, search_queries
@@ -217,3 +218,10 @@ def test_web_and_file_results_share_one_numbering():
     file, url = citations(text, sources)  # in the order they appear: the file's at the marker's start
     assert url["type"] == "url_citation" and text[url["start_index"] : url["end_index"]] == "1"
     assert file == {"type": "file_citation", "file_id": "file_b", "filename": "b.md", "index": text.index("[")}
+
+
+def test_a_search_left_running_by_a_stopped_process_is_incomplete():
+    running = {"id": "fs_1", "type": "file_search_call", "status": "in_progress", "queries": ["x"], "results": None}
+    recovered = failed({"id": "resp_1", "status": "in_progress", "output": [running]}, "stopped")
+    assert recovered["output"][0]["status"] == "incomplete"
+    validate_event({"type": "response.output_item.done", "sequence_number": 0, "output_index": 0, "item": recovered["output"][0]})

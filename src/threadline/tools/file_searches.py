@@ -65,7 +65,7 @@ class FileSearches:
             self._publish(self.events.call_done(item))
             return
         item["results"] = [
-            {"file_id": result.file_id, "filename": result.filename, "score": result.score, "text": result_text(result.content), "attributes": result.attributes}
+            {"file_id": result.file_id, "filename": result.filename, "score": float(result.score), "text": result_text(result.content), "attributes": result.attributes}
             for result in results
         ]
         item["status"] = "completed"
