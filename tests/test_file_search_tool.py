@@ -22,6 +22,7 @@ from threadline.config import ToolsSettings
 from threadline.errors import APIError
 from threadline.jobs.payload import job_payload, read_job
 from threadline.jobs.recovery import failed
+from threadline.retrieval.embedders import EmbeddingError
 from threadline.spec.request import CreateResponseBody
 from threadline.spec.response import present, present_event, response_object
 from threadline.spec.stream import ResponseEvents, search_queries
@@ -60,7 +61,7 @@ class Searcher:
     async def search(self, project, vector_store_ids, queries, *, filters, max_num_results, ranking_options):
         self.asked.append((project, vector_store_ids, queries, filters, max_num_results, ranking_options))
         if self.fail:
-            raise RuntimeError("the index is unreachable")
+            raise EmbeddingError("the embeddings server is unreachable")
         return self.results
 
 
@@ -177,6 +178,13 @@ def test_malformed_filters_are_refused_naming_the_tool():
     with pytest.raises(APIError) as refused:
         tool_plan(body(tools=[tool]), SERVED)
     assert refused.value.status == 400 and refused.value.param.startswith("tools[0].filters")
+
+
+def test_ranking_options_the_search_would_refuse_are_refused_up_front():
+    tool = {**TOOL, "ranking_options": {"hybrid_search": {"embedding_weight": 0, "text_weight": 0}}}
+    with pytest.raises(APIError) as refused:
+        tool_plan(body(tools=[tool]), SERVED)
+    assert refused.value.param == "tools[0].ranking_options.hybrid_search"
 
 
 def test_file_search_is_refused_where_no_vector_search_is_configured():

@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 from sqlalchemy import select
 
-from threadline.errors import invalid
+from threadline.errors import APIError, invalid
+from threadline.retrieval.embedders import EmbeddingError
 from threadline.retrieval.search import Searcher
 from threadline.spec.request import CreateResponseBody
 from threadline.spec.stream import ResponseEvents
@@ -58,8 +59,9 @@ class FileSearches:
                 max_num_results=self.options.get("max_num_results", DEFAULT_MAX_NUM_RESULTS),
                 ranking_options=self.options.get("ranking_options"),
             )
-        except Exception:  # noqa: BLE001 - the model reads that the search failed, and answers without it
-            log.warning("a file search failed", exc_info=True)
+        except (EmbeddingError, APIError) as error:
+            # The model reads that the search failed, and answers without it.
+            log.warning("a file search failed: %s", error)
             item["status"] = "failed"
             self._outputs[item["id"]] = FAILED
             self._publish(self.events.call_done(item))

@@ -18,6 +18,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from threadline.errors import APIError, invalid
 from threadline.retrieval.filters import parse_filters
+from threadline.retrieval.search import parse_ranking_options
 from threadline.spec.request import CreateResponseBody, CustomTool, FileSearchTool, FunctionTool, McpTool, NamespaceTool, Tool, WebSearchTool
 
 LISTED_TOOLS = TypeAdapter(list[Tool])
@@ -282,13 +283,15 @@ def file_search(tool: FileSearchTool, param: str, plan: ToolPlan, served: Served
         raise invalid("file_search is not offered by this server: it has no vector search configured.", param=f"{param}.type", code="unsupported_tool")
     if plan.file_search is not None:
         raise invalid("Only one file_search tool may be given: list every vector store in its 'vector_store_ids'.", param=param)
+    options = tool.model_dump(exclude_none=True)
     if tool.filters is not None:
         try:
             parse_filters(tool.filters)
         except APIError as error:
-            error.param = f"{param}.{error.param}" if error.param else f"{param}.filters"
+            error.param = f"{param}.filters"  # the filter's own path is in the message
             raise
-    options = tool.model_dump(exclude_none=True)
+    # What the search would refuse (both hybrid weights 0, ...) is refused before anything runs.
+    parse_ranking_options(options.get("ranking_options"), param=f"{param}.ranking_options")
     options["vector_store_ids"] = list(dict.fromkeys(tool.vector_store_ids))
     return options
 
