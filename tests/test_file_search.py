@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from tests.conftest import FAST_WORKERS, KEYS
-from tests.helpers import sse_events, wait_for
+from tests.helpers import database_rows, sse_events, wait_for
 from tests.mock_upstream import finish, reply, text, tool_call
 
 HANDBOOK = """# Employee handbook
@@ -142,6 +142,16 @@ def test_a_vector_store_not_the_projects_is_a_400_and_nothing_is_stored(client, 
         client.responses.create(model="chat", input="Hi", tools=[{"type": "file_search", "vector_store_ids": [store_id, other]}])
     error = refused.value.body
     assert error["param"] == "tools[0].vector_store_ids" and other in error["message"] and store_id not in error["message"]
+    assert row_counts() == before
+
+
+def test_an_expired_vector_store_is_a_400(client, server, row_counts):
+    store = client.vector_stores.create(name="Old", expires_after={"anchor": "last_active_at", "days": 1})
+    database_rows(server.database_url, "UPDATE vector_stores SET expires_at = 1 WHERE id = {}", store.id)
+    before = row_counts()
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(model="chat", input="Hi", tools=[file_search(store.id)])
+    assert refused.value.body["param"] == "tools[0].vector_store_ids" and "expired" in refused.value.body["message"]
     assert row_counts() == before
 
 

@@ -95,10 +95,13 @@ async def check_vector_stores(database: Database, project: str, plan: ToolPlan, 
     found = {row.id: row.expires_at for row in rows}
     missing = [vector_store_id for vector_store_id in wanted if vector_store_id not in found]
     if missing:
-        named = ", ".join(f"'{vector_store_id}'" for vector_store_id in missing)
-        raise invalid(f"Vector store{'s' if len(missing) > 1 else ''} not found: {named}.", param=param)
+        raise invalid(f"{vector_stores_named(missing)} not found.", param=param)
     now = time.time()
     expired = [vector_store_id for vector_store_id, expires_at in found.items() if expires_at is not None and expires_at <= now]
     if expired:
-        named = ", ".join(f"'{vector_store_id}'" for vector_store_id in expired)
-        raise invalid(f"Vector store{'s' if len(expired) > 1 else ''} expired: {named}. An expired vector store cannot be searched.", param=param)
+        raise invalid(f"{vector_stores_named(expired)} expired. Create a new vector store and try again.", param=param)
+
+
+def vector_stores_named(ids: list[str]) -> str:
+    """"Vector store 'vs_a'", or "Vector stores 'vs_a', 'vs_b'": the subject of a refusal."""
+    return ("Vector store " if len(ids) == 1 else "Vector stores ") + ", ".join(f"'{vector_store_id}'" for vector_store_id in ids)
