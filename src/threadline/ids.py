@@ -3,6 +3,6 @@
 import secrets
 
 
-def new_id(prefix: str) -> str:
+def new_id(prefix: str, separator: str = "_") -> str:
     # 24 random bytes as 48 hex characters: far past the 128 bits that make ids unguessable.
-    return f"{prefix}_{secrets.token_hex(24)}"
+    return f"{prefix}{separator}{secrets.token_hex(24)}"

@@ -1,6 +1,7 @@
 """What a request may take from the server: bytes, and time.
 
-A body over `limits.max_body_bytes` is refused with 413 before it is read whole. A body that
+A body over `limits.max_body_bytes` is refused with 413 before it is read whole; an upload
+route has a limit of its own (`files.max_file_bytes` and room for its form). A body that
 takes longer than `server.body_timeout_s` to arrive after its headers is refused with 408,
 and headers that take longer than `server.header_timeout_s` (a connection that sends nothing
 included) lose their connection: a client cannot hold the server's connections by sending
@@ -35,18 +36,21 @@ class BodyTooSlow(HTTPException):
 
 
 class BodyLimits:
-    def __init__(self, app: ASGIApp, max_body_bytes: int, timeout_s: float) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, timeout_s: float, uploads: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.timeout_s = timeout_s
+        # The body limit of each upload route (POST to the path), in place of max_body_bytes.
+        self.uploads = uploads or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_body_bytes = self.uploads.get(scope["path"], self.max_body_bytes) if scope["method"] == "POST" else self.max_body_bytes
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await self._refuse(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
+            await self._refuse(scope, receive, send, max_body_bytes)
             return
         deadline = asyncio.get_running_loop().time() + self.timeout_s
         received = 0
@@ -64,8 +68,8 @@ class BodyLimits:
                 raise BodyTooSlow(self.timeout_s) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise BodyTooLarge(self.max_body_bytes)
+                if received > max_body_bytes:
+                    raise BodyTooLarge(max_body_bytes)
                 whole = not message.get("more_body", False)
             return message
 
@@ -78,10 +82,10 @@ class BodyLimits:
             await self.app(scope, bounded_receive, tracked_send)
         except BodyTooLarge:
             if not started:
-                await self._refuse(scope, receive, send)
+                await self._refuse(scope, receive, send, max_body_bytes)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        error = APIError(413, BodyTooLarge(self.max_body_bytes).detail, code="request_too_large")
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, max_body_bytes: int) -> None:
+        error = APIError(413, BodyTooLarge(max_body_bytes).detail, code="request_too_large")
         await JSON(error.envelope(), status_code=413)(scope, receive, send)
 
 

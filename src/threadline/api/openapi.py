@@ -36,7 +36,7 @@ ERROR_DESCRIPTIONS = {
     401: "No API key, or an unknown one.",
     404: "No such object in the caller's project (or an unknown URL).",
     409: "A request with the same Idempotency-Key is still being processed.",
-    413: "The request body is larger than `limits.max_body_bytes`.",
+    413: "The request body is larger than `limits.max_body_bytes` (an upload's file: than `files.max_file_bytes`).",
     422: "The Idempotency-Key was already used with a different request body.",
     429: "The model's upstream server is rate limiting.",
     500: "The server, or the model behind it, failed.",
@@ -212,6 +212,35 @@ class Model(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"]
     data: list[Model]
+
+
+# --- files -------------------------------------------------------------------------------
+
+
+class File(BaseModel):
+    id: str
+    object: Literal["file"]
+    bytes: int
+    created_at: int
+    expires_at: int | None = Field(description="When the file expires; null for never.")
+    filename: str
+    purpose: Literal["assistants", "batch", "fine-tune", "vision", "user_data", "evals"]
+    status: Literal["uploaded", "processed", "error"]
+    status_details: str | None
+
+
+class FileList(BaseModel):
+    object: Literal["list"]
+    data: list[File]
+    first_id: str | None = Field(description="The first file's id; null for an empty page.")
+    last_id: str | None = Field(description="The last file's id; null for an empty page.")
+    has_more: bool
+
+
+class FileDeleted(BaseModel):
+    id: str
+    object: Literal["file"]
+    deleted: bool
 
 
 # --- per-operation response declarations ---------------------------------------------------

@@ -13,12 +13,14 @@ from threadline.backends.base import Backend, ModelRequest
 from threadline.backends.registry import Models
 from threadline.config import LimitsSettings
 from threadline.engine.context import History, fit_to_window
+from threadline.engine.file_inputs import FileInputs
 from threadline.engine.new_items import new_items
 from threadline.errors import invalid
 from threadline.spec.request import WEB_SEARCH_TYPES, CreateResponseBody
 from threadline.spec.response import response_object
 from threadline.store.conversations import ConversationStore
 from threadline.store.database import Database
+from threadline.store.files import FileStore
 from threadline.store.responses import ResponseStore
 from threadline.tools.file_searches import check_vector_stores
 from threadline.tools.model_view import model_view
@@ -113,8 +115,10 @@ class Preparer:
         conversations: ConversationStore,
         limits: LimitsSettings,
         tools: ToolServices | None = None,
+        files: FileStore | None = None,
     ) -> None:
         self.database = database
+        self.files = files or FileStore(database)
         self.models = models
         self.responses = responses
         self.conversations = conversations
@@ -156,9 +160,14 @@ class Preparer:
                 param="background",
             )
         include = set(body.include or [])
+        # Files named by id reach the model as it takes them: the new input's before the
+        # window is counted (so their size counts), the earlier items' once they are chosen.
+        file_inputs = FileInputs(
+            self.files, project, as_text=backend.settings.provider != "openai-responses", max_file_bytes=self.limits.max_body_bytes
+        )
         model_request = ModelRequest(
             model=model_id,
-            input=input_items,
+            input=await file_inputs.resolve(input_items, param="input"),
             instructions=body.instructions,
             tools=plan.model_tools if choice != "none" else [],
             tool_choice=model_tool_choice(choice, plan),
@@ -178,6 +187,7 @@ class Preparer:
         )
         # Counted as the model reads it: hosted tools' items as the calls and outputs they were.
         model_request = await fit_to_window(backend, model_request, history, body.truncation or "disabled", view=lambda items: model_view(items, plan))
+        model_request.input = await file_inputs.resolve(model_request.input, param=None)
         plan.sent_ids = sent_ids(request_input(body), input_items)
         plan.approved = approved_calls(model_request.input, input_items, plan)
         return PreparedResponse(

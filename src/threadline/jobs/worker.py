@@ -14,6 +14,7 @@ from threadline.config import WorkerSettings
 from threadline.engine.prepare import PreparedResponse
 from threadline.engine.runner import ResponseRun, Runner
 from threadline.jobs.cancel import stop_cancelled
+from threadline.jobs.ingestion import Ingestion
 from threadline.jobs.payload import UnreadableJob, job_payload, read_job
 from threadline.jobs.recovery import failed, recover
 from threadline.spec.response import with_status
@@ -24,10 +25,12 @@ log = logging.getLogger("threadline")
 
 
 class Worker:
-    def __init__(self, runner: Runner, models: Models, settings: WorkerSettings) -> None:
+    def __init__(self, runner: Runner, models: Models, settings: WorkerSettings, ingestion: Ingestion | None = None) -> None:
         self.runner = runner
         self.models = models
         self.settings = settings
+        # Files attached to vector stores, claimed and ingested alongside background responses.
+        self.ingestion = ingestion
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._claiming = True
@@ -42,11 +45,15 @@ class Worker:
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._claim_loop()), asyncio.create_task(self._heartbeat_loop())]
+        if self.ingestion is not None:
+            self.ingestion.start()
 
     async def stop(self, grace_s: float) -> None:
         """Stop claiming, give running responses the grace period, then stop the rest."""
         self._claiming = False
         self._wake.set()
+        if self.ingestion is not None:
+            await self.ingestion.stop()
         runs = [run.task for run in self.runner.runs.values()]
         if runs:
             await asyncio.wait(runs, timeout=grace_s)

@@ -9,8 +9,8 @@ left incomplete, invisible, for `remove_incomplete` to clear.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from typing import Literal
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Literal
 
 from sqlalchemy import delete, insert, or_, select, update
 
@@ -51,9 +51,14 @@ class FileStore:
         created_at: int,
         expires_at: int | None,
         parts: AsyncIterator[bytes],
+        settle: Callable[[], dict[str, Any]] | None = None,
     ) -> dict:
         """Store a file whose bytes arrive as `parts` (each at most PART_BYTES), and return
-        its object. If `parts` raises, nothing of the file is left and the error propagates."""
+        its object. If `parts` raises, nothing of the file is left and the error propagates.
+
+        `settle`, called once every part is in, gives the columns only known then (a form may
+        send its fields after the file), such as `purpose` and `expires_at`; if it raises,
+        nothing of the file is left either."""
         async with self.database.write() as connection:
             await connection.execute(
                 insert(files).values(
@@ -71,8 +76,9 @@ class FileStore:
                     await connection.execute(insert(file_parts).values(file_id=file_id, part=number, data=part))
                 number += 1
                 size += len(part)
+            settled = settle() if settle is not None else {}
             async with self.database.write() as connection:
-                await connection.execute(update(files).where(files.c.id == file_id).values(bytes=size, complete=True))
+                await connection.execute(update(files).where(files.c.id == file_id).values(bytes=size, complete=True, **settled))
         except BaseException:
             async with self.database.write() as connection:
                 await connection.execute(delete(files).where(files.c.id == file_id))
@@ -125,6 +131,12 @@ class FileStore:
     async def remove_expired(self, now: int) -> int:
         async with self.database.write() as connection:
             deleted = await connection.execute(delete(files).where(files.c.expires_at.is_not(None), files.c.expires_at <= now))
+        return deleted.rowcount
+
+    async def remove_incomplete(self, started_before: int) -> int:
+        """Remove uploads begun before `started_before` and never finished: their process died."""
+        async with self.database.write() as connection:
+            deleted = await connection.execute(delete(files).where(files.c.complete.is_(False), files.c.created_at < started_before))
         return deleted.rowcount
 
 

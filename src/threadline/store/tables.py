@@ -1,6 +1,6 @@
 """The schema, as SQLAlchemy Core tables. JSON is stored as text that Threadline encodes itself."""
 
-from sqlalchemy import BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text, TypeDecorator
+from sqlalchemy import BigInteger, Boolean, Column, Float, ForeignKey, ForeignKeyConstraint, Index, Integer, LargeBinary, MetaData, String, Table, Text, TypeDecorator
 from sqlalchemy import false as sa_false
 
 metadata = MetaData()
@@ -189,4 +189,26 @@ vector_store_file_batches = Table(
     Column("project", String(200), nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("cancelled", Boolean, nullable=False, server_default=sa_false()),
+)
+
+# The searchable chunks of a vector store's files, each with its embedding (float32 bytes).
+# Deleting a vector store, its file or the File deletes them through vector_store_files.
+# Migration 0006 adds each database's own indexes, outside this description: on SQLite the
+# FTS5 table chunks_fts (kept in step by triggers); on PostgreSQL the tsvector column
+# text_search, and the pgvector column embedding_vector where the extension could be created.
+chunks = Table(
+    "chunks",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("vector_store_id", ObjectId(80), nullable=False),
+    Column("file_id", ObjectId(80), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("embedding", LargeBinary, nullable=False),
+    ForeignKeyConstraint(
+        ["vector_store_id", "file_id"],
+        ["vector_store_files.vector_store_id", "vector_store_files.file_id"],
+        ondelete="CASCADE",
+    ),
+    Index("ix_chunks_vector_store_id_file_id", "vector_store_id", "file_id", "position"),
 )

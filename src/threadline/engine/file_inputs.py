@@ -1,0 +1,143 @@
+"""Files named by id in the input (`input_file` and `input_image` with a `file_id`), as the model gets them.
+
+Items are stored as the client sent them, file ids and all; the file is read on the way to
+the model, since no model's server can see Threadline's file ids:
+
+- an image becomes its bytes as a data URL `image_url`, for every model;
+- a file becomes, for a Responses API upstream, the file itself (`file_data`, a data URL,
+  with its `filename`); for a chat model (an upstream or the embedded one), the text
+  extracted from it, which every chat model reads; a file whose kind has no text
+  extraction goes as `file_data`, for the chat upstream to take or refuse.
+
+A file id the project does not have is a 400 naming the part, checked before anything is
+stored; one in earlier items (a conversation's, a previous response's) whose file has since
+been deleted or expired becomes a note saying so, so the conversation can go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import mimetypes
+from collections.abc import Iterator
+
+from threadline.errors import invalid
+from threadline.store.files import FileStore
+
+FILE_PARTS = ("input_file", "input_image")
+# The keys of an item that hold content parts: a message's, a tool call output's.
+PART_LISTS = ("content", "output")
+# Image kinds known by their first bytes, for files named without a telling extension.
+IMAGE_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg", b"GIF87a": "image/gif", b"GIF89a": "image/gif"}
+
+
+def file_parts(items: list[dict]) -> Iterator[tuple[int, str, int, dict]]:
+    """(item index, list key, part index, part) of every part that names a file by id and
+    carries it in no other form."""
+    for index, item in enumerate(items):
+        for key in PART_LISTS:
+            parts = item.get(key)
+            if not isinstance(parts, list):
+                continue
+            for position, part in enumerate(parts):
+                if isinstance(part, dict) and part.get("type") in FILE_PARTS and by_id_only(part):
+                    yield index, key, position, part
+
+
+def by_id_only(part: dict) -> bool:
+    if not part.get("file_id"):
+        return False
+    if part["type"] == "input_image":
+        return not part.get("image_url")
+    return not part.get("file_data") and not part.get("file_url")
+
+
+async def check_file_ids(files: FileStore, project: str, items: list[dict], *, param: str) -> None:
+    """A 400 naming the first part whose file the project does not have."""
+    for index, key, position, part in file_parts(items):
+        if await files.get(project, part["file_id"]) is None:
+            raise unknown_file(part["file_id"], f"{param}[{index}].{key}[{position}].file_id")
+
+
+def unknown_file(file_id: str, param: str) -> Exception:
+    return invalid(f"The file '{file_id}' does not exist, or is not this project's.", param=param, code="invalid_value")
+
+
+class FileInputs:
+    """Reads the files the input names by id, for one model: as text (`as_text`) or as files."""
+
+    def __init__(self, files: FileStore, project: str, *, as_text: bool, max_file_bytes: int) -> None:
+        self.files = files
+        self.project = project
+        self.as_text = as_text
+        self.max_file_bytes = max_file_bytes  # a file larger than a request could carry inline is refused
+
+    async def resolve(self, items: list[dict], *, param: str | None) -> list[dict]:
+        """The items with each file named by id in the form the model takes (copies; the
+        items given are left as they are). `param` names the new input, whose unknown files
+        are a 400; None for earlier items, whose missing files become a note."""
+        found = list(file_parts(items))
+        if not found:
+            return items
+        resolved = list(items)
+        for index, key, position, part in found:
+            if resolved[index] is items[index]:
+                resolved[index] = {**items[index], **{name: list(items[index][name]) for name in PART_LISTS if isinstance(items[index].get(name), list)}}
+            where = f"{param}[{index}].{key}[{position}]" if param is not None else None
+            resolved[index][key][position] = await self._part(part, where)
+        return resolved
+
+    async def _part(self, part: dict, where: str | None) -> dict:
+        file_id = part["file_id"]
+        file = await self.files.get(self.project, file_id)
+        if file is None:
+            if where is not None:
+                raise unknown_file(file_id, f"{where}.file_id")
+            return {"type": "input_text", "text": f"[The file '{file_id}' is no longer available.]"}
+        if file["bytes"] > self.max_file_bytes:
+            raise invalid(
+                f"The file '{file_id}' is larger than a model input may be ({self.max_file_bytes} bytes).",
+                param=f"{where}.file_id" if where else "input",
+            )
+        data = await self.files.content(file_id)
+        rest = {key: value for key, value in part.items() if key not in ("file_id", "type")}
+        if part["type"] == "input_image":
+            media_type = image_type(file["filename"], data)
+            if media_type is None:
+                raise invalid(f"The file '{file_id}' ({file['filename']}) is not an image.", param=f"{where}.file_id" if where else "input")
+            return {"type": "input_image", **rest, "image_url": data_url(media_type, data)}
+        filename = part.get("filename") or file["filename"]
+        if self.as_text:
+            text = await file_text(filename, data, param=f"{where}.file_id" if where else "input")
+            if text is not None:
+                return {"type": "input_text", "text": f'\n<file name="{filename}">\n{text.rstrip()}\n</file>\n'}
+        media_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        return {"type": "input_file", **rest, "filename": filename, "file_data": data_url(media_type, data)}
+
+
+async def file_text(filename: str, data: bytes, *, param: str) -> str | None:
+    """The file's text; None for a kind of file text is not extracted from. A file that
+    cannot be read as its kind is a 400."""
+    # Imported here: text extraction pulls in the PDF and Word readers, which most requests never need.
+    from threadline.retrieval.parsing import InvalidFile, UnsupportedFile, extract_text
+
+    try:
+        return await asyncio.to_thread(extract_text, filename, data)
+    except UnsupportedFile:
+        return None
+    except InvalidFile as error:
+        raise invalid(f"The file '{filename}' cannot be read: {error}", param=param, code="invalid_file") from None
+
+
+def image_type(filename: str, data: bytes) -> str | None:
+    """The image's media type, by its name or else its first bytes; None when it is no image."""
+    guessed = mimetypes.guess_type(filename)[0]
+    if guessed and guessed.startswith("image/"):
+        return guessed
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return next((kind for signature, kind in IMAGE_SIGNATURES.items() if data.startswith(signature)), None)
+
+
+def data_url(media_type: str, data: bytes) -> str:
+    return f"data:{media_type};base64,{base64.b64encode(data).decode('ascii')}"

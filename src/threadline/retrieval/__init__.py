@@ -1,0 +1,1 @@
+"""Retrieval: files read into text, chunked, embedded and searched."""

@@ -1,0 +1,108 @@
+"""The chunk index: a vector store file's chunks, their text indexed for keywords and their embeddings.
+
+Rows of `chunks`; the keyword index follows them by itself (SQLite's FTS5 table through
+triggers, PostgreSQL's generated tsvector column). Embeddings are float32 bytes in every
+database; where PostgreSQL has pgvector they are also kept as `vector`, for comparing inside
+the database (`mode` tells which applies, decided once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+from sqlalchemy import delete, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.types import UserDefinedType
+
+from threadline.store.database import Database
+from threadline.store.tables import chunks
+
+PGVECTOR = "pgvector"
+# Embeddings compared by Threadline itself, exactly: SQLite, and PostgreSQL without pgvector.
+IN_PROCESS = "in_process"
+
+INSERT_WITH_VECTOR = text(
+    "INSERT INTO chunks (vector_store_id, file_id, position, text, embedding, embedding_vector) "
+    "VALUES (:vector_store_id, :file_id, :position, :text, :embedding, CAST(:embedding_vector AS vector))"
+)
+
+
+class Vector(UserDefinedType):
+    """pgvector's type, of any length."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **_: object) -> str:
+        return "vector"
+
+
+def vector_literal(vector: np.ndarray) -> str:
+    """pgvector's text form of a vector."""
+    return "[" + ",".join(map(str, vector.tolist())) + "]"
+
+
+class ChunkIndex:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._mode: str | None = None
+        self._mode_lock = asyncio.Lock()
+
+    async def mode(self, connection: AsyncConnection | None = None) -> str:
+        """PGVECTOR when the chunks table has its pgvector column (migration 0006 adds it where the
+        extension could be created), else IN_PROCESS."""
+        if self._mode is None:
+            async with self._mode_lock:
+                if self._mode is None:
+                    self._mode = await self._detect(connection)
+        return self._mode
+
+    async def _detect(self, connection: AsyncConnection | None) -> str:
+        if self.database.is_sqlite:
+            return IN_PROCESS
+        query = text(
+            "SELECT 1 FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = 'chunks' AND column_name = 'embedding_vector'"
+        )
+        if connection is not None:
+            found = (await connection.execute(query)).first()
+        else:
+            async with self.database.read() as reader:
+                found = (await reader.execute(query)).first()
+        return PGVECTOR if found is not None else IN_PROCESS
+
+    async def replace(
+        self, connection: AsyncConnection, vector_store_id: str, file_id: str, texts: list[str], embeddings: np.ndarray
+    ) -> None:
+        """The file's chunks in this vector store become `texts` (in order) with their embeddings,
+        in the caller's transaction; whatever it had before goes, so ingesting again is harmless."""
+        if len(texts) != len(embeddings):
+            raise ValueError(f"{len(texts)} chunks but {len(embeddings)} embeddings")
+        await self.remove(connection, vector_store_id, file_id)
+        if not texts:
+            return
+        vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
+        rows = [
+            {"vector_store_id": vector_store_id, "file_id": file_id, "position": position, "text": chunk_text, "embedding": vector.tobytes()}
+            for position, (chunk_text, vector) in enumerate(zip(texts, vectors))
+        ]
+        if await self.mode(connection) == PGVECTOR:
+            for row, vector in zip(rows, vectors):
+                row["embedding_vector"] = vector_literal(vector)
+            await connection.execute(INSERT_WITH_VECTOR, rows)
+        else:
+            await connection.execute(insert(chunks), rows)
+
+    async def remove(self, connection: AsyncConnection, vector_store_id: str, file_id: str) -> None:
+        """The file's chunks in this vector store go, in the caller's transaction."""
+        await connection.execute(delete(chunks).where(chunks.c.vector_store_id == vector_store_id, chunks.c.file_id == file_id))
+
+    async def chunks(self, vector_store_id: str, file_id: str) -> list[str]:
+        """The file's chunks in this vector store, in order."""
+        query = (
+            select(chunks.c.text)
+            .where(chunks.c.vector_store_id == vector_store_id, chunks.c.file_id == file_id)
+            .order_by(chunks.c.position)
+        )
+        async with self.database.read() as connection:
+            return list((await connection.execute(query)).scalars())

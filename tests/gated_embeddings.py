@@ -1,0 +1,70 @@
+"""A real /v1/embeddings server for ingestion tests, served from the test's own process.
+
+Its vectors are a hashed bag of words (so texts sharing words are near), and a gate holds
+every request while it is closed: a test closes it to catch an ingestion in the middle, and
+sees how many requests are waiting there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import threading
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from tests.servers import ThreadServer
+
+DIMENSIONS = 64
+
+
+def vector(text: str) -> list[float]:
+    counts = np.zeros(DIMENSIONS, dtype=np.float32)
+    for word in re.findall(r"\w+", text.lower()):
+        counts[int.from_bytes(hashlib.sha256(word.encode()).digest()[:4], "little") % DIMENSIONS] += 1
+    counts[0] += 0.01  # no text without a direction
+    return (counts / np.linalg.norm(counts)).tolist()
+
+
+class GatedEmbeddingsServer:
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.gate.set()
+        self.lock = threading.Lock()
+        self.waiting = 0  # requests held at the closed gate now
+        self.requests = 0  # requests answered
+        self._thread_server = ThreadServer(Starlette(routes=[Route("/v1/embeddings", self._embeddings, methods=["POST"])]), "the gated embeddings server")
+
+    async def _embeddings(self, request: Request) -> JSONResponse:
+        body = await request.json()
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        with self.lock:
+            self.waiting += 1
+        try:
+            while not self.gate.is_set():
+                await asyncio.sleep(0.01)
+        finally:
+            with self.lock:
+                self.waiting -= 1
+        with self.lock:
+            self.requests += 1
+        data = [{"object": "embedding", "index": index, "embedding": vector(text)} for index, text in enumerate(texts)]
+        return JSONResponse({"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": 0, "total_tokens": 0}})
+
+    def __enter__(self) -> GatedEmbeddingsServer:
+        port = self._thread_server.start()
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.gate.set()
+        self._thread_server.stop()
+
+    def config(self) -> dict:
+        """The [embeddings] table of a Threadline config that embeds here."""
+        return {"provider": "openai", "base_url": self.base_url, "model": "bag-of-words", "timeout_s": 120}

@@ -1,0 +1,124 @@
+"""Ingestion caught in the middle (its embeddings upstream held at a gate): a cancel or a delete
+made meanwhile wins, and what was embedded is never written; a vector store keeps to one embedder."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import openai
+import pytest
+
+from tests.conftest import FAST_WORKERS
+from tests.gated_embeddings import GatedEmbeddingsServer
+from tests.servers import ThreadlineServer, write_config
+
+TEXT = "Lighthouses guide ships along rocky coasts at night. " * 20
+
+
+@pytest.fixture(scope="module")
+def embeddings():
+    with GatedEmbeddingsServer() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def server(start_server, embeddings):
+    return start_server({"workers": FAST_WORKERS, "embeddings": embeddings.config()})
+
+
+@pytest.fixture
+def gate(embeddings):
+    """The embeddings gate, open again when the test ends."""
+    yield embeddings
+    embeddings.gate.set()
+
+
+def upload(client: openai.OpenAI, filename: str, text: str = TEXT) -> str:
+    return client.files.create(file=(filename, io.BytesIO(text.encode())), purpose="assistants").id
+
+
+def until(condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not come true in time"
+        time.sleep(0.02)
+
+
+def settle(client: openai.OpenAI, vector_store_id: str) -> None:
+    """Wait until the ingestion under way has ended: a file attached after it is ingested
+    after it (each process ingests one file at a time, oldest first)."""
+    marker = upload(client, "marker.txt", "The marker file.")
+    assert client.vector_stores.files.create_and_poll(file_id=marker, vector_store_id=vector_store_id).status == "completed"
+
+
+def test_cancel_wins_over_an_ingestion_under_way(client, gate):
+    store = client.vector_stores.create()
+    file_ids = [upload(client, f"part{n}.txt") for n in range(3)]
+    gate.gate.clear()
+    batch = client.vector_stores.file_batches.create(vector_store_id=store.id, file_ids=file_ids)
+    assert batch.status == "in_progress" and batch.file_counts.in_progress == 3
+    until(lambda: gate.waiting >= 1)  # one file is being embedded
+
+    cancelled = client.vector_stores.file_batches.cancel(batch.id, vector_store_id=store.id)
+    assert cancelled.status == "cancelled"
+    assert cancelled.file_counts.model_dump() == {"in_progress": 0, "completed": 0, "failed": 0, "cancelled": 3, "total": 3}
+    gate.gate.set()
+    settle(client, store.id)
+
+    files = list(client.vector_stores.file_batches.list_files(batch.id, vector_store_id=store.id))
+    assert sorted(file.id for file in files) == sorted(file_ids) and {file.status for file in files} == {"cancelled"}
+    for file_id in file_ids:
+        assert list(client.vector_stores.files.content(file_id=file_id, vector_store_id=store.id)) == []
+    counts = client.vector_stores.retrieve(store.id).file_counts
+    assert (counts.cancelled, counts.completed, counts.total) == (3, 1, 4)
+    assert list(client.vector_stores.file_batches.list_files(batch.id, vector_store_id=store.id, filter="cancelled"))
+
+
+def test_delete_wins_over_an_ingestion_under_way(client, gate):
+    store = client.vector_stores.create()
+    file_id = upload(client, "doomed.txt")
+    gate.gate.clear()
+    client.vector_stores.files.create(vector_store_id=store.id, file_id=file_id)
+    until(lambda: gate.waiting >= 1)
+    client.vector_stores.files.delete(file_id, vector_store_id=store.id)
+    gate.gate.set()
+    settle(client, store.id)
+
+    with pytest.raises(openai.NotFoundError):
+        client.vector_stores.files.retrieve(file_id, vector_store_id=store.id)
+    assert client.vector_stores.retrieve(store.id).file_counts.total == 1
+    assert all(result.file_id != file_id for result in client.vector_stores.search(store.id, query="lighthouses").data)
+
+
+def test_deleting_the_store_under_way(client, gate):
+    store = client.vector_stores.create()
+    file_id = upload(client, "gone.txt")
+    gate.gate.clear()
+    client.vector_stores.files.create(vector_store_id=store.id, file_id=file_id)
+    until(lambda: gate.waiting >= 1)
+    client.vector_stores.delete(store.id)
+    gate.gate.set()
+    settle(client, client.vector_stores.create().id)
+    with pytest.raises(openai.NotFoundError):
+        client.vector_stores.retrieve(store.id)
+    assert client.files.retrieve(file_id).id == file_id
+
+
+def test_a_vector_store_keeps_to_one_embedder(fresh_database_url, embeddings, tmp_path):
+    embedded = write_config(tmp_path / "embedded.toml", {"workers": FAST_WORKERS})
+    upstream = write_config(tmp_path / "upstream.toml", {"workers": FAST_WORKERS, "embeddings": embeddings.config()})
+    with ThreadlineServer(fresh_database_url, embedded) as first:
+        client = openai.OpenAI(base_url=first.url + "/v1", api_key="unused", max_retries=0)
+        store = client.vector_stores.create()
+        done = client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=("first.txt", io.BytesIO(TEXT.encode())))
+        assert done.status == "completed"
+    with ThreadlineServer(fresh_database_url, upstream) as second:
+        client = openai.OpenAI(base_url=second.url + "/v1", api_key="unused", max_retries=0)
+        refused = client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=("second.txt", io.BytesIO(TEXT.encode())))
+        assert refused.status == "failed" and refused.last_error.code == "server_error"
+        assert "embedded/" in refused.last_error.message and "openai/bag-of-words" in refused.last_error.message
+        assert list(client.vector_stores.files.content(file_id=refused.id, vector_store_id=store.id)) == []
+        # A new store takes this server's embedder.
+        other = client.vector_stores.create()
+        assert client.vector_stores.files.create_and_poll(file_id=done.id, vector_store_id=other.id).status == "completed"
