@@ -145,6 +145,14 @@ def test_a_vector_store_not_the_projects_is_a_400_and_nothing_is_stored(client, 
     assert row_counts() == before
 
 
+def test_a_search_makes_the_vector_store_active(client, server, mock, handbook):
+    store_id, _ = handbook
+    database_rows(server.database_url, "UPDATE vector_stores SET last_active_at = 1 WHERE id = {}", store_id)
+    mock.script(*searches("vacation", "25 days [1]."))
+    client.responses.create(model="chat", input="Vacation?", tools=[file_search(store_id)])
+    assert client.vector_stores.retrieve(store_id).last_active_at > 1
+
+
 def test_an_expired_vector_store_is_a_400(client, server, row_counts):
     store = client.vector_stores.create(name="Old", expires_after={"anchor": "last_active_at", "days": 1})
     database_rows(server.database_url, "UPDATE vector_stores SET expires_at = 1 WHERE id = {}", store.id)

@@ -17,6 +17,7 @@ from threadline.spec.request import CreateResponseBody
 from threadline.spec.stream import ResponseEvents
 from threadline.store.database import Database
 from threadline.store.tables import vector_stores
+from threadline.store.vector_stores import VectorStoreStore
 from threadline.tools.citations import FileSource, Source, file_results_for_model
 from threadline.tools.plan import ToolPlan
 
@@ -32,6 +33,7 @@ class FileSearches:
         self,
         options: dict,
         searcher: Searcher,
+        vector_stores: VectorStoreStore | None,
         project: str,
         events: ResponseEvents,
         publish: Callable[[list[dict]], None],
@@ -40,6 +42,7 @@ class FileSearches:
     ) -> None:
         self.options = options  # the request's file_search tool
         self.searcher = searcher
+        self.vector_stores = vector_stores
         self.project = project
         self.events = events
         self._publish = publish
@@ -59,6 +62,9 @@ class FileSearches:
                 max_num_results=self.options.get("max_num_results", DEFAULT_MAX_NUM_RESULTS),
                 ranking_options=self.options.get("ranking_options"),
             )
+            if self.vector_stores is not None:
+                for vector_store_id in self.options["vector_store_ids"]:  # searched: active now, expiring later
+                    await self.vector_stores.touch(self.project, vector_store_id)
         except (EmbeddingError, APIError) as error:
             # The model reads that the search failed, and answers without it.
             log.warning("a file search failed: %s", error)

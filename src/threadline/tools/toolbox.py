@@ -9,6 +9,7 @@ from collections.abc import Callable
 from threadline.config import ToolsSettings
 from threadline.retrieval.search import Searcher
 from threadline.spec.stream import Call, ResponseEvents
+from threadline.store.vector_stores import VectorStoreStore
 from threadline.tools.citations import Source, citations
 from threadline.tools.file_searches import FileSearches
 from threadline.tools.mcp_servers import McpServers
@@ -23,11 +24,14 @@ log = logging.getLogger("threadline")
 class ToolServices:
     """What running server-side tools takes, shared by the process's responses."""
 
-    def __init__(self, settings: ToolsSettings, secrets: SecretBox, searcher: Searcher | None = None) -> None:
+    def __init__(
+        self, settings: ToolsSettings, secrets: SecretBox, searcher: Searcher | None = None, vector_stores: VectorStoreStore | None = None
+    ) -> None:
         self.settings = settings
         self.secrets = secrets
         self.search = search_provider(settings.web_search)
         self.searcher = searcher  # the vector stores' search, for file_search tools
+        self.vector_stores = vector_stores  # a search makes them active, as the Vector Stores API's does
         self._told_no_search = False
 
     @classmethod
@@ -68,7 +72,7 @@ class Toolbox:
             else None
         )
         self.file_searches = (
-            FileSearches(plan.file_search, services.searcher, project, events, publish, self.outputs, self.sources)
+            FileSearches(plan.file_search, services.searcher, services.vector_stores, project, events, publish, self.outputs, self.sources)
             if plan.file_search is not None and services.searcher is not None and project is not None
             else None
         )
