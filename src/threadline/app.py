@@ -70,6 +70,7 @@ def create_app(settings: Settings) -> FastAPI:
         runner = Runner(responses, jobs, owner=new_id("proc"), tools=tools)
         files = FileStore(database)
         chunk_index = ChunkIndex(database)
+        await chunk_index.mode()  # how vectors are ranked, decided and logged at start
         ingestion = Ingestion(
             IngestionQueue(database), files, embedder, chunk_index, owner=runner.owner, settings=settings.workers
         )
