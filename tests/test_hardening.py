@@ -326,6 +326,42 @@ def test_a_body_that_never_ends_is_a_408(hardened):
     assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]["type"] == "invalid_request_error"
 
 
+def upload_head(length: int) -> bytes:
+    return (
+        b"POST /v1/files HTTP/1.1\r\nHost: threadline\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+        + f"Content-Length: {length}\r\n\r\n".encode()
+    )
+
+
+def upload_body(content: bytes) -> bytes:
+    return (
+        b'--b\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nuser_data\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="slow.txt"\r\n\r\n' + content + b"\r\n--b--\r\n"
+    )
+
+
+def test_an_upload_that_keeps_arriving_may_take_longer_than_body_timeout_s(hardened):
+    body = upload_body(b"x" * (256 * 1024))
+    sock = connect(hardened)
+    sock.sendall(upload_head(len(body)))
+    # 3 s for 256 KiB: past the 1 s body timeout, yet faster than an upload's slowest rate.
+    pieces = [body[start : start + len(body) // 6 + 1] for start in range(0, len(body), len(body) // 6 + 1)]
+    for piece in pieces:
+        sock.sendall(piece)
+        time.sleep(0.5)
+    answer = closed_by_server(sock)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["bytes"] == 256 * 1024
+
+
+def test_an_upload_that_stops_arriving_is_a_408(hardened):
+    body = upload_body(b"x" * 1024)
+    sock = connect(hardened)
+    sock.sendall(upload_head(len(body)) + body[:100])
+    answer = closed_by_server(sock)
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+
+
 def test_an_idle_connection_is_closed_after_keep_alive_s(hardened):
     sock = connect(hardened)
     sock.sendall(b"GET /health HTTP/1.1\r\nHost: threadline\r\n\r\n")

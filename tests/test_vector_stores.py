@@ -44,9 +44,9 @@ def test_create_retrieve_modify_list_and_delete(client):
 
     others = [client.vector_stores.create(name=f"other {n}") for n in range(2)]
     ours = {created.id, *(store.id for store in others)}
-    # Newest first; stores made within one second are in the order of their ids.
+    # Newest first, stores made within one second too.
     newest_first = [store.id for store in client.vector_stores.list(limit=100) if store.id in ours]
-    assert set(newest_first) == ours
+    assert newest_first == [store.id for store in reversed(others)] + [created.id]
     oldest_first = [store.id for store in client.vector_stores.list(limit=100, order="asc") if store.id in ours]
     assert oldest_first == newest_first[::-1]
     middle = newest_first[1]

@@ -72,6 +72,7 @@ def create_app(settings: Settings) -> FastAPI:
         tools = ToolServices(settings.tools, SecretBox(settings.security.encryption_keys), searcher, vector_stores)
         runner = Runner(responses, jobs, owner=new_id("proc"), tools=tools)
         files = FileStore(database)
+        await chunk_index.mode()  # how vectors are ranked, decided and logged at start
         ingestion = Ingestion(
             IngestionQueue(database), files, embedder, chunk_index, owner=runner.owner, settings=settings.workers
         )

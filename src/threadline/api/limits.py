@@ -35,6 +35,10 @@ class BodyTooSlow(HTTPException):
         super().__init__(408, f"The request body did not arrive within {timeout_s:g} s.", headers={"connection": "close"})
 
 
+# The slowest an upload route's body may arrive, past the first body_timeout_s.
+UPLOAD_MIN_BYTES_PER_S = 64 * 1024
+
+
 class BodyLimits:
     def __init__(self, app: ASGIApp, max_body_bytes: int, timeout_s: float, uploads: dict[str, int] | None = None) -> None:
         self.app = app
@@ -47,12 +51,13 @@ class BodyLimits:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        max_body_bytes = self.uploads.get(scope["path"], self.max_body_bytes) if scope["method"] == "POST" else self.max_body_bytes
+        upload = scope["method"] == "POST" and scope["path"] in self.uploads
+        max_body_bytes = self.uploads[scope["path"]] if upload else self.max_body_bytes
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
             await self._refuse(scope, receive, send, max_body_bytes)
             return
-        deadline = asyncio.get_running_loop().time() + self.timeout_s
+        headers_at = asyncio.get_running_loop().time()
         received = 0
         whole = False  # the body has arrived; later receives wait for a disconnect, as long as it takes
         started = False
@@ -61,6 +66,9 @@ class BodyLimits:
             nonlocal received, whole
             if whole:
                 return await receive()
+            # An upload may take longer than timeout_s as long as it keeps arriving at
+            # UPLOAD_MIN_BYTES_PER_S: a large file on a slow link still gets through.
+            deadline = headers_at + self.timeout_s + (received / UPLOAD_MIN_BYTES_PER_S if upload else 0)
             try:
                 async with asyncio.timeout_at(deadline):
                     message = await receive()

@@ -36,7 +36,7 @@ class FilesService:
         """Store an upload's file; `fields` are the form's text fields, read as they arrive:
         those sent before the file are checked before any byte is stored, and all of them
         once the file is in (the rest come after it)."""
-        created_at = int(time.time())
+        created_at = time.time()  # to the microsecond: lists keep the order of uploads
         early_purpose = fields.get("purpose")
         if early_purpose is not None:
             check_purpose(early_purpose)
@@ -95,7 +95,7 @@ def expires_at(fields: Mapping[str, str], purpose: str, created_at: int) -> int 
     (the SDKs' spelling of the object); None for never."""
     anchor, seconds = fields.get("expires_after[anchor]"), fields.get("expires_after[seconds]")
     if anchor is None and seconds is None:
-        return created_at + BATCH_EXPIRY_S if purpose == "batch" else None
+        return int(created_at) + BATCH_EXPIRY_S if purpose == "batch" else None
     if anchor is None:
         raise invalid("Missing required parameter: 'expires_after.anchor'.", param="expires_after.anchor")
     if seconds is None:
@@ -108,4 +108,4 @@ def expires_at(fields: Mapping[str, str], purpose: str, created_at: int) -> int 
             param="expires_after.seconds",
             code="invalid_value",
         )
-    return created_at + int(seconds)
+    return int(created_at) + int(seconds)

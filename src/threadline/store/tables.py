@@ -121,6 +121,9 @@ approval_claims = Table(
     Column("created_at", Float, nullable=False),
 )
 
+# created_at of files, vector stores and their files is kept to the microsecond, so lists keep
+# the order of creation within a second; the API shows whole seconds.
+
 # Uploaded files: the File object's fields, and its bytes in parts below, so every process
 # reads them from the database.
 files = Table(
@@ -128,7 +131,7 @@ files = Table(
     metadata,
     Column("id", ObjectId(80), primary_key=True),
     Column("project", String(200), nullable=False),
-    Column("created_at", BigInteger, nullable=False),
+    Column("created_at", Float, nullable=False),
     Column("expires_at", BigInteger, nullable=True),
     Column("filename", Text, nullable=False),
     Column("purpose", String(40), nullable=False),
@@ -151,7 +154,7 @@ vector_stores = Table(
     metadata,
     Column("id", ObjectId(80), primary_key=True),
     Column("project", String(200), nullable=False),
-    Column("created_at", BigInteger, nullable=False),
+    Column("created_at", Float, nullable=False),
     Column("last_active_at", BigInteger, nullable=False),
     Column("expires_at", BigInteger, nullable=True),
     # name, description, metadata, expires_after, as the API returns them.
@@ -169,7 +172,7 @@ vector_store_files = Table(
     Column("vector_store_id", ObjectId(80), ForeignKey("vector_stores.id", ondelete="CASCADE"), primary_key=True),
     Column("file_id", ObjectId(80), ForeignKey("files.id", ondelete="CASCADE"), primary_key=True),
     Column("project", String(200), nullable=False),
-    Column("created_at", BigInteger, nullable=False),
+    Column("created_at", Float, nullable=False),
     Column("status", String(20), nullable=False),
     Column("batch_id", ObjectId(80), nullable=True),
     Column("usage_bytes", BigInteger, nullable=False, server_default="0"),

@@ -70,7 +70,7 @@ def vector_store_object(row, by_status: dict[str, int], usage_bytes: int) -> dic
     return {
         "id": row.id,
         "object": "vector_store",
-        "created_at": row.created_at,
+        "created_at": int(row.created_at),
         "name": data.get("name") or "",
         "usage_bytes": usage_bytes,
         "file_counts": _counts(by_status),
@@ -87,7 +87,7 @@ def vector_store_file_object(row) -> dict:
         "id": row.file_id,
         "object": "vector_store.file",
         "usage_bytes": row.usage_bytes,
-        "created_at": row.created_at,
+        "created_at": int(row.created_at),
         "vector_store_id": row.vector_store_id,
         "status": row.status,
         "last_error": orjson.loads(row.last_error) if row.last_error else None,
@@ -127,12 +127,12 @@ class VectorStoreStore:
     ) -> dict:
         """Store a new vector store with `data` (name, description, metadata, expires_after),
         its files attached and queued for ingestion; a file that is not the project's is a 404."""
-        now = int(time.time())
+        now = time.time()
         async with self.database.write() as connection:
             await connection.execute(
                 insert(vector_stores).values(
-                    id=vector_store_id, project=project, created_at=now, last_active_at=now,
-                    expires_at=expiry(data.get("expires_after"), now), data=orjson.dumps(data).decode(),
+                    id=vector_store_id, project=project, created_at=now, last_active_at=int(now),
+                    expires_at=expiry(data.get("expires_after"), int(now)), data=orjson.dumps(data).decode(),
                 )
             )
             await _attach(connection, project, vector_store_id, attachments, batch_id=None, now=now, file_param=file_param)
@@ -197,16 +197,16 @@ class VectorStoreStore:
         """Attach files and queue them for ingestion, in one transaction (with the batch, if
         one is given); their objects. A file already attached is attached anew: its new
         attributes and strategy, ingested again."""
-        now = int(time.time())
+        now = time.time()
         async with self.database.write() as connection:
             row = await _vector_store_row(connection, project, vector_store_id)
             _not_expired(row)
             if batch_id is not None:
                 await connection.execute(
-                    insert(vector_store_file_batches).values(id=batch_id, vector_store_id=vector_store_id, project=project, created_at=now)
+                    insert(vector_store_file_batches).values(id=batch_id, vector_store_id=vector_store_id, project=project, created_at=int(now))
                 )
             await _attach(connection, project, vector_store_id, attachments, batch_id=batch_id, now=now, file_param=file_param)
-            await _touch(connection, row, now)
+            await _touch(connection, row, int(now))
             rows = await connection.execute(
                 _files_of(vector_store_id).where(vector_store_files.c.file_id.in_([attachment.file_id for attachment in attachments]))
             )
@@ -330,7 +330,7 @@ async def _touch(connection: AsyncConnection, row, now: int) -> None:
 
 
 async def _attach(
-    connection: AsyncConnection, project: str, vector_store_id: str, attachments: Sequence[Attachment], *, batch_id: str | None, now: int, file_param: str
+    connection: AsyncConnection, project: str, vector_store_id: str, attachments: Sequence[Attachment], *, batch_id: str | None, now: float, file_param: str
 ) -> None:
     if not attachments:
         return
