@@ -24,7 +24,7 @@ NULL = {"type": "null"}
 
 # The events of hosted and custom tools, which Open Responses does not describe: OpenAI's
 # description alone checks them.
-OPENAI_ONLY_EVENTS = ("response.mcp_", "response.web_search_call.", "response.custom_tool_call_input.")
+OPENAI_ONLY_EVENTS = ("response.mcp_", "response.web_search_call.", "response.file_search_call.", "response.custom_tool_call_input.")
 
 # OpenAI's names for the events of reasoning text; Open Responses calls them response.reasoning.*.
 OPEN_RESPONSES_EVENT_NAMES = {
@@ -56,7 +56,9 @@ def _open_responses_as_openai_sends(schemas: dict) -> None:
       itself or among `allowed_tools`, as OpenAI's description allows and checks;
     - output items of hosted tools (web_search_call, mcp_call, ...) are OpenAI's: Open
       Responses knows messages, function calls and their outputs, and reasoning alone, so
-      OpenAI's description checks the others."""
+      OpenAI's description checks the others;
+    - annotations of output text may cite files (file_citation, from file_search), as
+      OpenAI's description allows and checks: Open Responses knows url_citation alone."""
     schemas["JsonSchemaResponseFormat"]["properties"]["schema"] = {"anyOf": [{"type": "object"}, NULL]}
     others = {"type": "object", "properties": {"type": {"type": "string", "not": {"const": "function"}}}, "required": ["type"]}
     schemas["Tool"] = {"anyOf": [{"$ref": "#/components/schemas/FunctionTool"}, others]}
@@ -66,6 +68,7 @@ def _open_responses_as_openai_sends(schemas: dict) -> None:
     described = ["message", "function_call", "function_call_output", "reasoning"]
     hosted = {"type": "object", "properties": {"type": {"type": "string", "not": {"enum": described}}}, "required": ["type"]}
     schemas["ItemField"]["oneOf"].append(hosted)
+    schemas["Annotation"]["oneOf"].append({"type": "object", "properties": {"type": {"const": "file_citation"}}, "required": ["type"]})
 
 
 PATCHES = {OPENAI: _openai_as_sent, OPEN_RESPONSES: _open_responses_as_openai_sends}

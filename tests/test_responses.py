@@ -419,7 +419,7 @@ def test_parse_with_a_pydantic_model(client, model_requests):
     "tools, param",
     [
         ([WEATHER_TOOL, {"type": "code_interpreter", "container": {"type": "auto"}}], "tools[1].type"),
-        ([{"type": "file_search", "vector_store_ids": ["vs_1"]}], "tools[0].type"),
+        ([{"type": "image_generation"}], "tools[0].type"),
     ],
 )
 def test_tools_the_server_cannot_serve_are_a_400_naming_the_param(client, tools, param):

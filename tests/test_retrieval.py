@@ -1,6 +1,6 @@
-"""The chunk index and the searcher, driven directly on real databases: SQLite, PostgreSQL with
-pgvector (tests/pgvector/), and the machine's PostgreSQL at 127.0.0.1:5432, which has no
-pgvector, so embeddings are compared in Threadline there.
+"""The chunk index and the searcher, driven directly on real databases: SQLite (with sqlite-vec,
+and told not to use it), PostgreSQL with pgvector (tests/pgvector/), and the machine's
+PostgreSQL at 127.0.0.1:5432, which has no pgvector, so embeddings are compared in Threadline there.
 
 The vector store API's own search tests (over HTTP) live with the vector stores' tests.
 """
@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import json
 import os
+import sqlite3
+import sys
 import time
 import uuid
 
@@ -23,17 +25,27 @@ from sqlalchemy import delete, func, insert, select, text
 from tests.conftest import DATABASES
 from tests.pgvector.server import pgvector_server
 from threadline.errors import APIError
+from threadline.retrieval import sqlite_vectors
 from threadline.retrieval.embedders import WordLlamaEmbedder
 from threadline.retrieval.filters import parse_filters
-from threadline.retrieval.index import IN_PROCESS, PGVECTOR, ChunkIndex
+from threadline.retrieval.index import IN_PROCESS, PGVECTOR, SQLITE_VEC, ChunkIndex
 from threadline.retrieval.search import Searcher
 from threadline.store.database import Database
 from threadline.store.migrate import migrate
 from threadline.store.tables import chunks, files, vector_store_files, vector_stores
 
 MACHINE_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
-KINDS = (["sqlite"] if "sqlite" in DATABASES else []) + (["pgvector", "postgresql_without_pgvector"] if "postgresql" in DATABASES else [])
-EXPECTED_MODE = {"sqlite": IN_PROCESS, "pgvector": PGVECTOR, "postgresql_without_pgvector": IN_PROCESS}
+KINDS = (["sqlite", "sqlite_without_sqlite_vec"] if "sqlite" in DATABASES else []) + (
+    ["pgvector", "postgresql_without_pgvector"] if "postgresql" in DATABASES else []
+)
+SQLITE_KINDS = ("sqlite", "sqlite_without_sqlite_vec")
+# Where Python's SQLite library cannot take sqlite-vec (tested apart below), numpy ranks.
+EXPECTED_MODE = {
+    "sqlite": SQLITE_VEC if sqlite_vectors.register() is None else IN_PROCESS,
+    "sqlite_without_sqlite_vec": IN_PROCESS,
+    "pgvector": PGVECTOR,
+    "postgresql_without_pgvector": IN_PROCESS,
+}
 
 CORPUS = {
     "cats.txt": (
@@ -101,7 +113,7 @@ def database_kind(request, tmp_path_factory):
     """(kind, URL) of a migrated database of each kind, for this module."""
     kind = request.param
     with contextlib.ExitStack() as stack:
-        if kind == "sqlite":
+        if kind in SQLITE_KINDS:
             url = f"sqlite:///{tmp_path_factory.mktemp('retrieval')}/threadline.db"
         elif kind == "pgvector":
             url = stack.enter_context(_postgres_database(request.getfixturevalue("pgvector_url")))
@@ -126,8 +138,8 @@ async def database(database_kind):
 
 
 @pytest.fixture
-def index(database) -> ChunkIndex:
-    return ChunkIndex(database)
+def index(database, database_kind) -> ChunkIndex:
+    return ChunkIndex(database, sqlite_vec=database_kind[0] != "sqlite_without_sqlite_vec")
 
 
 @pytest.fixture
@@ -194,6 +206,19 @@ def filenames(results) -> set[str]:
 
 async def test_each_database_compares_vectors_where_it_can(index, database_kind):
     assert await index.mode() == EXPECTED_MODE[database_kind[0]]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Python's own SQLite takes sqlite-vec on Linux; elsewhere it may not")
+async def test_pythons_own_sqlite_takes_sqlite_vec():
+    """Even where the sqlite3 module cannot load extensions (this machine's pyenv Python), its
+    library does: every connection opened now has sqlite-vec's functions, aiosqlite's too."""
+    assert sqlite_vectors.register() is None
+    assert EXPECTED_MODE["sqlite"] == SQLITE_VEC
+    connection = sqlite3.connect(":memory:")
+    try:
+        assert connection.execute("SELECT vec_version()").fetchone()[0].startswith("v")
+    finally:
+        connection.close()
 
 
 async def test_replacing_a_files_chunks_leaves_only_the_new_ones(database, index, searcher):
@@ -341,6 +366,53 @@ async def test_hybrid_weights_steer_the_fusion(database, index, searcher):
     assert [result.content for result in weighted] == [result.content for result in by_words]
     for ranker in ("none", "auto", "default-2024-11-15"):
         assert await searcher.search("alpha", [vector_store_id], query, ranking_options={"ranker": ranker})
+
+
+SUBJECTS = ["The harbour crane", "A tired nurse", "Our tax adviser", "The jazz drummer", "A mountain goat", "The old compiler"]
+VERBS = ["carefully moves", "quietly studies", "loudly praises", "slowly repairs", "happily eats"]
+OBJECTS = ["rusty containers", "the night shift rota", "quarterly invoices", "a brass cymbal", "alpine grass"]
+
+
+async def test_sqlite_ranks_inside_sqlite_as_numpy_does(database, index, database_kind):
+    """sqlite-vec's ranking is numpy's: the same chunks, in the same order, with the same scores,
+    with and without filters, for one query and several, alone and fused with keywords."""
+    if database_kind[0] != "sqlite":
+        pytest.skip("SQLite's two ways of comparing vectors, on one database")
+    vector_store_id = new_id("vs")
+    texts = [f"{subject} {verb} {thing}." for subject in SUBJECTS for verb in VERBS for thing in OBJECTS]
+    for part in range(10):
+        await add_file(database, index, vector_store_id, f"part-{part}.txt", texts[part::10], {"even": part % 2 == 0})
+    in_sqlite = Searcher(database, EMBEDDER, ChunkIndex(database))
+    in_numpy = Searcher(database, EMBEDDER, ChunkIndex(database, sqlite_vec=False))
+    assert await in_sqlite.index.mode() == EXPECTED_MODE["sqlite"]
+    assert await in_numpy.index.mode() == IN_PROCESS
+    for queries in (["someone fixing broken machinery"], ["animals grazing on a hillside", "paying the accountant"]):
+        for filters in (None, {"type": "eq", "key": "even", "value": True}):
+            for mode in ("vector", "hybrid"):
+                expected = await in_numpy.search("alpha", [vector_store_id], queries, filters=filters, max_num_results=50, mode=mode)
+                found = await in_sqlite.search("alpha", [vector_store_id], queries, filters=filters, max_num_results=50, mode=mode)
+                assert len(expected) == 50
+                assert [(r.file_id, r.content, r.score) for r in found] == [(r.file_id, r.content, r.score) for r in expected], (queries, filters, mode)
+
+
+async def test_sqlite_ranks_opposite_zero_and_foreign_vectors_as_numpy_does(database, index, database_kind):
+    """Similarity 1 before 0 (a zero vector) before -1, and a chunk of another embedder's
+    dimensions is left out, not an error."""
+    if database_kind[0] != "sqlite":
+        pytest.skip("SQLite's two ways of comparing vectors, on one database")
+    vector_store_id = new_id("vs")
+    query = "lighthouse keepers"
+    vector = (await EMBEDDER.embed([query]))[0]
+    file_id = await add_file(database, index, vector_store_id, "signs.txt", ["placeholder"])
+    async with database.write() as connection:
+        embeddings = np.stack([-vector, np.zeros_like(vector), vector])
+        await index.replace(connection, vector_store_id, file_id, ["opposite", "zero", "same"], embeddings)
+    await add_file(database, index, vector_store_id, "foreign.txt", ["other"])
+    async with database.write() as connection:
+        foreign = (await connection.execute(select(files.c.id).where(files.c.filename == "foreign.txt"))).scalar_one()
+        await index.replace(connection, vector_store_id, foreign, ["of another embedder"], np.ones((1, 128), dtype=np.float32) / np.sqrt(128))
+    found = await Searcher(database, EMBEDDER, index).search("alpha", [vector_store_id], [query], mode="vector", max_num_results=50)
+    assert [result.content[0]["text"] for result in found] == ["same", "zero", "opposite"]
 
 
 @pytest.mark.parametrize(

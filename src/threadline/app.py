@@ -66,10 +66,13 @@ def create_app(settings: Settings) -> FastAPI:
         responses = ResponseStore(database)
         conversations = ConversationStore(database)
         jobs = JobStore(database)
-        tools = ToolServices(settings.tools, SecretBox(settings.security.encryption_keys))
+        chunk_index = ChunkIndex(database)
+        searcher = Searcher(database, embedder, chunk_index)
+        vector_stores = VectorStoreStore(database)
+        tools = ToolServices(settings.tools, SecretBox(settings.security.encryption_keys), searcher, vector_stores)
         files = FileStore(database)
         runner = Runner(responses, jobs, owner=new_id("proc"), tools=tools, files=files, max_input_bytes=settings.limits.max_body_bytes)
-        chunk_index = ChunkIndex(database)
+        await chunk_index.mode()  # how vectors are ranked, decided and logged at start
         ingestion = Ingestion(
             IngestionQueue(database), files, embedder, chunk_index, owner=runner.owner, settings=settings.workers
         )
@@ -95,7 +98,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.models = ModelsService(models, started_at=int(time.time()))
         app.state.embeddings = EmbeddingsService(embedder)
         app.state.vector_stores = VectorStoresService(
-            store=VectorStoreStore(database), index=chunk_index, searcher=Searcher(database, embedder, chunk_index), ingestion=ingestion
+            store=vector_stores, index=chunk_index, searcher=searcher, ingestion=ingestion
         )
         await jobs.heartbeat(runner.owner, settings.workers.lease_s)
         worker.start()

@@ -22,9 +22,10 @@ from threadline.store.conversations import ConversationStore
 from threadline.store.database import Database
 from threadline.store.files import FileStore
 from threadline.store.responses import ResponseStore
+from threadline.tools.file_searches import check_vector_stores
 from threadline.tools.model_view import model_view
 from threadline.tools.network import check_host
-from threadline.tools.plan import WEB_SEARCH_NAME, Target, ToolPlan, add_listed_tools, approved_calls, sent_ids, tool_plan
+from threadline.tools.plan import FILE_SEARCH_NAME, WEB_SEARCH_NAME, Target, ToolPlan, add_listed_tools, approved_calls, sent_ids, tool_plan
 from threadline.tools.toolbox import ToolServices
 
 
@@ -70,6 +71,10 @@ def tool_choice(body: CreateResponseBody, plan: ToolPlan) -> str | dict:
     if choice.type in WEB_SEARCH_TYPES:
         # Echoed as asked; the model is made to search only where a provider serves it.
         return choice.model_dump()
+    if choice.type == "file_search":
+        if plan.file_search is None:
+            raise invalid("Tool choice 'file_search' needs a file_search tool in 'tools'.", param="tool_choice.type")
+        return choice.model_dump()
     if choice.type == "mcp":
         if plan.server(getattr(choice, "server_label", None) or "") is None:
             raise invalid("Tool choice 'mcp' names a server_label that is not one of the mcp tools in 'tools'.", param="tool_choice.server_label")
@@ -85,6 +90,8 @@ def model_tool_choice(choice: str | dict, plan: ToolPlan) -> str | dict:
     if isinstance(choice, dict) and choice["type"] in WEB_SEARCH_TYPES:
         web_search = Target("web_search", WEB_SEARCH_NAME)
         return {"type": "function", "name": plan.model_name(web_search)} if plan.web_search is not None else "auto"
+    if isinstance(choice, dict) and choice["type"] == "file_search":
+        return {"type": "function", "name": plan.model_name(Target("file_search", FILE_SEARCH_NAME))}
     if isinstance(choice, dict) and choice["type"] == "mcp":
         return "required"  # made the named tool's once the server's tools are listed (engine/turns.py)
     if isinstance(choice, dict) and choice["type"] == "allowed_tools":
@@ -133,7 +140,7 @@ class Preparer:
             )
         backend = self.models.get(body.model)
         model_id = body.model or self.models.default_id
-        plan = tool_plan(body, self.tools.web_search_served())
+        plan = tool_plan(body, self.tools.served())
         for index, tool in enumerate(body.tools or []):
             if tool.type == "mcp" and tool.server_url:
                 await check_host(tool.server_url, self.tools.settings.mcp.allowed_hosts, param=f"tools[{index}].server_url")
@@ -142,7 +149,8 @@ class Preparer:
         await history.read()  # an unknown conversation or previous response is refused first
         input_items = await new_items(self.database, project, request_input(body), param="input", max_bytes=self.limits.max_body_bytes)
         listed_from = len(plan.mcp_servers)
-        add_listed_tools(plan, input_items, self.tools.web_search_served())
+        add_listed_tools(plan, input_items, self.tools.served())
+        await check_vector_stores(self.database, project, plan, body)
         for server in plan.mcp_servers[listed_from:]:
             await check_host(server.url, self.tools.settings.mcp.allowed_hosts, param="input")
         if body.background and any(server.has_secrets for server in plan.mcp_servers) and not self.tools.secrets.configured:

@@ -86,6 +86,7 @@ class ResponseRun:
             runner.tools,
             self._checkpoint,
             self._claim_approval,
+            prepared.project,
         )
         self._started = False  # its task took its first step: a stop now cancels it
         self._opened = False  # its first events are out

@@ -5,7 +5,7 @@ response's `ResponseEvents`, and the OpenAI events they make are handed on as th
 first turn starts the model at once, alongside the response's first write, so the first
 events go out without waiting for the model (unless MCP servers must be listed first).
 
-When the model calls server-side tools (an MCP server's, web search), they are run, their
+When the model calls server-side tools (an MCP server's, web search, file search), they are run, their
 items go into the output, and the model is asked again with what they returned. The loop
 ends when the model answers, calls a client-side tool, or needs an approval; the output
 bound counts every turn, and past `max_tool_calls` or `[tools] max_turns` no more tools are
@@ -48,6 +48,7 @@ class TurnLoop:
         services: ToolServices | None = None,
         checkpoint: Callable[[], Awaitable[bool]] | None = None,
         claim_approval: Callable[[str], Awaitable[bool]] | None = None,
+        project: str | None = None,
     ) -> None:
         self.backend = backend
         self.request = request
@@ -55,7 +56,7 @@ class TurnLoop:
         self._publish = publish  # hands events on as they are made
         self._open = open_response  # lets the response's first events out, once
         self.plan = plan or ToolPlan()
-        self._toolbox = Toolbox(self.plan, services, events, publish) if services is not None else None
+        self._toolbox = Toolbox(self.plan, services, events, publish, project) if services is not None else None
         self._checkpoint = checkpoint  # stores the response as it stands, before a tool runs
         self._claim_approval = claim_approval  # takes on an approved call for this response, if no other did
         self._max_turns = services.settings.max_turns if services is not None else 1
@@ -156,7 +157,7 @@ class TurnLoop:
 
     def _allowed_tools_choice(self, choice: dict, first_turn: bool) -> dict:
         """`allowed_tools` as the model gets it, on every turn: each tool by the name it is
-        offered under (an MCP server: its tools, or the one named; a web search: its function);
+        offered under (an MCP server: its tools, or the one named; a web or file search: its function);
         a call required of the first turn only."""
         names = [name for name, target in self.plan.targets.items() if any(allows(tool, target) for tool in choice["tools"])]
         mode = choice["mode"] if first_turn else "auto"
@@ -273,6 +274,8 @@ def allows(tool: dict, target: Target) -> bool:
     kind = tool.get("type")
     if kind in WEB_SEARCH_TYPES:
         return target.kind == "web_search"
+    if kind == "file_search":
+        return target.kind == "file_search"
     if kind == "mcp":
         return target.kind == "mcp" and target.server_label == tool.get("server_label") and tool.get("name") in (None, target.name)
     return target.kind == kind and target.name == tool.get("name")

@@ -7,6 +7,8 @@ reads it by the version it was written in:
     2  {"version": 2, "model_request": {...}, "input_items": [...]}
     3  version 2 with "tools": the ToolPlan, its MCP servers' headers and authorization
        taken out and kept in "secrets", sealed under the server's keys (tools/secrets.py)
+    4  version 3 whose ToolPlan has a "file_search" tool; written only then, so that a
+       process from before file_search refuses it rather than run it without its tool
 
 `model_request` holds `ModelRequest`'s fields by name. A field the payload lacks (it was
 added later) takes its default; one this process does not know (a newer process wrote it)
@@ -21,7 +23,7 @@ from threadline.backends.base import ModelRequest
 from threadline.tools.plan import ToolPlan
 from threadline.tools.secrets import SecretBox, SecretsUnavailable
 
-VERSION = 3
+VERSION = 4
 MODEL_REQUEST_FIELDS = tuple(field.name for field in fields(ModelRequest))
 
 
@@ -45,7 +47,8 @@ def job_payload(model_request: ModelRequest, input_items: list[dict], tools: Too
         if server["headers"] or server["authorization"]:
             sealed[server["label"]] = {"headers": server["headers"], "authorization": server["authorization"]}
             server.update(headers={}, authorization=None)
-    payload = {"version": VERSION, "model_request": request, "input_items": input_items, "tools": plan}
+    version = VERSION if plan["file_search"] is not None else 3
+    payload = {"version": version, "model_request": request, "input_items": input_items, "tools": plan}
     if sealed:
         payload["secrets"] = secrets.seal(sealed)
     return payload
@@ -54,7 +57,7 @@ def job_payload(model_request: ModelRequest, input_items: list[dict], tools: Too
 def read_job(payload: dict, secrets: SecretBox) -> Job:
     """A stored job of any version up to this one; raises UnreadableJob for anything else."""
     version = payload.get("version", 1)
-    if version not in (1, 2, 3):
+    if version not in (1, 2, 3, 4):
         raise UnreadableJob(f"The job was queued by a newer version of Threadline (job version {version}).")
     try:
         stored = payload["model_request"]

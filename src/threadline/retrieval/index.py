@@ -3,23 +3,30 @@
 Rows of `chunks`; the keyword index follows them by itself (SQLite's FTS5 table through
 triggers, PostgreSQL's generated tsvector column). Embeddings are float32 bytes in every
 database; where PostgreSQL has pgvector they are also kept as `vector`, for comparing inside
-the database (`mode` tells which applies, decided once).
+the database, and SQLite compares the bytes themselves with sqlite-vec where it can load it
+(retrieval/sqlite_vectors.py). `mode` tells which applies, decided once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import numpy as np
 from sqlalchemy import delete, insert, select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import UserDefinedType
 
+from threadline.retrieval import sqlite_vectors
 from threadline.store.database import Database
 from threadline.store.tables import chunks
 
+log = logging.getLogger("threadline")
+
 PGVECTOR = "pgvector"
-# Embeddings compared by Threadline itself, exactly: SQLite, and PostgreSQL without pgvector.
+SQLITE_VEC = "sqlite-vec"
+# Embeddings compared by Threadline itself, exactly: SQLite without sqlite-vec, and PostgreSQL without pgvector.
 IN_PROCESS = "in_process"
 
 INSERT_WITH_VECTOR = text(
@@ -43,33 +50,49 @@ def vector_literal(vector: np.ndarray) -> str:
 
 
 class ChunkIndex:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, sqlite_vec: bool = True) -> None:
+        """`sqlite_vec` False has SQLite's embeddings compared in Threadline even where sqlite-vec works."""
         self.database = database
+        self.sqlite_vec = sqlite_vec
         self._mode: str | None = None
         self._mode_lock = asyncio.Lock()
 
     async def mode(self, connection: AsyncConnection | None = None) -> str:
         """PGVECTOR when the chunks table has its pgvector column (migration 0006 adds it where the
-        extension could be created), else IN_PROCESS."""
+        extension could be created); SQLITE_VEC when SQLite's connections have sqlite-vec; else
+        IN_PROCESS. Logged once."""
         if self._mode is None:
             async with self._mode_lock:
                 if self._mode is None:
-                    self._mode = await self._detect(connection)
+                    if connection is not None:
+                        self._mode = await self._detect(connection)
+                    else:
+                        async with self.database.read() as reader:
+                            self._mode = await self._detect(reader)
         return self._mode
 
-    async def _detect(self, connection: AsyncConnection | None) -> str:
+    async def _detect(self, connection: AsyncConnection) -> str:
         if self.database.is_sqlite:
+            why_not = sqlite_vectors.register() if self.sqlite_vec else "turned off"
+            if why_not is None:
+                try:
+                    version = (await connection.execute(text("SELECT vec_version()"))).scalar()
+                except OperationalError:  # a connection opened before sqlite-vec was registered
+                    why_not = "this connection lacks it"
+                else:
+                    log.info("SQLite ranks vectors itself, with sqlite-vec %s", version)
+                    return SQLITE_VEC
+            log.info("SQLite's vectors are ranked in Threadline with numpy: no sqlite-vec (%s)", why_not)
             return IN_PROCESS
         query = text(
             "SELECT 1 FROM information_schema.columns "
             "WHERE table_schema = current_schema() AND table_name = 'chunks' AND column_name = 'embedding_vector'"
         )
-        if connection is not None:
-            found = (await connection.execute(query)).first()
-        else:
-            async with self.database.read() as reader:
-                found = (await reader.execute(query)).first()
-        return PGVECTOR if found is not None else IN_PROCESS
+        if (await connection.execute(query)).first() is not None:
+            log.info("PostgreSQL ranks vectors itself, with pgvector")
+            return PGVECTOR
+        log.info("PostgreSQL's vectors are ranked in Threadline with numpy: no pgvector")
+        return IN_PROCESS
 
     async def replace(
         self, connection: AsyncConnection, vector_store_id: str, file_id: str, texts: list[str], embeddings: np.ndarray

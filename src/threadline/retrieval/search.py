@@ -2,10 +2,10 @@
 
 For each query the chunks are ranked twice, by the database's full-text search over an OR
 of the query's words (SQLite FTS5's bm25, PostgreSQL's ts_rank) and by the cosine of their
-embeddings to the query's (pgvector inside PostgreSQL where it is there, else numpy here,
-exactly over the same chunks). A chunk's fused score sums weight / (60 + rank) over every
-list it is in, and is divided by what a chunk first in every list would get, so it falls in
-0..1. Weights come from ranking_options.hybrid_search (embedding_weight, text_weight), 1 and 1
+embeddings to the query's (inside the database where it can: pgvector in PostgreSQL,
+sqlite-vec in SQLite; else numpy here, exactly over the same chunks). A chunk's fused score
+sums weight / (60 + rank) over every list it is in, and is divided by what a chunk first in
+every list would get, so it falls in 0..1. Weights come from ranking_options.hybrid_search (embedding_weight, text_weight), 1 and 1
 by default. Every ranker ("auto", "default-2024-11-15", "none") ranks this way: there is no
 re-ranking model to turn off.
 
@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from threadline.errors import invalid
 from threadline.retrieval.embedders import Embedder
 from threadline.retrieval.filters import ComparisonFilter, CompoundFilter, Filter, parse_filters
-from threadline.retrieval.index import PGVECTOR, ChunkIndex, Vector, vector_literal
+from threadline.retrieval.index import PGVECTOR, SQLITE_VEC, ChunkIndex, Vector, vector_literal
 from threadline.store.database import Database
 from threadline.store.tables import chunks, files, vector_store_files
 
@@ -197,8 +197,9 @@ class Searcher:
     async def _vectors(self, connection: AsyncConnection, scope: Scope, query_vectors: np.ndarray) -> list[list[int]]:
         """For each query, chunk ids best first by cosine similarity, at most CANDIDATES."""
         dimensions = query_vectors.shape[1]
-        if await self.index.mode(connection) == PGVECTOR:
-            return [await self._pgvector(connection, scope, vector) for vector in query_vectors]
+        mode = await self.index.mode(connection)
+        if mode in (PGVECTOR, SQLITE_VEC):
+            return [await _nearest(connection, scope, *_distance(mode, vector)) for vector in query_vectors]
         # Compared here, a block of rows at a time, keeping each query's best so far.
         best: list[list[tuple[float, int]]] = [[] for _ in query_vectors]
         for where in scope.conditions():
@@ -210,19 +211,27 @@ class Searcher:
                 best = await asyncio.to_thread(_best_in_block, query_vectors, block, best)
         return [[chunk_id for _, chunk_id in ranked] for ranked in best]
 
-    async def _pgvector(self, connection: AsyncConnection, scope: Scope, vector: np.ndarray) -> list[int]:
-        vector_column = literal_column("chunks.embedding_vector")
-        distance = vector_column.op("<=>")(cast(literal(vector_literal(vector)), Vector()))
-        found: list[tuple[float, int]] = []
-        for where in scope.conditions():
-            statement = (
-                scope.restrict(select(distance, chunks.c.id), where)
-                .where(func.vector_dims(vector_column) == len(vector))  # chunks of another embedder cannot be compared
-                .order_by(distance, chunks.c.id)
-                .limit(CANDIDATES)
-            )
-            found.extend((row[0], row[1]) for row in await connection.execute(statement))
-        return [chunk_id for _, chunk_id in heapq.nsmallest(CANDIDATES, found)]
+
+def _distance(mode: str, vector: np.ndarray) -> tuple[Any, Any]:
+    """The database's cosine distance of a chunk's embedding to `vector`, and the condition for
+    a chunk to be comparable at all (of the vector's dimensions: another embedder's is not)."""
+    if mode == PGVECTOR:
+        column = literal_column("chunks.embedding_vector")
+        return column.op("<=>")(cast(literal(vector_literal(vector)), Vector())), func.vector_dims(column) == len(vector)
+    query = np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+    # A zero vector has no cosine (NULL, which sorts first): similarity 0, as numpy has it.
+    distance = func.coalesce(func.vec_distance_cosine(chunks.c.embedding, query), 1.0)
+    return distance, func.length(chunks.c.embedding) == len(query)
+
+
+async def _nearest(connection: AsyncConnection, scope: Scope, distance: Any, comparable: Any) -> list[int]:
+    """Chunk ids by `distance` inside the database, nearest first, at most CANDIDATES, of the
+    chunks that are `comparable`."""
+    found: list[tuple[float, int]] = []
+    for where in scope.conditions():
+        statement = scope.restrict(select(distance, chunks.c.id), where).where(comparable).order_by(distance, chunks.c.id).limit(CANDIDATES)
+        found.extend((row[0], row[1]) for row in await connection.execute(statement))
+    return [chunk_id for _, chunk_id in heapq.nsmallest(CANDIDATES, found)]
 
 
 def _best_in_block(query_vectors: np.ndarray, block: list, best: list[list[tuple[float, int]]]) -> list[list[tuple[float, int]]]:

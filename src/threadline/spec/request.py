@@ -171,13 +171,35 @@ class WebSearchTool(Tolerant):
     external_web_access: Bool | None = None
 
 
+class HybridSearch(Tolerant):
+    embedding_weight: Annotated[float, Field(ge=0, strict=True)]
+    text_weight: Annotated[float, Field(ge=0, strict=True)]
+
+
+class RankingOptions(Tolerant):
+    ranker: Literal["auto", "default-2024-11-15"] | None = None
+    score_threshold: Annotated[float, Field(ge=0, le=1, strict=True)] | None = None
+    hybrid_search: HybridSearch | None = None
+
+
+class FileSearchTool(Tolerant):
+    """Search the project's vector stores; `filters` are checked against the stores' file
+    attributes' grammar when the request is prepared (retrieval/filters.py)."""
+
+    type: Literal["file_search"]
+    vector_store_ids: Annotated[list[ObjectId], Field(min_length=1)]
+    max_num_results: Annotated[int, Field(ge=1, le=50, strict=True)] | None = None
+    ranking_options: RankingOptions | None = None
+    filters: dict[str, Any] | None = None
+
+
 class OtherTool(Tolerant):
     """Hosted tools this server does not run: accepted by the schema, then refused by name."""
 
     type: str
 
 
-TOOL_KINDS = {"function", "namespace", "custom", "mcp", *WEB_SEARCH_TYPES}
+TOOL_KINDS = {"function", "namespace", "custom", "mcp", "file_search", *WEB_SEARCH_TYPES}
 
 
 def _tool_kind(value: Any) -> str:
@@ -195,6 +217,7 @@ Tool = Annotated[
     | Annotated[CustomTool, Tag("custom")]
     | Annotated[McpTool, Tag("mcp")]
     | Annotated[WebSearchTool, Tag("web_search")]
+    | Annotated[FileSearchTool, Tag("file_search")]
     | Annotated[OtherTool, Tag("other")],
     Discriminator(_tool_kind),
 ]

@@ -19,6 +19,7 @@ from threadline.spec.request import CreateResponseBody, FunctionTool, JSONSchema
 ENCRYPTED_CONTENT = "reasoning.encrypted_content"
 LOGPROBS = "message.output_text.logprobs"
 SEARCH_SOURCES = "web_search_call.action.sources"
+FILE_SEARCH_RESULTS = "file_search_call.results"
 
 
 def response_object(body: CreateResponseBody, model_id: str, tool_choice: str | dict) -> dict:
@@ -138,11 +139,12 @@ def as_started(response: dict) -> dict:
 # --- what a client sees ---------------------------------------------------------------------
 #
 # Everything is stored; `include` decides what of it a client is shown, on every request that
-# takes it (create, retrieve, input items, streams). Three values select stored data today:
+# takes it (create, retrieve, input items, streams). Four values select stored data today:
 #   reasoning.encrypted_content     a reasoning item's `encrypted_content`
 #   message.output_text.logprobs    the logprobs of output text (also asked of the model)
 #   web_search_call.action.sources  the sources a web search found
-# The others name the output of hosted tools (file_search_call.results, web_search_call.*,
+#   file_search_call.results        the passages a file search found (else `results` is null)
+# The others name the output of hosted tools (web_search_call.results,
 # code_interpreter_call.outputs, computer_call_output.output.image_url) and input image
 # URLs, which Threadline returns as it stored them; each tool adds its own rule here.
 
@@ -161,6 +163,8 @@ def present_item(item: dict, include: Collection[str]) -> dict:
         return {key: value for key, value in item.items() if key != "encrypted_content"}
     if item.get("type") == "web_search_call" and "sources" in (item.get("action") or {}) and SEARCH_SOURCES not in include:
         return {**item, "action": {key: value for key, value in item["action"].items() if key != "sources"}}
+    if item.get("type") == "file_search_call" and item.get("results") is not None and FILE_SEARCH_RESULTS not in include:
+        return {**item, "results": None}
     if item.get("type") == "message" and LOGPROBS not in include and isinstance(item.get("content"), list):
         content = [present_part(part, include) for part in item["content"]]
         if any(shown is not part for shown, part in zip(content, item["content"])):

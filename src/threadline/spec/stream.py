@@ -59,17 +59,18 @@ class Call:
 
     @property
     def server_side(self) -> bool:
-        return self.kind in ("mcp", "web_search")
+        return self.kind in ("mcp", "web_search", "file_search")
 
 
 # Each kind of call: its item type, and the event that streams its arguments (None: the item
-# is made once the call is whole, as OpenAI shows approval requests and web searches).
+# is made once the call is whole, as OpenAI shows approval requests and searches).
 CALL_ITEMS = {
     "function": ("function_call", "response.function_call_arguments.delta"),
     "custom": ("custom_tool_call", "response.custom_tool_call_input.delta"),
     "mcp": ("mcp_call", "response.mcp_call_arguments.delta"),
     "approval": ("mcp_approval_request", None),
     "web_search": ("web_search_call", None),
+    "file_search": ("file_search_call", None),
 }
 
 
@@ -278,7 +279,7 @@ class ResponseEvents:
     def close_all(self, status: str) -> list[dict]:
         """Close every item still being written, with `status`. A server-side call of a turn
         that ended well stays open for the turn loop, which runs it; one of a turn cut short
-        is never run, and an approval request or a web search not yet shown never shows."""
+        is never run, and an approval request or a search not yet shown never shows."""
         events = self._close_item(status)
         for call in self._calls.values():
             events += self._close_call(call, status)
@@ -310,7 +311,7 @@ class ResponseEvents:
             call.item = call_item(call, self._new_id(CALL_ITEMS[call.kind][0]))
             events = self._close_item("completed") + self._open_item(call.item)
             self.turn_calls.append(call)
-            if call.kind == "web_search":
+            if call.kind in ("web_search", "file_search"):
                 self._running[call.item["id"]] = call.item
                 return events
             return events + self.item_done(call.item)
@@ -417,6 +418,8 @@ def call_item(call: Call, item_id: str) -> dict:
         item["input" if call.kind == "custom" else "arguments"] = call.arguments
     elif call.kind == "web_search":
         item.update(status="in_progress", action={"type": "search", "query": search_query(call.arguments)})
+    elif call.kind == "file_search":
+        item.update(status="in_progress", queries=search_queries(call.arguments), results=None)
     else:
         item.update(server_label=target.server_label, name=target.name, arguments=call.arguments)
         if call.kind == "mcp":
@@ -431,6 +434,22 @@ def search_query(arguments: str) -> str:
     except (orjson.JSONDecodeError, AttributeError):
         return arguments
     return query if isinstance(query, str) else arguments
+
+
+def search_queries(arguments: str) -> list[str]:
+    """The queries of a file_search call, from the arguments the model wrote: its `query`
+    (or `queries`, which a model may write all the same), else the arguments as written."""
+    try:
+        written = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        return [arguments]
+    if isinstance(written, dict):
+        queries = written.get("queries")
+        if isinstance(queries, list) and queries and all(isinstance(query, str) for query in queries):
+            return queries
+        if isinstance(written.get("query"), str):
+            return [written["query"]]
+    return [arguments]
 
 
 def snapshot(value: dict) -> dict:

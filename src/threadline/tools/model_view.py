@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import orjson
 
-from threadline.tools.plan import WEB_SEARCH_NAME, Target, ToolPlan
+from threadline.tools.plan import FILE_SEARCH_NAME, WEB_SEARCH_NAME, Target, ToolPlan
 
 DENIED = "The user denied this call of the tool, so it was not run."
 
@@ -45,6 +45,10 @@ def model_view(items: list[dict], plan: ToolPlan, outputs: dict[str, str] | None
             arguments = orjson.dumps({"query": action.get("query", "")}).decode()
             name = plan.model_name(Target("web_search", WEB_SEARCH_NAME))
             viewed += call_pair(call_ids.get(item["id"], item["id"]), name, arguments, outputs.get(item["id"]) or search_output(item))
+        elif kind == "file_search_call":
+            arguments = orjson.dumps({"query": "; ".join(item.get("queries") or [])}).decode()
+            name = plan.model_name(Target("file_search", FILE_SEARCH_NAME))
+            viewed += call_pair(call_ids.get(item["id"], item["id"]), name, arguments, outputs.get(item["id"]) or file_search_output(item))
         elif kind in ("function_call", "custom_tool_call") and item.get("namespace"):
             target = Target("function" if kind == "function_call" else "custom", item["name"], namespace=item["namespace"])
             viewed.append({**item, "name": plan.model_name(target)})
@@ -77,3 +81,18 @@ def search_output(item: dict) -> str:
     if item.get("status") == "failed":
         return "The web search failed."
     return "Sources found:\n" + "\n".join(source["url"] for source in sources) if sources else "The web search found nothing."
+
+
+def file_search_output(item: dict) -> str:
+    """What the model reads of an earlier file search: the passages it found, unnumbered (the
+    numbers it cites are those of the searches of the response being written)."""
+    if item.get("status") == "failed":
+        return "The file search failed."
+    if item.get("status") != "completed":
+        return "The file search did not finish."
+    results = item.get("results")
+    if results is None:  # sent back by a client that did not ask for them
+        return f"The file search for {'; '.join(item.get('queries') or [])} ran; its results are not at hand."
+    if not results:
+        return "The file search found nothing in the files."
+    return "Passages found:\n\n" + "\n\n".join(f"From {result.get('filename')}:\n{result.get('text') or ''}" for result in results)

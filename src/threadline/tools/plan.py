@@ -2,7 +2,8 @@
 name it may call stands for.
 
 Client-side tools (function and custom, namespaced or not) end the response when called;
-server-side ones (an MCP server's tools, web search) are run by the server between turns.
+server-side ones (an MCP server's tools, web search, file search) are run by the server
+between turns.
 The model sees every tool as a plain function or custom tool under a name of its own: the
 tool's name, unless another tool took it first.
 """
@@ -15,12 +16,14 @@ from typing import Literal
 
 from pydantic import TypeAdapter, ValidationError
 
-from threadline.errors import invalid
-from threadline.spec.request import CreateResponseBody, CustomTool, FunctionTool, McpTool, NamespaceTool, Tool, WebSearchTool
+from threadline.errors import APIError, invalid
+from threadline.retrieval.filters import parse_filters
+from threadline.retrieval.search import parse_ranking_options
+from threadline.spec.request import CreateResponseBody, CustomTool, FileSearchTool, FunctionTool, McpTool, NamespaceTool, Tool, WebSearchTool
 
 LISTED_TOOLS = TypeAdapter(list[Tool])
 
-Kind = Literal["function", "custom", "mcp", "web_search"]
+Kind = Literal["function", "custom", "mcp", "web_search", "file_search"]
 
 WEB_SEARCH_NAME = "web_search"
 WEB_SEARCH_PARAMETERS = {
@@ -33,6 +36,29 @@ WEB_SEARCH_DESCRIPTION = (
     "Search the web. Returns numbered results with their URLs; cite the ones you use with "
     "their number in square brackets, like [1]."
 )
+
+# One query a call: small models write a flat string far more reliably than an array, and a
+# model that wants several searches calls the tool several times (at once, if it may).
+FILE_SEARCH_NAME = "file_search"
+FILE_SEARCH_PARAMETERS = {
+    "type": "object",
+    "properties": {"query": {"type": "string", "description": "What to look for in the files, in words likely to appear in them."}},
+    "required": ["query"],
+    "additionalProperties": False,
+}
+FILE_SEARCH_DESCRIPTION = (
+    "Search the files the user has provided. Returns numbered passages with their file names; "
+    "cite the ones you use with their number in square brackets, like [1]."
+)
+
+
+@dataclass(frozen=True)
+class Served:
+    """The hosted tools this server runs: a web search provider is configured, a vector
+    search is at hand."""
+
+    web_search: bool = False
+    file_search: bool = False
 
 
 @dataclass
@@ -107,6 +133,7 @@ class ToolPlan:
     targets: dict[str, Target] = field(default_factory=dict)  # by the name the model sees
     mcp_servers: list[McpServerPlan] = field(default_factory=list)
     web_search: dict | None = None  # the web_search tool's options, when it is served
+    file_search: dict | None = None  # the file_search tool's options (vector_store_ids, filters, ...)
     approved: list[ApprovedCall] = field(default_factory=list)
     max_tool_calls: int | None = None  # server-side calls one response may make
     # Approval requests sent back in the input get ids of their own: the id each was sent
@@ -144,6 +171,7 @@ class ToolPlan:
             targets={name: Target(**target) for name, target in data["targets"].items()},
             mcp_servers=[McpServerPlan(**server) for server in data["mcp_servers"]],
             web_search=data["web_search"],
+            file_search=data.get("file_search"),
             approved=[ApprovedCall(**call) for call in data["approved"]],
             max_tool_calls=data["max_tool_calls"],
             sent_ids=data.get("sent_ids", {}),
@@ -167,14 +195,14 @@ def function_name(name: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_-]", "_", name)[:64] or "tool"
 
 
-def tool_plan(body: CreateResponseBody, web_search_served: bool) -> ToolPlan:
+def tool_plan(body: CreateResponseBody, served: Served) -> ToolPlan:
     """The request's tools as a plan; a tool this server cannot serve is a 400 naming it."""
     plan = ToolPlan(max_tool_calls=body.max_tool_calls)
-    add_tools(plan, body.tools or [], web_search_served, "tools")
+    add_tools(plan, body.tools or [], served, "tools")
     return plan
 
 
-def add_listed_tools(plan: ToolPlan, input_items: list[dict], web_search_served: bool) -> None:
+def add_listed_tools(plan: ToolPlan, input_items: list[dict], served: Served) -> None:
     """Offer the tools that `additional_tools` input items list (Codex sends its tools so), as
     the request's own are."""
     for index, item in enumerate(input_items):
@@ -183,10 +211,10 @@ def add_listed_tools(plan: ToolPlan, input_items: list[dict], web_search_served:
                 tools = LISTED_TOOLS.validate_python(item["tools"])
             except ValidationError as error:
                 raise invalid(f"Invalid tool in 'additional_tools': {error.errors()[0]['msg']}.", param=f"input[{index}].tools") from None
-            add_tools(plan, tools, web_search_served, f"input[{index}].tools")
+            add_tools(plan, tools, served, f"input[{index}].tools")
 
 
-def add_tools(plan: ToolPlan, tools: list[Tool], web_search_served: bool, param: str) -> None:
+def add_tools(plan: ToolPlan, tools: list[Tool], served: Served, param: str) -> None:
     for index, tool in enumerate(tools):
         if isinstance(tool, FunctionTool | CustomTool):
             plan.model_tools.append(client_tool(plan, tool, None))
@@ -198,7 +226,7 @@ def add_tools(plan: ToolPlan, tools: list[Tool], web_search_served: bool, param:
             continue  # no tools are deferred to be searched for: nothing to offer the model
         elif isinstance(tool, WebSearchTool):
             # With no provider configured the tool is left out of what the model sees.
-            if web_search_served and plan.web_search is None:
+            if served.web_search and plan.web_search is None:
                 plan.web_search = tool.model_dump(exclude_none=True)
                 plan.model_tools.append(
                     plan.add(
@@ -206,6 +234,14 @@ def add_tools(plan: ToolPlan, tools: list[Tool], web_search_served: bool, param:
                         {"type": "function", "description": WEB_SEARCH_DESCRIPTION, "parameters": WEB_SEARCH_PARAMETERS, "strict": True},
                     )
                 )
+        elif isinstance(tool, FileSearchTool):
+            plan.file_search = file_search(tool, f"{param}[{index}]", plan, served)
+            plan.model_tools.append(
+                plan.add(
+                    Target("file_search", FILE_SEARCH_NAME),
+                    {"type": "function", "description": FILE_SEARCH_DESCRIPTION, "parameters": FILE_SEARCH_PARAMETERS, "strict": True},
+                )
+            )
         else:
             raise invalid(
                 f"Tool type '{tool.type}' is not supported by this server.",
@@ -238,6 +274,26 @@ def mcp_server(tool: McpTool, param: str, plan: ToolPlan) -> McpServerPlan:
         allowed_read_only=allowed.read_only if allowed is not None and not isinstance(allowed, list) else None,
         require_approval=approval if isinstance(approval, str) else approval.model_dump(exclude_none=True) if approval else "always",
     )
+
+
+def file_search(tool: FileSearchTool, param: str, plan: ToolPlan, served: Served) -> dict:
+    """A file_search tool's options, its filters checked; the vector stores are checked
+    against the project's when the request is prepared (tools/file_searches.py)."""
+    if not served.file_search:
+        raise invalid("file_search is not offered by this server: it has no vector search configured.", param=f"{param}.type", code="unsupported_tool")
+    if plan.file_search is not None:
+        raise invalid("Only one file_search tool may be given: list every vector store in its 'vector_store_ids'.", param=param)
+    options = tool.model_dump(exclude_none=True)
+    if tool.filters is not None:
+        try:
+            parse_filters(tool.filters)
+        except APIError as error:
+            error.param = f"{param}.filters"  # the filter's own path is in the message
+            raise
+    # What the search would refuse (both hybrid weights 0, ...) is refused before anything runs.
+    parse_ranking_options(options.get("ranking_options"), param=f"{param}.ranking_options")
+    options["vector_store_ids"] = list(dict.fromkeys(tool.vector_store_ids))
+    return options
 
 
 def sent_ids(sent: list, input_items: list[dict]) -> dict[str, str]:

@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 from threadline.config import WebSearchSettings
 from threadline.spec.stream import ResponseEvents
-from threadline.tools.citations import citations, results_for_model
-from threadline.tools.search_providers import SearchFailed, SearchOptions, SearchProvider, SearchResult
+from threadline.tools.citations import Source, results_for_model
+from threadline.tools.search_providers import SearchFailed, SearchOptions, SearchProvider
 
 log = logging.getLogger("threadline")
 
@@ -24,6 +24,7 @@ class WebSearches:
         events: ResponseEvents,
         publish: Callable[[list[dict]], None],
         outputs: dict[str, str],
+        sources: list[Source],
     ) -> None:
         self.options = options  # the request's web_search tool
         self.provider = provider
@@ -31,7 +32,7 @@ class WebSearches:
         self.events = events
         self._publish = publish
         self._outputs = outputs  # what the model reads of each call, by item id
-        self._sources: list[SearchResult] = []  # of every search so far, as the model numbers them
+        self._sources = sources  # of every search of the response so far, as the model numbers them
 
     async def run(self, item: dict) -> None:
         """Run a web_search_call: its sources, and the numbered results the model reads."""
@@ -50,7 +51,6 @@ class WebSearches:
         # The model cites results by their number across every search of this response.
         self._outputs[item["id"]] = results_for_model(query, results, first_number=len(self._sources) + 1)
         self._sources += results
-        self.events.cite = lambda text: citations(text, self._sources)
         self._publish(self.events.call_done(item, "response.web_search_call.completed"))
 
 
