@@ -142,6 +142,15 @@ def index(database, database_kind) -> ChunkIndex:
     return ChunkIndex(database, sqlite_vec=database_kind[0] != "sqlite_without_sqlite_vec")
 
 
+@pytest_asyncio.fixture
+async def sqlite_database(tmp_path):
+    """A migrated SQLite database of the test's own, for SQLite's two ways of comparing vectors."""
+    opened = Database(f"sqlite:///{tmp_path}/threadline.db")
+    await migrate(opened)
+    yield opened
+    await opened.dispose()
+
+
 @pytest.fixture
 def searcher(database, index) -> Searcher:
     return Searcher(database, EMBEDDER, index)
@@ -373,11 +382,10 @@ VERBS = ["carefully moves", "quietly studies", "loudly praises", "slowly repairs
 OBJECTS = ["rusty containers", "the night shift rota", "quarterly invoices", "a brass cymbal", "alpine grass"]
 
 
-async def test_sqlite_ranks_inside_sqlite_as_numpy_does(database, index, database_kind):
+async def test_sqlite_ranks_inside_sqlite_as_numpy_does(sqlite_database):
     """sqlite-vec's ranking is numpy's: the same chunks, in the same order, with the same scores,
     with and without filters, for one query and several, alone and fused with keywords."""
-    if database_kind[0] != "sqlite":
-        pytest.skip("SQLite's two ways of comparing vectors, on one database")
+    database, index = sqlite_database, ChunkIndex(sqlite_database)
     vector_store_id = new_id("vs")
     texts = [f"{subject} {verb} {thing}." for subject in SUBJECTS for verb in VERBS for thing in OBJECTS]
     for part in range(10):
@@ -395,11 +403,10 @@ async def test_sqlite_ranks_inside_sqlite_as_numpy_does(database, index, databas
                 assert [(r.file_id, r.content, r.score) for r in found] == [(r.file_id, r.content, r.score) for r in expected], (queries, filters, mode)
 
 
-async def test_sqlite_ranks_opposite_zero_and_foreign_vectors_as_numpy_does(database, index, database_kind):
+async def test_sqlite_ranks_opposite_zero_and_foreign_vectors_as_numpy_does(sqlite_database):
     """Similarity 1 before 0 (a zero vector) before -1, and a chunk of another embedder's
     dimensions is left out, not an error."""
-    if database_kind[0] != "sqlite":
-        pytest.skip("SQLite's two ways of comparing vectors, on one database")
+    database, index = sqlite_database, ChunkIndex(sqlite_database)
     vector_store_id = new_id("vs")
     query = "lighthouse keepers"
     vector = (await EMBEDDER.embed([query]))[0]
