@@ -11,7 +11,11 @@ import pytest
 
 from tests.conftest import FAST_WORKERS
 from tests.gated_embeddings import GatedEmbeddingsServer
+from tests.helpers import database_rows
 from tests.servers import ThreadlineServer, write_config
+from threadline.jobs.ingestion import EMBED_BATCH
+from threadline.retrieval.chunking import chunk
+from threadline.store.chunks import ROWS_PER_WRITE
 
 TEXT = "Lighthouses guide ships along rocky coasts at night. " * 20
 
@@ -31,6 +35,7 @@ def server(start_server, embeddings):
 def gate(embeddings):
     """The embeddings gate, open again when the test ends."""
     yield embeddings
+    embeddings.let_through = 0
     embeddings.gate.set()
 
 
@@ -50,6 +55,60 @@ def settle(client: openai.OpenAI, vector_store_id: str) -> None:
     after it (each process ingests one file at a time, oldest first)."""
     marker = upload(client, "marker.txt", "The marker file.")
     assert client.vector_stores.files.create_and_poll(file_id=marker, vector_store_id=vector_store_id).status == "completed"
+
+
+def stored_chunks(server, vector_store_id: str, file_id: str | None = None) -> int:
+    """How many chunk rows the database holds for the store (and file)."""
+    if file_id is None:
+        return database_rows(server.database_url, "SELECT count(*) FROM chunks WHERE vector_store_id = {}", vector_store_id)[0][0]
+    query = "SELECT count(*) FROM chunks WHERE vector_store_id = {} AND file_id = {}"
+    return database_rows(server.database_url, query, vector_store_id, file_id)[0][0]
+
+
+SMALL_CHUNKS = {"type": "static", "static": {"max_chunk_size_tokens": 100, "chunk_overlap_tokens": 0}}
+LONG_TEXT = " ".join(f"Beacon {n} flashes twice over the harbour wall." for n in range(3000))
+
+
+def test_a_long_file_is_written_a_batch_at_a_time_and_searched_once_complete(client, gate, server):
+    expected = chunk(LONG_TEXT, 100, 0)
+    assert len(expected) > 2 * ROWS_PER_WRITE
+    store = client.vector_stores.create()
+    file_id = upload(client, "beacons.txt", LONG_TEXT)
+    gate.close_after(ROWS_PER_WRITE // EMBED_BATCH)  # the embeddings of the first batch of chunks
+    client.vector_stores.files.create(vector_store_id=store.id, file_id=file_id, chunking_strategy=SMALL_CHUNKS)
+    until(lambda: gate.waiting >= 1)
+
+    # The first batch is stored, in a transaction of its own, while the rest wait for embeddings;
+    # until the file is completed search sees none of it.
+    assert stored_chunks(server, store.id, file_id) == ROWS_PER_WRITE
+    assert client.vector_stores.files.retrieve(file_id, vector_store_id=store.id).status == "in_progress"
+    gate.close_after(1)  # the search's own embedding
+    assert client.vector_stores.search(store.id, query="beacon harbour wall").data == []
+
+    gate.gate.set()
+    done = client.vector_stores.files.poll(file_id, vector_store_id=store.id, poll_interval_ms=50)
+    assert done.status == "completed" and done.usage_bytes == sum(len(text.encode()) for text in expected)
+    assert [part.text for part in client.vector_stores.files.content(file_id=file_id, vector_store_id=store.id)] == expected
+    assert client.vector_stores.search(store.id, query="beacon harbour wall").data
+
+    # Attached again, it is written afresh: its old chunks go first, none twice.
+    client.vector_stores.files.create_and_poll(file_id=file_id, vector_store_id=store.id, chunking_strategy=SMALL_CHUNKS)
+    assert stored_chunks(server, store.id, file_id) == len(expected)
+    client.vector_stores.files.delete(file_id, vector_store_id=store.id)
+    assert stored_chunks(server, store.id) == 0
+
+
+def test_deleting_a_store_or_a_file_removes_every_chunk(client, server):
+    stores = [client.vector_stores.create() for _ in range(2)]
+    file_id = upload(client, "beacons.txt", LONG_TEXT)
+    for store in stores:
+        client.vector_stores.files.create_and_poll(file_id=file_id, vector_store_id=store.id, chunking_strategy=SMALL_CHUNKS)
+    assert stored_chunks(server, stores[0].id) > 2 * ROWS_PER_WRITE
+    client.vector_stores.delete(stores[0].id)
+    assert stored_chunks(server, stores[0].id) == 0 and stored_chunks(server, stores[1].id) > 2 * ROWS_PER_WRITE
+    client.files.delete(file_id)
+    assert stored_chunks(server, stores[1].id) == 0
+    assert client.vector_stores.retrieve(stores[1].id).file_counts.total == 0
 
 
 def test_cancel_wins_over_an_ingestion_under_way(client, gate):

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from threadline.errors import invalid
 from threadline.ids import new_id
 from threadline.jobs.ingestion import Ingestion
@@ -67,11 +65,11 @@ class VectorStoresService:
         return await self.store.modify(project, vector_store_id, changes)
 
     async def delete(self, project: str, vector_store_id: str) -> None:
-        async def remove_chunks(connection: AsyncConnection, file_ids: list[str]) -> None:
-            for file_id in file_ids:
-                await self.index.remove(connection, vector_store_id, file_id)
-
-        await self.store.delete(project, vector_store_id, along=remove_chunks)
+        """Delete the vector store: its files withdrawn, their chunks removed a batch at a time,
+        then the store and its files; the Files themselves remain."""
+        await self.store.withdraw(project, vector_store_id)
+        await self.index.clear(vector_store_id)
+        await self.store.delete(project, vector_store_id)
 
     # -- files ---------------------------------------------------------------------------
 
@@ -94,12 +92,11 @@ class VectorStoresService:
         return await self.store.update_attributes(project, vector_store_id, file_id, attributes or {})
 
     async def delete_file(self, project: str, vector_store_id: str, file_id: str) -> None:
-        """Take the file and its chunks out of the vector store; the File itself remains."""
-
-        async def remove_chunks(connection: AsyncConnection) -> None:
-            await self.index.remove(connection, vector_store_id, file_id)
-
-        await self.store.delete_file(project, vector_store_id, file_id, along=remove_chunks)
+        """Take the file and its chunks out of the vector store (the chunks a batch at a time);
+        the File itself remains."""
+        await self.store.withdraw(project, vector_store_id, file_id)
+        await self.index.clear(vector_store_id, file_id)
+        await self.store.delete_file(project, vector_store_id, file_id)
 
     async def file_content(self, project: str, vector_store_id: str, file_id: str) -> dict:
         """The file's parsed text, as the chunks it was indexed in."""

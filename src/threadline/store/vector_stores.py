@@ -2,16 +2,16 @@
 
 Counts and sizes are read from the files' rows every time (COUNT and SUM), never kept as
 counters, so a file retried after a crash is counted once, and a store's status is what
-its files' statuses say. The chunks belong to the retrieval index; what touches them runs
-in the same transaction, through `along`.
+its files' statuses say. The chunks belong to the retrieval index; a delete cascades to
+those left, after the caller has removed them a batch at a time (see `withdraw`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import orjson
 from sqlalchemy import ColumnElement, Select, delete, func, insert, or_, select, update
@@ -24,8 +24,6 @@ from threadline.store.tables import files, vector_store_file_batches, vector_sto
 
 FILE_STATUSES = ("in_progress", "completed", "failed", "cancelled")
 DAY_S = 86400
-
-Along = Callable[[AsyncConnection], Awaitable[Any]]
 
 
 @dataclass
@@ -166,15 +164,25 @@ class VectorStoreStore:
             )
             return await _vector_store(connection, project, vector_store_id)
 
-    async def delete(self, project: str, vector_store_id: str, *, along: Callable[[AsyncConnection, list[str]], Awaitable[Any]]) -> None:
-        """Delete the vector store, its files and batches; `along` (given the store's file
-        ids) runs in the same transaction, for their chunks. The Files themselves remain."""
+    async def withdraw(self, project: str, vector_store_id: str, file_id: str | None = None) -> None:
+        """Before a delete: the vector store's files (or this one) that are in progress or
+        completed end `cancelled`, in one short transaction, so search stops seeing their
+        chunks and an ingestion under way loses its next write; their chunks can then go a
+        batch at a time. A 404 if the store (or the file in it) is not the project's."""
+        async with self.database.write() as connection:
+            where = [vector_store_files.c.vector_store_id == vector_store_id, vector_store_files.c.status.in_(("in_progress", "completed"))]
+            if file_id is None:
+                await _vector_store_row(connection, project, vector_store_id)
+            else:
+                await _file_row(connection, project, vector_store_id, file_id)
+                where.append(vector_store_files.c.file_id == file_id)
+            await connection.execute(update(vector_store_files).where(*where).values(status="cancelled", owner=None))
+
+    async def delete(self, project: str, vector_store_id: str) -> None:
+        """Delete the vector store, its files and batches, and what chunks are left of them
+        (`withdraw` and remove them first when there may be many). The Files themselves remain."""
         async with self.database.write() as connection:
             await _vector_store_row(connection, project, vector_store_id)
-            file_ids = (
-                await connection.execute(select(vector_store_files.c.file_id).where(vector_store_files.c.vector_store_id == vector_store_id))
-            ).scalars().all()
-            await along(connection, list(file_ids))
             await connection.execute(delete(vector_store_files).where(vector_store_files.c.vector_store_id == vector_store_id))
             await connection.execute(delete(vector_store_file_batches).where(vector_store_file_batches.c.vector_store_id == vector_store_id))
             await connection.execute(delete(vector_stores).where(vector_stores.c.id == vector_store_id))
@@ -243,12 +251,12 @@ class VectorStoreStore:
             )
             return vector_store_file_object(await _file_row(connection, project, vector_store_id, file_id))
 
-    async def delete_file(self, project: str, vector_store_id: str, file_id: str, *, along: Along) -> None:
-        """Take the file out of the vector store (`along`, for its chunks, in the same
-        transaction); an ingestion under way loses its finish. The File remains."""
+    async def delete_file(self, project: str, vector_store_id: str, file_id: str) -> None:
+        """Take the file out of the vector store, with what chunks are left of it (`withdraw`
+        and remove them first when there may be many); an ingestion under way loses its
+        finish. The File remains."""
         async with self.database.write() as connection:
             await _file_row(connection, project, vector_store_id, file_id)
-            await along(connection)
             await connection.execute(
                 delete(vector_store_files).where(vector_store_files.c.vector_store_id == vector_store_id, vector_store_files.c.file_id == file_id)
             )
