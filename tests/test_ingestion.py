@@ -181,3 +181,48 @@ def test_a_vector_store_keeps_to_one_embedder(fresh_database_url, embeddings, tm
         # A new store takes this server's embedder.
         other = client.vector_stores.create()
         assert client.vector_stores.files.create_and_poll(file_id=done.id, vector_store_id=other.id).status == "completed"
+
+
+def expire(server, file_id: str) -> None:
+    """Move the File's expiry into the past, as the clock would."""
+    database_rows(server.database_url, "UPDATE files SET expires_at = 1 WHERE id = {} RETURNING id", file_id)
+
+
+def test_an_expired_file_is_swept_with_its_chunks(client, server):
+    store = client.vector_stores.create()
+    kept = client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=("kept.txt", io.BytesIO(b"Penguins huddle on the ice.")))
+    expiring = client.files.create(
+        file=("beacons.txt", io.BytesIO(LONG_TEXT.encode())), purpose="assistants", expires_after={"anchor": "created_at", "seconds": 3600}
+    )
+    client.vector_stores.files.create_and_poll(file_id=expiring.id, vector_store_id=store.id, chunking_strategy=SMALL_CHUNKS)
+    assert expiring.id in {result.file_id for result in client.vector_stores.search(store.id, query="beacon harbour").data}
+
+    expire(server, expiring.id)
+    # Within a heartbeat or so the worker removes it: its chunks, so search no longer finds it.
+    until(lambda: stored_chunks(server, store.id, expiring.id) == 0)
+    assert {result.file_id for result in client.vector_stores.search(store.id, query="beacon harbour").data} == {kept.id}
+    with pytest.raises(openai.NotFoundError):
+        client.vector_stores.files.retrieve(expiring.id, vector_store_id=store.id)
+    assert client.vector_stores.retrieve(store.id).file_counts.total == 1
+    assert client.vector_stores.files.retrieve(kept.id, vector_store_id=store.id).status == "completed"
+
+
+def test_a_file_that_expires_while_queued_fails(fresh_database_url, embeddings, gate, tmp_path):
+    # A slow heartbeat: the file is still there, expired, when its turn comes.
+    workers = FAST_WORKERS | {"heartbeat_s": 60, "lease_s": 300}
+    config = write_config(tmp_path / "threadline.toml", {"workers": workers, "embeddings": embeddings.config()})
+    with ThreadlineServer(fresh_database_url, config) as running:
+        client = openai.OpenAI(base_url=running.url + "/v1", api_key="unused", max_retries=0)
+        store = client.vector_stores.create()
+        first = upload(client, "first.txt")
+        expiring = client.files.create(file=("soon.txt", io.BytesIO(TEXT.encode())), purpose="assistants", expires_after={"anchor": "created_at", "seconds": 3600})
+        gate.gate.clear()
+        client.vector_stores.files.create(vector_store_id=store.id, file_id=first)
+        until(lambda: gate.waiting >= 1)  # the first file holds this process; the other waits its turn
+        client.vector_stores.files.create(vector_store_id=store.id, file_id=expiring.id)
+        expire(running, expiring.id)
+        gate.gate.set()
+        failed = client.vector_stores.files.poll(expiring.id, vector_store_id=store.id, poll_interval_ms=50)
+        assert failed.status == "failed" and failed.last_error.code == "invalid_file" and "expired" in failed.last_error.message
+        assert list(client.vector_stores.files.content(file_id=expiring.id, vector_store_id=store.id)) == []
+        assert client.vector_stores.files.poll(first, vector_store_id=store.id, poll_interval_ms=50).status == "completed"

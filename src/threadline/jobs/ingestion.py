@@ -109,6 +109,9 @@ class Ingestion:
         completed, which is when search starts to see its chunks."""
         label = self.embedder.name  # what a vector store records: provider and model
         try:
+            if claimed.expired(time.time()):
+                # Attached before it expired; the worker's sweep removes it soon, with its chunks.
+                raise FileFailed("invalid_file", "The file has expired.")
             recorded = await self.queue.recorded_embedder(claimed.vector_store_id)
             if recorded is not None and recorded != label:
                 raise _embedder_mismatch(recorded, label)

@@ -33,6 +33,11 @@ class ClaimedFile:
     # As stored: the finish is conditional on it, so a file attached anew with another
     # strategy while this run went on is not finished with chunks of the old one.
     chunking_strategy_text: str
+    # When the File expires (None: never); an expired one is not ingested.
+    expires_at: int | None = None
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
 
 
 class EmbedderMismatch(Exception):
@@ -74,12 +79,14 @@ class IngestionQueue:
                 return None
             row = (
                 await connection.execute(
-                    select(vector_store_files.c.chunking_strategy, files.c.filename)
+                    select(vector_store_files.c.chunking_strategy, files.c.filename, files.c.expires_at)
                     .join(files, files.c.id == vector_store_files.c.file_id)
                     .where(_file(found.vector_store_id, found.file_id))
                 )
             ).one()
-        return ClaimedFile(found.vector_store_id, found.file_id, row.filename, orjson.loads(row.chunking_strategy), row.chunking_strategy)
+        return ClaimedFile(
+            found.vector_store_id, found.file_id, row.filename, orjson.loads(row.chunking_strategy), row.chunking_strategy, row.expires_at
+        )
 
     async def still_owned(self, claimed: ClaimedFile, owner: str) -> bool:
         """Whether the file is still this process's to finish (not cancelled, deleted or reattached)."""
