@@ -3,7 +3,7 @@
 Its vectors are a hashed bag of words (so texts sharing words are near), and a gate holds
 every request while it is closed: a test closes it to catch an ingestion in the middle (at
 once, or after a number of requests with `close_after`), and sees how many requests are
-waiting there.
+waiting there. `failures` answers that many requests with a 503 first.
 """
 
 from __future__ import annotations
@@ -40,11 +40,18 @@ class GatedEmbeddingsServer:
         self.waiting = 0  # requests held at the closed gate now
         self.requests = 0  # requests answered
         self.let_through = 0  # requests still to answer while the gate is closed
+        self.failures = 0  # requests still to answer with a 503
         self._thread_server = ThreadServer(Starlette(routes=[Route("/v1/embeddings", self._embeddings, methods=["POST"])]), "the gated embeddings server")
 
     async def _embeddings(self, request: Request) -> JSONResponse:
         body = await request.json()
         texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        with self.lock:
+            failing = self.failures > 0
+            self.failures -= failing
+        if failing:
+            error = {"message": "The upstream is overloaded.", "type": "server_error", "param": None, "code": None}
+            return JSONResponse({"error": error}, status_code=503)
         with self.lock:
             passing = self.let_through > 0
             self.let_through -= passing

@@ -13,7 +13,7 @@ from tests.conftest import FAST_WORKERS
 from tests.gated_embeddings import GatedEmbeddingsServer
 from tests.helpers import database_rows
 from tests.servers import ThreadlineServer, write_config
-from threadline.jobs.ingestion import EMBED_BATCH
+from threadline.jobs.ingestion import EMBED_BATCH, MAX_ATTEMPTS
 from threadline.retrieval.chunking import chunk
 from threadline.store.chunks import ROWS_PER_WRITE
 
@@ -28,14 +28,14 @@ def embeddings():
 
 @pytest.fixture(scope="module")
 def server(start_server, embeddings):
-    return start_server({"workers": FAST_WORKERS, "embeddings": embeddings.config()})
+    return start_server({"workers": FAST_WORKERS | {"ingest_retry_s": 0.05}, "embeddings": embeddings.config()})
 
 
 @pytest.fixture
 def gate(embeddings):
     """The embeddings gate, open again when the test ends."""
     yield embeddings
-    embeddings.let_through = 0
+    embeddings.let_through = embeddings.failures = 0
     embeddings.gate.set()
 
 
@@ -226,3 +226,21 @@ def test_a_file_that_expires_while_queued_fails(fresh_database_url, embeddings, 
         assert failed.status == "failed" and failed.last_error.code == "invalid_file" and "expired" in failed.last_error.message
         assert list(client.vector_stores.files.content(file_id=expiring.id, vector_store_id=store.id)) == []
         assert client.vector_stores.files.poll(first, vector_store_id=store.id, poll_interval_ms=50).status == "completed"
+
+
+def test_an_embedder_failing_for_a_while_is_tried_again(client, gate):
+    store = client.vector_stores.create()
+    gate.failures = MAX_ATTEMPTS - 1
+    done = client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=("retried.txt", io.BytesIO(TEXT.encode())), poll_interval_ms=50)
+    assert done.status == "completed" and done.last_error is None
+    assert list(client.vector_stores.files.content(file_id=done.id, vector_store_id=store.id))
+
+    gate.failures = MAX_ATTEMPTS
+    failed = client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=("given_up.txt", io.BytesIO(TEXT.encode())), poll_interval_ms=50)
+    assert failed.status == "failed" and failed.last_error.code == "server_error" and "503" in failed.last_error.message
+    assert gate.failures == 0
+    counts = client.vector_stores.retrieve(store.id).file_counts
+    assert (counts.completed, counts.failed, counts.total) == (1, 1, 2)
+    # Attached again, it starts afresh.
+    assert client.vector_stores.files.create_and_poll(file_id=failed.id, vector_store_id=store.id, poll_interval_ms=50).status == "completed"
+

@@ -21,7 +21,7 @@ import numpy as np
 
 from threadline.config import WorkerSettings
 from threadline.retrieval.chunking import chunk
-from threadline.retrieval.embedders import Embedder
+from threadline.retrieval.embedders import Embedder, EmbeddingError
 from threadline.retrieval.index import ChunkIndex
 from threadline.retrieval.parsing import InvalidFile, UnsupportedFile, extract_text
 from threadline.store.chunks import ROWS_PER_WRITE
@@ -32,6 +32,8 @@ log = logging.getLogger("threadline")
 
 # Chunks embedded in one call: bounds an upstream request, and how long a cancel waits.
 EMBED_BATCH = 64
+# Runs a file gets when its embedder keeps failing transiently (a timeout, a 5xx).
+MAX_ATTEMPTS = 3
 
 
 class FileFailed(Exception):
@@ -133,9 +135,22 @@ class Ingestion:
             await self.queue.fail(claimed, self.owner, "server_error", _embedder_mismatch(mismatch.recorded, label).message)
         except FileFailed as failure:
             await self.queue.fail(claimed, self.owner, failure.code, failure.message)
+        except EmbeddingError as error:
+            await self._embedding_failed(claimed, error)
         except Exception as error:
             log.exception("ingesting file %s into vector store %s failed", claimed.file_id, claimed.vector_store_id)
             await self.queue.fail(claimed, self.owner, "server_error", f"The file could not be processed: {error or type(error).__name__}")
+
+    async def _embedding_failed(self, claimed: ClaimedFile, error: EmbeddingError) -> None:
+        """A transient failure (a timeout, a 5xx) gives the file back to be tried again after a
+        back-off that doubles each time; after MAX_ATTEMPTS, or any other failure, it fails."""
+        attempt = claimed.attempts + 1
+        if error.transient and attempt < MAX_ATTEMPTS:
+            delay = self.settings.ingest_retry_s * 2 ** (attempt - 1)
+            log.warning("embedding file %s failed (%s); it is tried again in %g s", claimed.file_id, error, delay)
+            await self.queue.retry_later(claimed, self.owner, time.time() + delay)
+            return
+        await self.queue.fail(claimed, self.owner, "server_error", f"The file could not be embedded: {error}")
 
     async def _chunks(self, claimed: ClaimedFile) -> list[str]:
         data = await self.files.content(claimed.file_id)

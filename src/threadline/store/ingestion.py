@@ -16,7 +16,7 @@ from functools import partial
 from typing import Any
 
 import orjson
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from threadline.store.chunks import ROWS_PER_WRITE, remove_chunks
@@ -35,6 +35,8 @@ class ClaimedFile:
     chunking_strategy_text: str
     # When the File expires (None: never); an expired one is not ingested.
     expires_at: int | None = None
+    # Earlier runs of this attachment that the embedder failed transiently.
+    attempts: int = 0
 
     def expired(self, now: float) -> bool:
         return self.expires_at is not None and self.expires_at <= now
@@ -56,7 +58,7 @@ class IngestionQueue:
         """Take the oldest waiting file, or None; no two processes get the same one."""
         oldest = (
             select(vector_store_files.c.vector_store_id, vector_store_files.c.file_id)
-            .where(vector_store_files.c.status == "in_progress", vector_store_files.c.owner.is_(None))
+            .where(vector_store_files.c.status == "in_progress", vector_store_files.c.owner.is_(None), _due(time.time()))
             .order_by(vector_store_files.c.created_at)
             .limit(1)
         )
@@ -79,13 +81,14 @@ class IngestionQueue:
                 return None
             row = (
                 await connection.execute(
-                    select(vector_store_files.c.chunking_strategy, files.c.filename, files.c.expires_at)
+                    select(vector_store_files.c.chunking_strategy, vector_store_files.c.attempts, files.c.filename, files.c.expires_at)
                     .join(files, files.c.id == vector_store_files.c.file_id)
                     .where(_file(found.vector_store_id, found.file_id))
                 )
             ).one()
         return ClaimedFile(
-            found.vector_store_id, found.file_id, row.filename, orjson.loads(row.chunking_strategy), row.chunking_strategy, row.expires_at
+            found.vector_store_id, found.file_id, row.filename, orjson.loads(row.chunking_strategy), row.chunking_strategy,
+            row.expires_at, row.attempts,
         )
 
     async def still_owned(self, claimed: ClaimedFile, owner: str) -> bool:
@@ -124,7 +127,7 @@ class IngestionQueue:
             finished = await connection.execute(
                 update(vector_store_files)
                 .where(*_owned(claimed, owner))
-                .values(status="completed", usage_bytes=usage_bytes, last_error=None, owner=None)
+                .values(status="completed", usage_bytes=usage_bytes, last_error=None, owner=None, attempts=0, retry_at=None)
             )
             if not finished.rowcount:
                 return False
@@ -148,9 +151,23 @@ class IngestionQueue:
         last_error = orjson.dumps({"code": code, "message": message}).decode()
         async with self.database.write() as connection:
             failed = await connection.execute(
-                update(vector_store_files).where(*_owned(claimed, owner)).values(status="failed", last_error=last_error, owner=None)
+                update(vector_store_files)
+                .where(*_owned(claimed, owner))
+                .values(status="failed", last_error=last_error, owner=None, attempts=0, retry_at=None)
             )
             return bool(failed.rowcount)
+
+    async def retry_later(self, claimed: ClaimedFile, owner: str, retry_at: float) -> bool:
+        """Give the file back to the queue, one attempt more, for any process to take up again
+        from `retry_at` on (the chunks written so far go when it is); False if it was no longer
+        this process's."""
+        async with self.database.write() as connection:
+            released = await connection.execute(
+                update(vector_store_files)
+                .where(*_owned(claimed, owner))
+                .values(owner=None, attempts=claimed.attempts + 1, retry_at=retry_at)
+            )
+            return bool(released.rowcount)
 
     async def _while_owned(self, claimed: ClaimedFile, owner: str, work: Callable[[AsyncConnection], Awaitable[Any]]) -> tuple[bool, Any]:
         """(True, what `work` returned), `work` done in one transaction that first makes sure the
@@ -189,6 +206,11 @@ class IngestionQueue:
                 .values(owner=None)
             )
             return released.rowcount
+
+
+def _due(now: float):
+    """Not waiting to be tried again later."""
+    return or_(vector_store_files.c.retry_at.is_(None), vector_store_files.c.retry_at <= now)
 
 
 def _file(vector_store_id: str, file_id: str):

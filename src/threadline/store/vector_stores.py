@@ -364,7 +364,7 @@ async def _attach(
             )
         ).scalars()
     )
-    queued = {"status": "in_progress", "batch_id": batch_id, "usage_bytes": 0, "last_error": None, "owner": None}
+    queued = {"status": "in_progress", "batch_id": batch_id, "usage_bytes": 0, "last_error": None, "owner": None, "attempts": 0, "retry_at": None}
     for attachment in attachments:
         values = queued | {
             "attributes": orjson.dumps(attachment.attributes).decode(),
