@@ -150,6 +150,14 @@ def test_batch_with_per_file_settings_and_listing(client):
     assert client.vector_stores.files.retrieve(second, vector_store_id=store.id).attributes == {"kind": "animal"}
     # Attached again, a file is still one file of the store.
     assert client.vector_stores.retrieve(store.id).file_counts.total == 2
+    assert client.vector_stores.file_batches.retrieve(batch.id, vector_store_id=store.id).file_counts.total == 1
+
+    # Attached again on its own, a file stays in its batch.
+    again = client.vector_stores.files.create_and_poll(file_id=first, vector_store_id=store.id, attributes={"kind": "capital"})
+    assert again.attributes == {"kind": "capital"}
+    kept = client.vector_stores.file_batches.retrieve(batch.id, vector_store_id=store.id)
+    assert kept.file_counts.model_dump() == {"in_progress": 0, "completed": 1, "failed": 0, "cancelled": 0, "total": 1}
+    assert [file.id for file in client.vector_stores.file_batches.list_files(batch.id, vector_store_id=store.id)] == [first]
 
 
 def test_chunks_attributes_and_removal(client):

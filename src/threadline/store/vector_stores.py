@@ -204,7 +204,8 @@ class VectorStoreStore:
     ) -> list[dict]:
         """Attach files and queue them for ingestion, in one transaction (with the batch, if
         one is given); their objects. A file already attached is attached anew: its new
-        attributes and strategy, ingested again."""
+        attributes and strategy, ingested again, and moved into the batch if one is given (a
+        single attach leaves it in the batch it came with)."""
         now = time.time()
         async with self.database.write() as connection:
             row = await _vector_store_row(connection, project, vector_store_id)
@@ -371,6 +372,9 @@ async def _attach(
             "chunking_strategy": orjson.dumps(attachment.chunking_strategy).decode(),
         }
         if attachment.file_id in present:
+            if batch_id is None:
+                # Attached again on its own, it stays in the batch it was attached with (if any).
+                del values["batch_id"]
             await connection.execute(
                 update(vector_store_files)
                 .where(vector_store_files.c.vector_store_id == vector_store_id, vector_store_files.c.file_id == attachment.file_id)
