@@ -261,6 +261,9 @@ def test_other_bad_input_stores_nothing(client, http, row_counts):
         ("GET", f"/v1/vector_stores/{store.id}/files?filter=done", None, 400, "filter"),
         ("GET", "/v1/vector_stores?limit=0", None, 400, "limit"),
         ("GET", "/v1/vector_stores?after=vs_unknown", None, 404, "after"),
+        ("GET", "/v1/vector_stores?before=vs_unknown", None, 404, "before"),
+        ("GET", f"/v1/vector_stores?after={store.id}&before={store.id}", None, 400, "before"),
+        ("GET", f"/v1/vector_stores/{store.id}/files?before=file-unknown", None, 404, "before"),
     ]
     for method, path, body, status, param in refusals:
         answer = http.request(method, path, json=body)

@@ -442,10 +442,12 @@ async def _page(
             connection, query, order_by=order_by, id_column=id_column, after=listing.after,
             limit=listing.limit, order=listing.order, noun=noun, read=read,
         )
+    if listing.after is not None:
+        raise invalid("Only one of 'after' and 'before' may be given.", param="before")
     backwards: Literal["asc", "desc"] = "desc" if listing.order == "asc" else "asc"
     page = await read_page(
         connection, query, order_by=order_by, id_column=id_column, after=listing.before,
-        limit=listing.limit, order=backwards, noun=noun, read=read,
+        limit=listing.limit, order=backwards, noun=noun, read=read, cursor_param="before",
     )
     page.data.reverse()
     return page
