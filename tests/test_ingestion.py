@@ -244,3 +244,14 @@ def test_an_embedder_failing_for_a_while_is_tried_again(client, gate):
     # Attached again, it starts afresh.
     assert client.vector_stores.files.create_and_poll(file_id=failed.id, vector_store_id=store.id, poll_interval_ms=50).status == "completed"
 
+
+def test_search_answers_502_when_the_embedder_fails(client, gate):
+    store = client.vector_stores.create()
+    client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=("a.txt", io.BytesIO(TEXT.encode())))
+    before = client.vector_stores.retrieve(store.id)
+    gate.failures = 1
+    with pytest.raises(openai.APIStatusError) as failed:
+        client.with_options(max_retries=0).vector_stores.search(store.id, query="lighthouses")
+    assert failed.value.status_code == 502 and failed.value.body["type"] == "server_error" and "503" in failed.value.body["message"]
+    assert client.vector_stores.retrieve(store.id).last_active_at == before.last_active_at
+    assert client.vector_stores.search(store.id, query="lighthouses").data

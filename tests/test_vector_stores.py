@@ -264,6 +264,9 @@ def test_other_bad_input_stores_nothing(client, http, row_counts):
         ("GET", "/v1/vector_stores?before=vs_unknown", None, 404, "before"),
         ("GET", f"/v1/vector_stores?after={store.id}&before={store.id}", None, 400, "before"),
         ("GET", f"/v1/vector_stores/{store.id}/files?before=file-unknown", None, 404, "before"),
+        ("POST", f"/v1/vector_stores/{store.id}/search", {"query": ["x"] * 11}, 400, "query"),
+        ("POST", f"/v1/vector_stores/{store.id}/search", {"query": ["x", ""]}, 400, "query[1]"),
+        ("POST", f"/v1/vector_stores/{store.id}/search", {"query": ""}, 400, "query"),
     ]
     for method, path, body, status, param in refusals:
         answer = http.request(method, path, json=body)

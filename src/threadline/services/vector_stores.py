@@ -10,8 +10,10 @@ from threadline.errors import invalid
 from threadline.ids import new_id
 from threadline.jobs.ingestion import Ingestion
 from threadline.retrieval.chunking import static_strategy
+from threadline.retrieval.embedders import EmbeddingError
 from threadline.retrieval.index import ChunkIndex
 from threadline.retrieval.search import Searcher
+from threadline.services.embeddings import upstream_failed
 from threadline.store.pagination import Page
 from threadline.store.vector_stores import Attachment, Listing, VectorStoreStore
 
@@ -167,13 +169,17 @@ class VectorStoresService:
         ranking_options: dict | None,
     ) -> dict:
         """The chunks that best answer the queries, best first; the search makes the store active.
-        The searcher checks `filters` and `ranking_options` (a 400 before anything is written)."""
+        The searcher checks `filters` and `ranking_options` (a 400 before anything is written);
+        an embedder that fails makes it a 502, as /v1/embeddings answers."""
         vector_store = await self.store.get(project, vector_store_id)
         if vector_store["status"] == "expired":
             raise invalid(f"Vector store {vector_store_id} is expired. Create a new vector store and try again.", param="vector_store_id")
-        results = await self.searcher.search(
-            project, [vector_store_id], queries, filters=filters, max_num_results=max_num_results, ranking_options=ranking_options
-        )
+        try:
+            results = await self.searcher.search(
+                project, [vector_store_id], queries, filters=filters, max_num_results=max_num_results, ranking_options=ranking_options
+            )
+        except EmbeddingError as error:
+            raise upstream_failed(error) from None
         await self.store.touch(project, vector_store_id)
         return {
             "object": "vector_store.search_results.page",
