@@ -150,6 +150,14 @@ def test_batch_with_per_file_settings_and_listing(client):
     assert client.vector_stores.files.retrieve(second, vector_store_id=store.id).attributes == {"kind": "animal"}
     # Attached again, a file is still one file of the store.
     assert client.vector_stores.retrieve(store.id).file_counts.total == 2
+    assert client.vector_stores.file_batches.retrieve(batch.id, vector_store_id=store.id).file_counts.total == 1
+
+    # Attached again on its own, a file stays in its batch.
+    again = client.vector_stores.files.create_and_poll(file_id=first, vector_store_id=store.id, attributes={"kind": "capital"})
+    assert again.attributes == {"kind": "capital"}
+    kept = client.vector_stores.file_batches.retrieve(batch.id, vector_store_id=store.id)
+    assert kept.file_counts.model_dump() == {"in_progress": 0, "completed": 1, "failed": 0, "cancelled": 0, "total": 1}
+    assert [file.id for file in client.vector_stores.file_batches.list_files(batch.id, vector_store_id=store.id)] == [first]
 
 
 def test_chunks_attributes_and_removal(client):
@@ -253,6 +261,12 @@ def test_other_bad_input_stores_nothing(client, http, row_counts):
         ("GET", f"/v1/vector_stores/{store.id}/files?filter=done", None, 400, "filter"),
         ("GET", "/v1/vector_stores?limit=0", None, 400, "limit"),
         ("GET", "/v1/vector_stores?after=vs_unknown", None, 404, "after"),
+        ("GET", "/v1/vector_stores?before=vs_unknown", None, 404, "before"),
+        ("GET", f"/v1/vector_stores?after={store.id}&before={store.id}", None, 400, "before"),
+        ("GET", f"/v1/vector_stores/{store.id}/files?before=file-unknown", None, 404, "before"),
+        ("POST", f"/v1/vector_stores/{store.id}/search", {"query": ["x"] * 11}, 400, "query"),
+        ("POST", f"/v1/vector_stores/{store.id}/search", {"query": ["x", ""]}, 400, "query[1]"),
+        ("POST", f"/v1/vector_stores/{store.id}/search", {"query": ""}, 400, "query"),
     ]
     for method, path, body, status, param in refusals:
         answer = http.request(method, path, json=body)

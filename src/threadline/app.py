@@ -76,7 +76,7 @@ def create_app(settings: Settings) -> FastAPI:
         ingestion = Ingestion(
             IngestionQueue(database), files, embedder, chunk_index, owner=runner.owner, settings=settings.workers
         )
-        worker = Worker(runner, models, settings.workers, ingestion)
+        worker = Worker(runner, models, settings.workers, ingestion, files)
         idempotency = Idempotency(
             IdempotencyStore(database, settings.server.idempotency_ttl_s),
             owner=runner.owner,

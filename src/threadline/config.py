@@ -74,6 +74,8 @@ class WorkerSettings(_Section):
     lease_s: float = Field(default=10.0, gt=0)  # silence after which its work is recovered
     poll_s: float = Field(default=0.25, gt=0)  # how often the queue and other processes' logs are read
     max_background_jobs: int = Field(default=16, ge=1)  # background responses one process runs at once
+    # First wait before a file whose embedder failed for a while (timeout, 5xx) is tried again; it doubles.
+    ingest_retry_s: float = Field(default=5.0, gt=0)
 
 
 class ServerSettings(_Section):

@@ -109,8 +109,13 @@ class CreateBatchBody(Tolerant):
     chunking_strategy: ChunkingStrategy | None = None
 
 
+# Each query is embedded and ranked on its own: a search takes a few.
+MAX_QUERIES = 10
+SearchQuery = Annotated[str, StringConstraints(min_length=1)]
+
+
 class SearchBody(Tolerant):
-    query: str | Annotated[list[str], Field(min_length=1)]
+    query: SearchQuery | Annotated[list[SearchQuery], Field(min_length=1, max_length=MAX_QUERIES, description=f"At most {MAX_QUERIES} non-empty strings.")]
     rewrite_query: Bool = False
     max_num_results: Annotated[int, Field(strict=True, ge=1, le=50)] = 10
     # Checked by the searcher, as OpenAI's ComparisonFilter / CompoundFilter and ranking options.

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from threadline.backends.registry import Models
 from threadline.config import WorkerSettings
@@ -19,18 +20,24 @@ from threadline.jobs.payload import UnreadableJob, job_payload, read_job
 from threadline.jobs.recovery import failed, recover
 from threadline.spec.response import with_status
 from threadline.spec.stream import ResponseEvents
+from threadline.store.files import EXPIRED_PER_READ, FileStore
 from threadline.store.jobs import OwnedResponse
 
 log = logging.getLogger("threadline")
 
 
 class Worker:
-    def __init__(self, runner: Runner, models: Models, settings: WorkerSettings, ingestion: Ingestion | None = None) -> None:
+    def __init__(
+        self, runner: Runner, models: Models, settings: WorkerSettings, ingestion: Ingestion | None = None, files: FileStore | None = None
+    ) -> None:
         self.runner = runner
         self.models = models
         self.settings = settings
         # Files attached to vector stores, claimed and ingested alongside background responses.
         self.ingestion = ingestion
+        # Uploaded files, whose expired ones are removed every heartbeat.
+        self.files = files
+        self._sweep: asyncio.Task | None = None
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._claiming = True
@@ -62,7 +69,7 @@ class Worker:
         remaining = [run.task for run in self.runner.runs.values()]
         if remaining:
             await asyncio.wait(remaining, timeout=10)
-        for task in self._tasks:
+        for task in self._tasks + ([self._sweep] if self._sweep is not None else []):
             task.cancel()
         with contextlib.suppress(Exception):
             await self.runner.jobs.retire(self.runner.owner)
@@ -91,7 +98,24 @@ class Worker:
                     self.runner.notify(response_id)
             except Exception:
                 log.exception("worker heartbeat failed")
+            self._start_sweep()
             await asyncio.sleep(self.settings.heartbeat_s)
+
+    def _start_sweep(self) -> None:
+        """Remove expired files, beside the heartbeat (which must not wait for it), unless the
+        last sweep is still going."""
+        if self.files is not None and (self._sweep is None or self._sweep.done()):
+            self._sweep = asyncio.create_task(self._remove_expired(self.files))
+
+    async def _remove_expired(self, files: FileStore) -> None:
+        """Expired files go, a batch at a time, with their chunks: search finds the chunks of
+        completed vector store files only, so an expired file stops being found once its
+        sweep withdraws it, within a heartbeat of its expiry."""
+        try:
+            while await files.remove_expired(int(time.time())) == EXPIRED_PER_READ:
+                pass
+        except Exception:
+            log.exception("removing expired files failed")
 
     def _background_runs(self) -> int:
         return sum(1 for run in self.runner.runs.values() if run.background)

@@ -36,7 +36,14 @@ UPSTREAM_BATCH = 256
 
 
 class EmbeddingError(Exception):
-    """The embedder could not embed: an upstream that failed or answered what is not embeddings."""
+    """The embedder could not embed: an upstream that failed or answered what is not embeddings.
+
+    `transient` when asking again later may well work: the upstream timed out, could not be
+    reached, was rate-limited or failed with a 5xx."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class Embedder(Protocol):
@@ -175,11 +182,14 @@ class OpenAIEmbedder:
             async with self.http.post(self.url, data=orjson.dumps(body), headers={"Content-Type": "application/json", **headers}, timeout=timeout) as response:
                 answer = await response.read()
                 if response.status >= 400:
-                    raise EmbeddingError(f"The embeddings upstream failed (HTTP {response.status}): {self._safe(_message(answer))}")
+                    raise EmbeddingError(
+                        f"The embeddings upstream failed (HTTP {response.status}): {self._safe(_message(answer))}",
+                        transient=response.status == 429 or response.status >= 500,
+                    )
         except TimeoutError:
-            raise EmbeddingError(f"The embeddings upstream did not answer within {self.settings.timeout_s:g} s.") from None
+            raise EmbeddingError(f"The embeddings upstream did not answer within {self.settings.timeout_s:g} s.", transient=True) from None
         except aiohttp.ClientError as error:
-            raise EmbeddingError(f"Could not reach the embeddings upstream: {self._safe(described(error))}") from None
+            raise EmbeddingError(f"Could not reach the embeddings upstream: {self._safe(described(error))}", transient=True) from None
         return _vectors(answer, len(texts))
 
     def _safe(self, text: str) -> str:

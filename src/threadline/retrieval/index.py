@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import delete, insert, select, text
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import UserDefinedType
 
 from threadline.retrieval import sqlite_vectors
+from threadline.store.chunks import ROWS_PER_WRITE, clear_chunks, remove_chunks
 from threadline.store.database import Database
 from threadline.store.tables import chunks
 
@@ -47,6 +49,30 @@ class Vector(UserDefinedType):
 def vector_literal(vector: np.ndarray) -> str:
     """pgvector's text form of a vector."""
     return "[" + ",".join(map(str, vector.tolist())) + "]"
+
+
+@dataclass
+class ChunkRows:
+    """Chunks ready to insert, and the bytes of their text (what usage_bytes counts)."""
+
+    rows: list[dict]
+    with_vector: bool
+    usage_bytes: int
+
+
+def _rows(
+    vector_store_id: str, file_id: str, texts: list[str], embeddings: np.ndarray, start_position: int, with_vector: bool
+) -> ChunkRows:
+    vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
+    rows = []
+    usage_bytes = 0
+    for position, (chunk_text, vector) in enumerate(zip(texts, vectors), start_position):
+        row = {"vector_store_id": vector_store_id, "file_id": file_id, "position": position, "text": chunk_text, "embedding": vector.tobytes()}
+        if with_vector:
+            row["embedding_vector"] = vector_literal(vector)
+        rows.append(row)
+        usage_bytes += len(chunk_text.encode())
+    return ChunkRows(rows, with_vector, usage_bytes)
 
 
 class ChunkIndex:
@@ -94,31 +120,57 @@ class ChunkIndex:
         log.info("PostgreSQL's vectors are ranked in Threadline with numpy: no pgvector")
         return IN_PROCESS
 
+    async def rows(
+        self,
+        vector_store_id: str,
+        file_id: str,
+        texts: list[str],
+        embeddings: np.ndarray,
+        start_position: int = 0,
+        connection: AsyncConnection | None = None,
+    ) -> ChunkRows:
+        """Rows for `texts` (their positions from `start_position` on) with their embeddings, ready
+        to insert; built in a worker thread, so a transaction that inserts them waits on nothing."""
+        if len(texts) != len(embeddings):
+            raise ValueError(f"{len(texts)} chunks but {len(embeddings)} embeddings")
+        with_vector = await self.mode(connection) == PGVECTOR
+        return await asyncio.to_thread(_rows, vector_store_id, file_id, texts, embeddings, start_position, with_vector)
+
+    async def insert(self, connection: AsyncConnection, rows: ChunkRows) -> None:
+        """Insert rows made by `rows`, in the caller's transaction."""
+        if rows.rows:
+            await connection.execute(INSERT_WITH_VECTOR if rows.with_vector else insert(chunks), rows.rows)
+
+    async def add(
+        self, connection: AsyncConnection, vector_store_id: str, file_id: str, texts: list[str], embeddings: np.ndarray, start_position: int = 0
+    ) -> int:
+        """Add `texts` with their embeddings as the file's chunks from `start_position` on, in the
+        caller's transaction; the bytes of their text. Keep to ROWS_PER_WRITE or so a call."""
+        rows = await self.rows(vector_store_id, file_id, texts, embeddings, start_position, connection)
+        await self.insert(connection, rows)
+        return rows.usage_bytes
+
     async def replace(
         self, connection: AsyncConnection, vector_store_id: str, file_id: str, texts: list[str], embeddings: np.ndarray
     ) -> None:
         """The file's chunks in this vector store become `texts` (in order) with their embeddings,
-        in the caller's transaction; whatever it had before goes, so ingesting again is harmless."""
-        if len(texts) != len(embeddings):
-            raise ValueError(f"{len(texts)} chunks but {len(embeddings)} embeddings")
+        all in the caller's transaction: for a few chunks (ingestion writes in batches)."""
         await self.remove(connection, vector_store_id, file_id)
-        if not texts:
-            return
-        vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
-        rows = [
-            {"vector_store_id": vector_store_id, "file_id": file_id, "position": position, "text": chunk_text, "embedding": vector.tobytes()}
-            for position, (chunk_text, vector) in enumerate(zip(texts, vectors))
-        ]
-        if await self.mode(connection) == PGVECTOR:
-            for row, vector in zip(rows, vectors):
-                row["embedding_vector"] = vector_literal(vector)
-            await connection.execute(INSERT_WITH_VECTOR, rows)
-        else:
-            await connection.execute(insert(chunks), rows)
+        await self.add(connection, vector_store_id, file_id, texts, embeddings)
+
+    async def remove_batch(self, connection: AsyncConnection, vector_store_id: str, file_id: str | None = None, limit: int = ROWS_PER_WRITE) -> int:
+        """Up to `limit` of the file's chunks in this vector store (of any file, with no `file_id`)
+        removed in the caller's transaction; how many."""
+        return await remove_chunks(connection, vector_store_id, file_id, limit)
 
     async def remove(self, connection: AsyncConnection, vector_store_id: str, file_id: str) -> None:
-        """The file's chunks in this vector store go, in the caller's transaction."""
+        """The file's chunks in this vector store go, all in the caller's transaction."""
         await connection.execute(delete(chunks).where(chunks.c.vector_store_id == vector_store_id, chunks.c.file_id == file_id))
+
+    async def clear(self, vector_store_id: str, file_id: str | None = None) -> None:
+        """The file's chunks in this vector store (every file's, with no `file_id`) removed, a
+        batch per transaction of its own."""
+        await clear_chunks(self.database, vector_store_id, file_id)
 
     async def chunks(self, vector_store_id: str, file_id: str) -> list[str]:
         """The file's chunks in this vector store, in order."""

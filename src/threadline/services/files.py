@@ -1,8 +1,9 @@
 """The Files API's work: uploads, listings, bytes and deletes, for the caller's project.
 
 A file expires as its `expires_after` says (batch files after 30 days unless told otherwise,
-as on OpenAI); from then on it is not found, and its bytes are removed by a later upload,
-as are those of an upload whose process ended before it did.
+as on OpenAI); from then on it is not found, and the worker's heartbeat soon removes it with
+its bytes and its chunks (jobs/worker.py), as does a later upload; an upload also removes
+those of an upload whose process ended before it did.
 """
 
 from __future__ import annotations

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from threadline.errors import invalid
 from threadline.ids import new_id
 from threadline.jobs.ingestion import Ingestion
 from threadline.retrieval.chunking import static_strategy
+from threadline.retrieval.embedders import EmbeddingError
 from threadline.retrieval.index import ChunkIndex
 from threadline.retrieval.search import Searcher
+from threadline.services.embeddings import upstream_failed
 from threadline.store.pagination import Page
 from threadline.store.vector_stores import Attachment, Listing, VectorStoreStore
 
@@ -67,11 +67,11 @@ class VectorStoresService:
         return await self.store.modify(project, vector_store_id, changes)
 
     async def delete(self, project: str, vector_store_id: str) -> None:
-        async def remove_chunks(connection: AsyncConnection, file_ids: list[str]) -> None:
-            for file_id in file_ids:
-                await self.index.remove(connection, vector_store_id, file_id)
-
-        await self.store.delete(project, vector_store_id, along=remove_chunks)
+        """Delete the vector store: its files withdrawn, their chunks removed a batch at a time,
+        then the store and its files; the Files themselves remain."""
+        await self.store.withdraw(project, vector_store_id)
+        await self.index.clear(vector_store_id)
+        await self.store.delete(project, vector_store_id)
 
     # -- files ---------------------------------------------------------------------------
 
@@ -94,12 +94,11 @@ class VectorStoresService:
         return await self.store.update_attributes(project, vector_store_id, file_id, attributes or {})
 
     async def delete_file(self, project: str, vector_store_id: str, file_id: str) -> None:
-        """Take the file and its chunks out of the vector store; the File itself remains."""
-
-        async def remove_chunks(connection: AsyncConnection) -> None:
-            await self.index.remove(connection, vector_store_id, file_id)
-
-        await self.store.delete_file(project, vector_store_id, file_id, along=remove_chunks)
+        """Take the file and its chunks out of the vector store (the chunks a batch at a time);
+        the File itself remains."""
+        await self.store.withdraw(project, vector_store_id, file_id)
+        await self.index.clear(vector_store_id, file_id)
+        await self.store.delete_file(project, vector_store_id, file_id)
 
     async def file_content(self, project: str, vector_store_id: str, file_id: str) -> dict:
         """The file's parsed text, as the chunks it was indexed in."""
@@ -170,13 +169,17 @@ class VectorStoresService:
         ranking_options: dict | None,
     ) -> dict:
         """The chunks that best answer the queries, best first; the search makes the store active.
-        The searcher checks `filters` and `ranking_options` (a 400 before anything is written)."""
+        The searcher checks `filters` and `ranking_options` (a 400 before anything is written);
+        an embedder that fails makes it a 502, as /v1/embeddings answers."""
         vector_store = await self.store.get(project, vector_store_id)
         if vector_store["status"] == "expired":
             raise invalid(f"Vector store {vector_store_id} is expired. Create a new vector store and try again.", param="vector_store_id")
-        results = await self.searcher.search(
-            project, [vector_store_id], queries, filters=filters, max_num_results=max_num_results, ranking_options=ranking_options
-        )
+        try:
+            results = await self.searcher.search(
+                project, [vector_store_id], queries, filters=filters, max_num_results=max_num_results, ranking_options=ranking_options
+            )
+        except EmbeddingError as error:
+            raise upstream_failed(error) from None
         await self.store.touch(project, vector_store_id)
         return {
             "object": "vector_store.search_results.page",

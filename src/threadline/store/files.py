@@ -14,12 +14,15 @@ from typing import Any, Literal
 
 from sqlalchemy import delete, insert, or_, select, update
 
+from threadline.store.chunks import clear_chunks
 from threadline.store.database import Database
 from threadline.store.pagination import Page, read_page
-from threadline.store.tables import file_parts, files
+from threadline.store.tables import file_parts, files, vector_store_files
 
 # How much of a file one row holds: small enough to stream, large enough to be few rows.
 PART_BYTES = 1024 * 1024
+# Expired files looked up at once by `remove_expired`.
+EXPIRED_PER_READ = 100
 
 
 def file_object(row) -> dict:
@@ -123,15 +126,41 @@ class FileStore:
             )
 
     async def delete(self, project: str, file_id: str) -> bool:
-        """Delete the project's file and its bytes; False if there is no such file."""
-        async with self.database.write() as connection:
-            deleted = await connection.execute(delete(files).where(files.c.id == file_id, files.c.project == project))
-        return bool(deleted.rowcount)
+        """Delete the project's file, its bytes, and its chunks in every vector store (those a
+        batch at a time); False if there is no such file."""
+        return await self._remove(files.c.id == file_id, files.c.project == project)
 
-    async def remove_expired(self, now: int) -> int:
+    async def remove_expired(self, now: int, limit: int = EXPIRED_PER_READ) -> int:
+        """Remove up to `limit` files that expired by `now` (the oldest expiries first), as
+        `delete` does; how many."""
+        expired = files.c.expires_at.is_not(None), files.c.expires_at <= now
+        async with self.database.read() as connection:
+            file_ids = (await connection.execute(select(files.c.id).where(*expired).order_by(files.c.expires_at).limit(limit))).scalars().all()
+        removed = 0
+        for file_id in file_ids:
+            removed += await self._remove(files.c.id == file_id, *expired)
+        return removed
+
+    async def _remove(self, *where) -> bool:
+        """The file `where` picks removed: first its vector store files withdrawn (cancelled, so
+        search and an ingestion under way let go of them) and their chunks removed a batch per
+        transaction, then the file, in a transaction that the rest cascades from."""
         async with self.database.write() as connection:
-            deleted = await connection.execute(delete(files).where(files.c.expires_at.is_not(None), files.c.expires_at <= now))
-        return deleted.rowcount
+            file_id = (await connection.execute(select(files.c.id).where(*where))).scalar()
+            if file_id is None:
+                return False
+            attached = vector_store_files.c.file_id == file_id
+            await connection.execute(
+                update(vector_store_files)
+                .where(attached, vector_store_files.c.status.in_(("in_progress", "completed")))
+                .values(status="cancelled", owner=None)
+            )
+            vector_store_ids = (await connection.execute(select(vector_store_files.c.vector_store_id).where(attached))).scalars().all()
+        for vector_store_id in vector_store_ids:
+            await clear_chunks(self.database, vector_store_id, file_id)
+        async with self.database.write() as connection:
+            deleted = await connection.execute(delete(files).where(*where))
+        return bool(deleted.rowcount)
 
     async def remove_incomplete(self, started_before: int) -> int:
         """Remove uploads begun before `started_before` and never finished: their process died."""

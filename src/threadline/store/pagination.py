@@ -49,17 +49,19 @@ async def read_page(
     order: Literal["asc", "desc"],
     noun: str = "Item",
     read: Callable[[Row], dict] = stored_data,
+    cursor_param: str = "after",
 ) -> Page:
     """Up to `limit` objects of `query` (a SELECT of the whole list), in `order` of the
     columns `order_by`, which together tell every object apart; after the object whose id
     (`id_column`) is `after`, when given.
 
-    An `after` that names no object of the list is a 404 naming it (`noun` says what it is).
+    An `after` that names no object of the list is a 404 naming it (`noun` says what it is),
+    its param `cursor_param` (a page read backwards from `before` passes "before").
     """
     if after is not None:
         cursor = (await connection.execute(query.with_only_columns(*order_by).where(id_column == after).limit(1))).first()
         if cursor is None:
-            raise not_found(noun, after, param="after")
+            raise not_found(noun, after, param=cursor_param)
         values = [literal(value, column.type) for value, column in zip(cursor, order_by)]
         key, position = (order_by[0], values[0]) if len(order_by) == 1 else (tuple_(*order_by), tuple_(*values))
         query = query.where(key > position if order == "asc" else key < position)

@@ -180,6 +180,9 @@ vector_store_files = Table(
     Column("chunking_strategy", Text, nullable=False),
     Column("last_error", Text, nullable=True),
     Column("owner", ObjectId(80), nullable=True),
+    # Runs of this attachment that its embedder failed transiently; the next waits till retry_at.
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("retry_at", Float, nullable=True),
     Index("ix_vector_store_files_status", "status"),
     Index("ix_vector_store_files_batch_id", "batch_id"),
 )

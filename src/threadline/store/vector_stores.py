@@ -2,16 +2,16 @@
 
 Counts and sizes are read from the files' rows every time (COUNT and SUM), never kept as
 counters, so a file retried after a crash is counted once, and a store's status is what
-its files' statuses say. The chunks belong to the retrieval index; what touches them runs
-in the same transaction, through `along`.
+its files' statuses say. The chunks belong to the retrieval index; a delete cascades to
+those left, after the caller has removed them a batch at a time (see `withdraw`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import orjson
 from sqlalchemy import ColumnElement, Select, delete, func, insert, or_, select, update
@@ -24,8 +24,6 @@ from threadline.store.tables import files, vector_store_file_batches, vector_sto
 
 FILE_STATUSES = ("in_progress", "completed", "failed", "cancelled")
 DAY_S = 86400
-
-Along = Callable[[AsyncConnection], Awaitable[Any]]
 
 
 @dataclass
@@ -166,15 +164,25 @@ class VectorStoreStore:
             )
             return await _vector_store(connection, project, vector_store_id)
 
-    async def delete(self, project: str, vector_store_id: str, *, along: Callable[[AsyncConnection, list[str]], Awaitable[Any]]) -> None:
-        """Delete the vector store, its files and batches; `along` (given the store's file
-        ids) runs in the same transaction, for their chunks. The Files themselves remain."""
+    async def withdraw(self, project: str, vector_store_id: str, file_id: str | None = None) -> None:
+        """Before a delete: the vector store's files (or this one) that are in progress or
+        completed end `cancelled`, in one short transaction, so search stops seeing their
+        chunks and an ingestion under way loses its next write; their chunks can then go a
+        batch at a time. A 404 if the store (or the file in it) is not the project's."""
+        async with self.database.write() as connection:
+            where = [vector_store_files.c.vector_store_id == vector_store_id, vector_store_files.c.status.in_(("in_progress", "completed"))]
+            if file_id is None:
+                await _vector_store_row(connection, project, vector_store_id)
+            else:
+                await _file_row(connection, project, vector_store_id, file_id)
+                where.append(vector_store_files.c.file_id == file_id)
+            await connection.execute(update(vector_store_files).where(*where).values(status="cancelled", owner=None))
+
+    async def delete(self, project: str, vector_store_id: str) -> None:
+        """Delete the vector store, its files and batches, and what chunks are left of them
+        (`withdraw` and remove them first when there may be many). The Files themselves remain."""
         async with self.database.write() as connection:
             await _vector_store_row(connection, project, vector_store_id)
-            file_ids = (
-                await connection.execute(select(vector_store_files.c.file_id).where(vector_store_files.c.vector_store_id == vector_store_id))
-            ).scalars().all()
-            await along(connection, list(file_ids))
             await connection.execute(delete(vector_store_files).where(vector_store_files.c.vector_store_id == vector_store_id))
             await connection.execute(delete(vector_store_file_batches).where(vector_store_file_batches.c.vector_store_id == vector_store_id))
             await connection.execute(delete(vector_stores).where(vector_stores.c.id == vector_store_id))
@@ -196,7 +204,8 @@ class VectorStoreStore:
     ) -> list[dict]:
         """Attach files and queue them for ingestion, in one transaction (with the batch, if
         one is given); their objects. A file already attached is attached anew: its new
-        attributes and strategy, ingested again."""
+        attributes and strategy, ingested again, and moved into the batch if one is given (a
+        single attach leaves it in the batch it came with)."""
         now = time.time()
         async with self.database.write() as connection:
             row = await _vector_store_row(connection, project, vector_store_id)
@@ -243,12 +252,12 @@ class VectorStoreStore:
             )
             return vector_store_file_object(await _file_row(connection, project, vector_store_id, file_id))
 
-    async def delete_file(self, project: str, vector_store_id: str, file_id: str, *, along: Along) -> None:
-        """Take the file out of the vector store (`along`, for its chunks, in the same
-        transaction); an ingestion under way loses its finish. The File remains."""
+    async def delete_file(self, project: str, vector_store_id: str, file_id: str) -> None:
+        """Take the file out of the vector store, with what chunks are left of it (`withdraw`
+        and remove them first when there may be many); an ingestion under way loses its
+        finish. The File remains."""
         async with self.database.write() as connection:
             await _file_row(connection, project, vector_store_id, file_id)
-            await along(connection)
             await connection.execute(
                 delete(vector_store_files).where(vector_store_files.c.vector_store_id == vector_store_id, vector_store_files.c.file_id == file_id)
             )
@@ -356,13 +365,16 @@ async def _attach(
             )
         ).scalars()
     )
-    queued = {"status": "in_progress", "batch_id": batch_id, "usage_bytes": 0, "last_error": None, "owner": None}
+    queued = {"status": "in_progress", "batch_id": batch_id, "usage_bytes": 0, "last_error": None, "owner": None, "attempts": 0, "retry_at": None}
     for attachment in attachments:
         values = queued | {
             "attributes": orjson.dumps(attachment.attributes).decode(),
             "chunking_strategy": orjson.dumps(attachment.chunking_strategy).decode(),
         }
         if attachment.file_id in present:
+            if batch_id is None:
+                # Attached again on its own, it stays in the batch it was attached with (if any).
+                del values["batch_id"]
             await connection.execute(
                 update(vector_store_files)
                 .where(vector_store_files.c.vector_store_id == vector_store_id, vector_store_files.c.file_id == attachment.file_id)
@@ -430,10 +442,12 @@ async def _page(
             connection, query, order_by=order_by, id_column=id_column, after=listing.after,
             limit=listing.limit, order=listing.order, noun=noun, read=read,
         )
+    if listing.after is not None:
+        raise invalid("Only one of 'after' and 'before' may be given.", param="before")
     backwards: Literal["asc", "desc"] = "desc" if listing.order == "asc" else "asc"
     page = await read_page(
         connection, query, order_by=order_by, id_column=id_column, after=listing.before,
-        limit=listing.limit, order=backwards, noun=noun, read=read,
+        limit=listing.limit, order=backwards, noun=noun, read=read, cursor_param="before",
     )
     page.data.reverse()
     return page

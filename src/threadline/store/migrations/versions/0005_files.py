@@ -56,6 +56,8 @@ def upgrade() -> None:
         sa.Column("chunking_strategy", sa.Text, nullable=False),
         sa.Column("last_error", sa.Text, nullable=True),
         sa.Column("owner", sa.String(80), nullable=True),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("retry_at", sa.Float, nullable=True),
     )
     op.create_index("ix_vector_store_files_status", "vector_store_files", ["status"])
     op.create_index("ix_vector_store_files_batch_id", "vector_store_files", ["batch_id"])
