@@ -351,10 +351,12 @@ def test_expired_files_and_abandoned_uploads_are_removed(start_server, server):
     sweeps on its first."""
     long_ago = int(time.time()) - 2 * 24 * 3600
     insert = "INSERT INTO files (id, project, created_at, expires_at, filename, purpose, bytes, complete) VALUES ({}, {}, {}, {}, {}, {}, {}, {})"
-    database_rows(server.database_url, insert, "file-expired", "alpha", long_ago, long_ago + 3600, "old.txt", "user_data", 3, True)
+    # Expiring once its bytes are in: a running server sweeps expired files every heartbeat.
+    database_rows(server.database_url, insert, "file-expired", "alpha", long_ago, int(time.time()) + 3600, "old.txt", "user_data", 3, True)
     database_rows(server.database_url, insert, "file-abandoned", "alpha", long_ago, None, "cut.txt", "user_data", 0, False)
     for file_id in ("file-expired", "file-abandoned"):
         database_rows(server.database_url, "INSERT INTO file_parts (file_id, part, data) VALUES ({}, {}, {})", file_id, 0, b"old")
+    database_rows(server.database_url, "UPDATE files SET expires_at = {} WHERE id = {}", long_ago + 3600, "file-expired")
     fresh = start_server(keys())
     openai.OpenAI(base_url=fresh.url + "/v1", api_key=KEYS["alpha"]).files.create(file=("new.txt", b"new"), purpose="user_data")
     left = database_rows(server.database_url, "SELECT count(*) FROM file_parts WHERE file_id IN ({}, {})", "file-expired", "file-abandoned")
