@@ -848,7 +848,7 @@ class Suite:
                     self.table.add("10", f"hybrid {measure}, {kind}, {label}", value, "", baseline=best_single[measure], ratio=ratio(value, best_single[measure]),
                                    target="> keyword-only and vector-only", met=met,
                                    by=f"keyword {quality['keyword']['all'][measure]}, vector {quality['vector']['all'][measure]}"
-                                   + ("" if met else f"; {best_single[measure] - value:.3f} short"))
+                                   + ("" if met else f"; {best_single[measure] - value:.3f} short" if value < best_single[measure] else "; level with the best"))
             latency = found.get("latency")
             if latency:
                 http = latency["http_ms"]["hybrid"]
