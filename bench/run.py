@@ -24,6 +24,9 @@ model and the load generator (bench/load.py) in processes of their own:
      measured by the same harness (point its upstream at the mock: --mock-port fixes its port)
   9  tool loop: bench/tool_loop.py (the loop's own overhead per hosted MCP call beyond the
      tool's time, and the memory and rows a waiting approval takes)
+  10 file search: bench/retrieval.py (recall@10 and nDCG@10 of hybrid, keyword and vector
+     search on the Python documentation's known items; the full suite reuses the last full
+     run's results/retrieval.json, which takes about 25 minutes, and runs it when there is none)
 
 It prints a table (figure, value, baseline, ratio, target, met or missed by how much) and
 writes bench/results/benchmarks.json, PNG plots, flamegraph.svg and profile.txt.
@@ -92,6 +95,7 @@ FULL = {
     # (database, processes): one process, and the best count of figure 3.
     "peer_requests": 2000, "peer_fleets": [("sqlite", 1), ("postgresql", 1), ("postgresql", 2)],
     "tool_calls": "1,4,8", "tool_repeats": 40, "tool_approvals": 200,
+    "retrieval": "reuse",
 }
 QUICK = {
     "hey_seconds": 2.0,
@@ -103,6 +107,7 @@ QUICK = {
     "open_streams": 500, "embedded": "reuse",
     "peer_requests": 300, "peer_fleets": [("sqlite", 1)],
     "tool_calls": "1,4", "tool_repeats": 8, "tool_approvals": 50,
+    "retrieval": "quick",
 }
 
 
@@ -367,7 +372,7 @@ class Suite:
                 if key not in self.results["figures"]:
                     self.results["figures"][key] = {**figure, "from_earlier_run": earlier.get("machine", {}).get("at")}
             kept = [row for row in earlier["table"] if row["figure"] not in self.only]
-            order = {key: index for index, key in enumerate("0123456789")}
+            order = {key: index for index, key in enumerate([*"0123456789", "10"])}
             self.table.rows = sorted(kept + self.table.rows, key=lambda row: order.get(row["figure"], 99))
             self.results["table"] = self.table.rows
             self.results["partial_reruns"] = earlier.get("partial_reruns", []) + [{"figures": sorted(self.only), "at": self.results["machine"]["at"]}]
@@ -402,7 +407,7 @@ class Suite:
             steps = [
                 ("0", self.harness), ("1", self.added_latency), ("2", self.streaming), ("3", self.saturation),
                 ("4", self.chain_growth), ("5", self.conversation_growth), ("6", self.memory_per_stream),
-                ("7", self.embedded_model), ("8", self.peers), ("9", self.tool_loop),
+                ("7", self.embedded_model), ("8", self.peers), ("9", self.tool_loop), ("10", self.retrieval),
             ]
             for key, step in steps:
                 if not self.wanted(key):
@@ -815,6 +820,40 @@ class Suite:
                        by=f"a stored item: {waiting['mcp_connections_held_after']} MCP connections held; the oldest answered later ran its call")
         self.table.add("9", "stored per waiting approval (SQLite, whole response)", stored, "bytes",
                        by=f"{rows:g} rows: " + ", ".join(f"{t} {n:g}" for t, n in waiting["rows_per_response"].items()))
+
+    # -- 10: file search ---------------------------------------------------------------------
+
+    def retrieval(self) -> None:
+        """file search: recall@10 and nDCG@10 of hybrid, keyword and vector search, and search latency"""
+        fig = self.figure("10")
+        full = RESULTS / "retrieval.json"
+        reused = self.settings["retrieval"] == "reuse" and full.exists()
+        path = full if reused or self.settings["retrieval"] == "reuse" else OUT / "retrieval_quick.json"
+        if not reused:
+            command = [PYTHON, str(BENCH / "retrieval.py"), "--output", str(path)] + (["--quick"] if self.settings["retrieval"] == "quick" else [])
+            done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+            if done.returncode != 0:
+                raise RuntimeError(f"retrieval.py failed: {done.stderr[-2000:]}")
+        result = json.loads(path.read_text())
+        fig.update({"suite": result["suite"], "reused": reused, "measured_at": result["machine"]["at"], "corpus": result["corpus"],
+                    "databases": {kind: {key: value for key, value in found.items() if key != "fusion"} for kind, found in result["databases"].items()}})
+        label = f"{result['corpus']['known_items']:,} known items" + (" (reused)" if reused else "")
+        for kind, found in result["databases"].items():
+            quality = found.get("quality")
+            if quality:
+                best_single = {m: max(quality["keyword"]["all"][m], quality["vector"]["all"][m]) for m in ("recall@10", "ndcg@10")}
+                for measure in ("recall@10", "ndcg@10"):
+                    value = quality["hybrid"]["all"][measure]
+                    met = value > best_single[measure]
+                    self.table.add("10", f"hybrid {measure}, {kind}, {label}", value, "", baseline=best_single[measure], ratio=ratio(value, best_single[measure]),
+                                   target="> keyword-only and vector-only", met=met,
+                                   by=f"keyword {quality['keyword']['all'][measure]}, vector {quality['vector']['all'][measure]}"
+                                   + ("" if met else f"; {best_single[measure] - value:.3f} short" if value < best_single[measure] else "; level with the best"))
+            latency = found.get("latency")
+            if latency:
+                http = latency["http_ms"]["hybrid"]
+                self.table.add("10", f"hybrid search p50 over HTTP, {kind}, {latency['chunks']:,} chunks", http["p50"], "ms",
+                               by=f"p99 {http['p99']:.0f} ms; server RSS {latency['server_rss_mib']['after_searches']} MiB")
 
     # -- plots -------------------------------------------------------------------------------
 
