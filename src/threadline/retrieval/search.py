@@ -6,7 +6,7 @@ embeddings to the query's (inside the database where it can: pgvector in Postgre
 sqlite-vec in SQLite; else numpy here, exactly over the same chunks). A chunk's fused score
 sums weight / (RRF_K + rank) over every list it is in, and is divided by what a chunk first in
 every list would get, so it falls in 0..1. Weights come from ranking_options.hybrid_search
-(embedding_weight, text_weight); without them they depend on the embedder (DEFAULT_WEIGHTS).
+(embedding_weight, text_weight); without them they depend on the embedder (EMBEDDED_WEIGHTS, UPSTREAM_WEIGHTS).
 Every ranker ("auto", "default-2024-11-15", "none") ranks this way: there is no
 re-ranking model to turn off.
 
