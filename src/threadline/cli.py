@@ -43,8 +43,12 @@ def serve(
     """Serve the API (migrating the database first)."""
     import uvicorn
 
-    from threadline.api.limits import HeaderTimeout
-    from threadline.app import create_app
+    try:
+        from threadline.api.limits import HeaderTimeout
+        from threadline.app import create_app
+    except ModuleNotFoundError as exc:  # an installation with a dependency missing
+        typer.echo(f"Threadline cannot start: {exc.name} is not installed. Reinstall Threadline to get its dependencies.", err=True)
+        raise typer.Exit(1) from None
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = settings_or_exit(config, host=host, port=port, database_url=database)

@@ -55,13 +55,6 @@ def by_id_only(part: dict) -> bool:
     return not part.get("file_data") and not part.get("file_url")
 
 
-async def check_file_ids(files: FileStore, project: str, items: list[dict], *, param: str) -> None:
-    """A 400 naming the first part whose file the project does not have."""
-    for index, key, position, part in file_parts(items):
-        if await files.get(project, part["file_id"]) is None:
-            raise unknown_file(part["file_id"], f"{param}[{index}].{key}[{position}].file_id")
-
-
 def unknown_file(file_id: str, param: str) -> Exception:
     return invalid(f"The file '{file_id}' does not exist, or is not this project's.", param=param, code="invalid_value")
 

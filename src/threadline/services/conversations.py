@@ -10,13 +10,11 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from threadline.engine.file_inputs import check_file_ids
 from threadline.engine.new_items import new_items
 from threadline.engine.runner import Runner
 from threadline.jobs.recovery import failed
 from threadline.spec.response import present_item
 from threadline.store.conversations import ConversationStore
-from threadline.store.files import FileStore
 from threadline.store.pagination import Page
 
 
@@ -76,7 +74,5 @@ class ConversationsService:
         return await self.conversations.delete_item(project, conversation_id, item_id)
 
     async def _new_items(self, project: str, items: Sequence[dict | BaseModel]) -> list[dict]:
-        added = await new_items(self.conversations.database, project, items, param="items", max_bytes=self.max_items_bytes)
-        # A file named by id must be the project's when it is added; it is read when a model reads the item.
-        await check_file_ids(FileStore(self.conversations.database), project, added, param="items")
-        return added
+        # A file named by id is stored as sent; it is read when a model reads the item.
+        return await new_items(self.conversations.database, project, items, param="items", max_bytes=self.max_items_bytes)
