@@ -60,7 +60,6 @@ from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import httpx
 import numpy as np
 import psutil
@@ -77,6 +76,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), os.e
 
 from sqlalchemy import func, insert, select, update  # noqa: E402
 
+from tests.pgvector.server import has_pgvector, run_statement  # noqa: E402
 from tests.servers import write_config  # noqa: E402
 from threadline.ids import new_id  # noqa: E402
 from threadline.retrieval import search as search_module  # noqa: E402
@@ -114,22 +114,6 @@ def log(message: str) -> None:
 # --- databases -------------------------------------------------------------------------------
 
 
-async def _admin(url: str, statement: str) -> None:
-    connection = await asyncpg.connect(url)
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
-async def _has_pgvector(url: str) -> bool:
-    connection = await asyncpg.connect(url)
-    try:
-        return await connection.fetchval("SELECT count(*) FROM pg_available_extensions WHERE name = 'vector'") > 0
-    finally:
-        await connection.close()
-
-
 class Databases:
     """New, empty databases of one kind, each dropped (or deleted) when its block ends."""
 
@@ -138,7 +122,7 @@ class Databases:
         self.admin: str | None = None
         if kind == "pgvector":
             configured = os.environ.get("THREADLINE_TEST_POSTGRES_URL")
-            if configured and asyncio.run(_has_pgvector(configured)):
+            if configured and asyncio.run(has_pgvector(configured)):
                 self.admin = configured
             else:
                 from tests.pgvector.server import pgvector_server
@@ -146,7 +130,7 @@ class Databases:
                 self.admin = stack.enter_context(pgvector_server())
         elif kind == "postgresql":
             self.admin = MACHINE_POSTGRES
-            if asyncio.run(_has_pgvector(self.admin)):
+            if asyncio.run(has_pgvector(self.admin)):
                 raise SystemExit("the machine's PostgreSQL has pgvector: the `postgresql` run is meant to show Threadline comparing vectors itself")
         elif kind != "sqlite":
             raise SystemExit(f"unknown database {kind!r}: sqlite, pgvector or postgresql")
@@ -158,11 +142,11 @@ class Databases:
                 yield f"sqlite:///{folder}/threadline.db"
             return
         name = f"threadline_bench_{uuid.uuid4().hex[:12]}"
-        asyncio.run(_admin(self.admin, f'CREATE DATABASE "{name}"'))
+        asyncio.run(run_statement(self.admin, f'CREATE DATABASE "{name}"'))
         try:
             yield self.admin.rsplit("/", 1)[0] + "/" + name
         finally:
-            asyncio.run(_admin(self.admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            asyncio.run(run_statement(self.admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def server_config(folder: Path) -> Path:

@@ -16,14 +16,13 @@ import sys
 import time
 import uuid
 
-import asyncpg
 import numpy as np
 import pytest
 import pytest_asyncio
 from sqlalchemy import delete, func, insert, select, text
 
 from tests.conftest import DATABASES
-from tests.pgvector.server import pgvector_server
+from tests.pgvector.server import has_pgvector, pgvector_server, run_statement
 from threadline.errors import APIError
 from threadline.retrieval import sqlite_vectors
 from threadline.retrieval.embedders import WordLlamaEmbedder
@@ -71,41 +70,25 @@ EMBEDDER = WordLlamaEmbedder()
 pytestmark = pytest.mark.asyncio
 
 
-async def _has_pgvector(url: str) -> bool:
-    connection = await asyncpg.connect(url)
-    try:
-        return await connection.fetchval("SELECT count(*) FROM pg_available_extensions WHERE name = 'vector'") > 0
-    finally:
-        await connection.close()
-
-
 @pytest.fixture(scope="session")
 def pgvector_url():
     """make test's PostgreSQL when it has pgvector; else one started here from tests/pgvector/."""
     configured = os.environ.get("THREADLINE_TEST_POSTGRES_URL")
-    if configured and asyncio.run(_has_pgvector(configured)):
+    if configured and asyncio.run(has_pgvector(configured)):
         yield configured
         return
     with pgvector_server() as url:
         yield url
 
 
-async def _admin(url: str, statement: str) -> None:
-    connection = await asyncpg.connect(url)
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
 @contextlib.contextmanager
 def _postgres_database(admin_url: str):
     name = f"threadline_retrieval_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}"'))
+    asyncio.run(run_statement(admin_url, f'CREATE DATABASE "{name}"'))
     try:
         yield admin_url.rsplit("/", 1)[0] + "/" + name
     finally:
-        asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(run_statement(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="module", params=KINDS)
@@ -118,7 +101,7 @@ def database_kind(request, tmp_path_factory):
         elif kind == "pgvector":
             url = stack.enter_context(_postgres_database(request.getfixturevalue("pgvector_url")))
         else:
-            assert not asyncio.run(_has_pgvector(MACHINE_POSTGRES)), "the machine's PostgreSQL was to be the one without pgvector"
+            assert not asyncio.run(has_pgvector(MACHINE_POSTGRES)), "the machine's PostgreSQL was to be the one without pgvector"
             url = stack.enter_context(_postgres_database(MACHINE_POSTGRES))
 
         async def migrated() -> None:

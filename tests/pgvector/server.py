@@ -91,6 +91,24 @@ async def _create_database(url: str) -> None:
         await connection.close()
 
 
+async def run_statement(url: str, statement: str) -> None:
+    """Run one statement (CREATE or DROP DATABASE, say) on the server at `url`."""
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+async def has_pgvector(url: str) -> bool:
+    """Whether the server at `url` can create the `vector` extension."""
+    connection = await asyncpg.connect(url)
+    try:
+        return await connection.fetchval("SELECT count(*) FROM pg_available_extensions WHERE name = 'vector'") > 0
+    finally:
+        await connection.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--folder", type=Path, default=None, help="where tests/pgvector/install.sh installed it")
