@@ -43,12 +43,14 @@ def lister(server, spec_check) -> openai.OpenAI:
     return checked_client(spec_check, server.url + "/v1", LISTER_KEY)
 
 
-def stored(database_url: str) -> tuple[int, int]:
-    """(files, file_parts) rows in the database."""
-    return (
-        database_rows(database_url, "SELECT count(*) FROM files")[0][0],
-        database_rows(database_url, "SELECT count(*) FROM file_parts")[0][0],
-    )
+def stored(database_url: str) -> set[tuple]:
+    """Every file row and file part row in the database. A refused upload adds none; other
+    files may go meanwhile (the server sweeps expired ones every heartbeat), so tests compare
+    with `<=`."""
+    return {
+        *database_rows(database_url, "SELECT 'file', id, 0 FROM files"),
+        *database_rows(database_url, "SELECT 'part', file_id, part FROM file_parts"),
+    }
 
 
 def test_upload_retrieve_and_read_back(client):
@@ -144,7 +146,7 @@ def test_bad_expires_after_stores_nothing(client, server, expires_after, param):
     with pytest.raises(openai.BadRequestError) as caught:
         client.files.create(file=("x.txt", b"x"), purpose="user_data", expires_after=expires_after)
     assert caught.value.body["param"] == param
-    assert stored(server.database_url) == before
+    assert stored(server.database_url) <= before
 
 
 @pytest.mark.parametrize("purpose", ["assistants", "batch", "fine-tune", "vision", "user_data", "evals"])
@@ -177,7 +179,7 @@ def test_output_and_unknown_purposes_are_refused(client, server, purpose):
     with pytest.raises(openai.BadRequestError) as caught:
         client.files.create(file=("x.jsonl", b"{}\n"), purpose=purpose)
     assert caught.value.body["param"] == "purpose"
-    assert stored(server.database_url) == before
+    assert stored(server.database_url) <= before
 
 
 def test_bad_or_missing_purpose_stores_nothing(client, server):
@@ -196,7 +198,7 @@ def test_bad_or_missing_purpose_stores_nothing(client, server):
     assert (answer.status_code, answer.json()["error"]["param"]) == (400, "file")
     answer = httpx.post(server.url + "/v1/files", json={"purpose": "user_data"}, headers={"Authorization": f"Bearer {KEYS['alpha']}"})
     assert answer.status_code == 400 and answer.json()["error"]["type"] == "invalid_request_error"
-    assert stored(server.database_url) == before
+    assert stored(server.database_url) <= before
 
 
 def chunked_form(*parts: tuple[str, bytes], headers: bytes = b"") -> tuple[object, dict]:
@@ -231,7 +233,7 @@ def test_the_form_beside_the_file_is_held_to_its_allowance(server, parts):
     answer = httpx.post(server.url + "/v1/files", content=body, headers=headers)
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"]["type"] == "invalid_request_error"
-    assert stored(server.database_url) == before
+    assert stored(server.database_url) <= before
 
 
 def test_part_headers_count_toward_the_forms_allowance(server):
@@ -241,7 +243,7 @@ def test_part_headers_count_toward_the_forms_allowance(server):
     body, headers = chunked_form(("purpose", b"user_data"), *[(f"f{number}", b"v") for number in range(20)], ("file", b"x"), headers=padding)
     answer = httpx.post(server.url + "/v1/files", content=body, headers=headers)
     assert answer.status_code == 400 and answer.json()["error"]["type"] == "invalid_request_error", answer.text
-    assert stored(server.database_url) == before
+    assert stored(server.database_url) <= before
     # Within the allowance, the same form is taken.
     body, headers = chunked_form(("purpose", b"user_data"), ("note", b"n" * 30_000), ("file", b"x"), headers=b"X-Padding: short\r\n")
     assert httpx.post(server.url + "/v1/files", content=body, headers=headers).status_code == 200
@@ -284,7 +286,7 @@ def test_a_file_over_the_limit_gets_413_and_nothing_is_stored(small_server):
     with pytest.raises(openai.APIStatusError) as caught:
         client.files.create(file=("bigger.bin", b"\0" * 200_000), purpose="user_data")
     assert caught.value.status_code == 413 and caught.value.body["code"] == "request_too_large"
-    assert stored(small_server.database_url) == before
+    assert stored(small_server.database_url) <= before
 
 
 def test_a_chunked_upload_over_the_limit_gets_413_and_nothing_is_stored(small_server):
@@ -302,7 +304,7 @@ def test_a_chunked_upload_over_the_limit_gets_413_and_nothing_is_stored(small_se
     headers = {"Authorization": f"Bearer {KEYS['alpha']}", "Content-Type": f"multipart/form-data; boundary={boundary}"}
     answer = httpx.post(small_server.url + "/v1/files", content=body(), headers=headers)
     assert answer.status_code == 413 and answer.json()["error"]["code"] == "file_too_large"
-    assert stored(small_server.database_url) == before
+    assert stored(small_server.database_url) <= before
 
 
 def test_other_routes_keep_their_own_limit(small_server):
