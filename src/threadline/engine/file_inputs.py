@@ -24,6 +24,7 @@ import base64
 import mimetypes
 from collections.abc import Iterator
 
+from threadline.backends.base import Backend
 from threadline.errors import invalid
 from threadline.store.files import FileStore
 
@@ -77,6 +78,12 @@ class FileInputs:
         self._found: dict[str, dict | None] = {}  # file objects by id, None for one the project lacks
         self._data: dict[str, bytes] = {}
         self._forms: dict[tuple, tuple[dict, int]] = {}  # a part's resolved form (and its size) by file, type, filename
+
+    @classmethod
+    def for_backend(cls, files: FileStore, project: str, backend: Backend, *, max_bytes: int) -> FileInputs:
+        """Files in the form the backend's model takes: the files themselves for a Responses
+        upstream, their text for the others."""
+        return cls(files, project, as_text=backend.settings.provider != "openai-responses", max_bytes=max_bytes)
 
     async def resolve(self, items: list[dict], *, param: str | None) -> list[dict]:
         """The items with each file named by id in the form the model takes (copies; the

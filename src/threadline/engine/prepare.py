@@ -162,9 +162,7 @@ class Preparer:
         include = set(body.include or [])
         # Files named by id reach the model as it takes them: the new input's before the
         # window is counted (so their size counts), the earlier items' once they are chosen.
-        file_inputs = FileInputs(
-            self.files, project, as_text=backend.settings.provider != "openai-responses", max_bytes=self.limits.max_body_bytes
-        )
+        file_inputs = FileInputs.for_backend(self.files, project, backend, max_bytes=self.limits.max_body_bytes)
         model_request = ModelRequest(
             model=model_id,
             input=await file_inputs.resolve(input_items, param="input"),

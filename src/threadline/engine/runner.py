@@ -180,12 +180,7 @@ class ResponseRun:
         if self.runner.files is None:
             return True
         request = self.prepared.model_request
-        inputs = FileInputs(
-            self.runner.files,
-            self.prepared.project,
-            as_text=self.prepared.backend.settings.provider != "openai-responses",
-            max_bytes=self.runner.max_input_bytes,
-        )
+        inputs = FileInputs.for_backend(self.runner.files, self.prepared.project, self.prepared.backend, max_bytes=self.runner.max_input_bytes)
         try:
             request.input = await inputs.resolve(request.input, param=None)
         except APIError as error:

@@ -17,7 +17,7 @@ from threadline.spec.request import CreateResponseBody
 from threadline.spec.stream import ResponseEvents
 from threadline.store.database import Database
 from threadline.store.tables import vector_stores
-from threadline.store.vector_stores import VectorStoreStore
+from threadline.store.vector_stores import VectorStoreStore, expired
 from threadline.tools.citations import FileSource, Source, file_results_for_model
 from threadline.tools.plan import ToolPlan
 
@@ -103,9 +103,9 @@ async def check_vector_stores(database: Database, project: str, plan: ToolPlan, 
     if missing:
         raise invalid(f"{vector_stores_named(missing)} not found.", param=param)
     now = time.time()
-    expired = [vector_store_id for vector_store_id, expires_at in found.items() if expires_at is not None and expires_at <= now]
-    if expired:
-        raise invalid(f"{vector_stores_named(expired)} expired. Create a new vector store and try again.", param=param)
+    gone = [vector_store_id for vector_store_id, expires_at in found.items() if expired(expires_at, now)]
+    if gone:
+        raise invalid(f"{vector_stores_named(gone)} expired. Create a new vector store and try again.", param=param)
 
 
 def vector_stores_named(ids: list[str]) -> str:
