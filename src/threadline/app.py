@@ -84,7 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
             poll_s=settings.workers.poll_s,
         )
         app.state.responses = ResponsesService(
-            preparer=Preparer(database, models, responses, conversations, settings.limits, tools),
+            preparer=Preparer(database, models, responses, conversations, settings.limits, tools, files),
             runner=runner,
             worker=worker,
             responses=responses,
