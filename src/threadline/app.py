@@ -24,6 +24,7 @@ from threadline.api.uploads import FORM_ALLOWANCE_BYTES
 from threadline.backends.registry import Models
 from threadline.config import Settings
 from threadline.engine.prepare import Preparer
+from threadline.engine.prompts import PromptTemplates
 from threadline.engine.runner import Runner
 from threadline.ids import new_id
 from threadline.jobs.ingestion import Ingestion
@@ -55,6 +56,7 @@ log = logging.getLogger("threadline")
 
 def create_app(settings: Settings) -> FastAPI:
     """A Threadline app for these settings; the database is opened and migrated at start-up."""
+    prompts = PromptTemplates(settings.prompts)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -84,7 +86,7 @@ def create_app(settings: Settings) -> FastAPI:
             poll_s=settings.workers.poll_s,
         )
         app.state.responses = ResponsesService(
-            preparer=Preparer(database, models, responses, conversations, settings.limits, tools, files),
+            preparer=Preparer(database, models, responses, conversations, settings.limits, tools, files, prompts),
             runner=runner,
             worker=worker,
             responses=responses,
@@ -125,6 +127,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.router.redirect_slashes = False
     app.state.ready = False
     app.state.authenticator = Authenticator(settings.projects_by_key)
+    if prompts:
+        log.info("Prompt templates loaded: %s.", prompts.describe())
     if app.state.authenticator.is_open:
         log.warning("No API keys are configured: every request is accepted, in one open project.")
     install_error_handlers(app)

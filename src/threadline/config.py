@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from threadline.engine.prompts import PromptTemplate, read_prompt_dir
+
 DEFAULT_DATABASE_URL = "sqlite:///threadline.db"
 # A small model can loop until its context is full; at ~130 tokens/s this ends it in about 4 s.
 LLAMA_CPP_MAX_OUTPUT_TOKENS = 512
@@ -164,6 +166,20 @@ class Settings(_Section):
     security: SecuritySettings = SecuritySettings()
     files: FilesSettings = FilesSettings()
     embeddings: EmbeddingsSettings = EmbeddingsSettings()
+    prompts: list[PromptTemplate] = []  # [[prompts]]; see engine/prompts.py
+    prompts_dir: Path | None = None  # one template per *.toml file, read at start into `prompts`
+
+    @model_validator(mode="after")
+    def _prompt_templates(self) -> Settings:
+        if self.prompts_dir is not None:
+            if not self.prompts_dir.is_dir():
+                raise ValueError(f"prompts_dir {str(self.prompts_dir)!r} is not a folder")
+            self.prompts = self.prompts + read_prompt_dir(self.prompts_dir)
+        named = [(template.id, template.version) for template in self.prompts]
+        twice = sorted({f"{id_} version {version}" for id_, version in named if named.count((id_, version)) > 1})
+        if twice:
+            raise ValueError(f"prompt templates defined twice: {', '.join(twice)}")
+        return self
 
     @model_validator(mode="after")
     def _default_model_is_configured(self) -> Settings:
@@ -185,5 +201,7 @@ def load_settings(config_file: str | Path | None = None, **overrides: object) ->
     if config_file:
         with open(config_file, "rb") as f:
             data = tomllib.load(f)
+        if isinstance(data.get("prompts_dir"), str):  # relative to the config file's folder
+            data["prompts_dir"] = Path(config_file).parent / data["prompts_dir"]
     data.update({key: value for key, value in overrides.items() if value is not None})
     return Settings.model_validate(data)

@@ -15,6 +15,7 @@ from threadline.config import LimitsSettings
 from threadline.engine.context import History, fit_to_window
 from threadline.engine.file_inputs import FileInputs
 from threadline.engine.new_items import new_items
+from threadline.engine.prompts import PromptTemplates, first
 from threadline.errors import invalid
 from threadline.spec.request import WEB_SEARCH_TYPES, CreateResponseBody
 from threadline.spec.response import response_object
@@ -116,6 +117,7 @@ class Preparer:
         limits: LimitsSettings,
         tools: ToolServices | None = None,
         files: FileStore | None = None,
+        prompts: PromptTemplates | None = None,
     ) -> None:
         self.database = database
         self.files = files or FileStore(database)
@@ -124,11 +126,14 @@ class Preparer:
         self.conversations = conversations
         self.limits = limits
         self.tools = tools or ToolServices.unconfigured()
+        self.prompts = prompts or PromptTemplates([])
 
     async def prepare(self, body: CreateResponseBody, project: str) -> PreparedResponse:
+        # A template named in `prompt` fills in the model, instructions and settings the request leaves out.
+        body, prompt_messages = self.prompts.apply(body)
         if body.conversation is not None and body.previous_response_id is not None:
             raise invalid("'conversation' and 'previous_response_id' cannot be used together.", param="previous_response_id")
-        if body.input is None and body.previous_response_id is None and body.conversation is None:
+        if body.input is None and body.previous_response_id is None and body.conversation is None and body.prompt is None:
             raise invalid("Missing required parameter: 'input'.", param="input")
         if body.background and body.store is False:
             raise invalid("Background responses must be stored: 'background' requires 'store' to be true.", param="background")
@@ -165,7 +170,7 @@ class Preparer:
         file_inputs = FileInputs.for_backend(self.files, project, backend, max_bytes=self.limits.max_body_bytes)
         model_request = ModelRequest(
             model=model_id,
-            input=await file_inputs.resolve(input_items, param="input"),
+            input=await file_inputs.resolve(prompt_messages, param="prompt") + await file_inputs.resolve(input_items, param="input"),
             instructions=body.instructions,
             tools=plan.model_tools if choice != "none" else [],
             tool_choice=model_tool_choice(choice, plan),
@@ -185,6 +190,7 @@ class Preparer:
         )
         # Counted as the model reads it: hosted tools' items as the calls and outputs they were.
         model_request = await fit_to_window(backend, model_request, history, body.truncation or "disabled", view=lambda items: model_view(items, plan))
+        model_request.input = first(model_request.input, prompt_messages, len(input_items))  # as instructions go
         if body.background:
             # A queued response keeps the files by id, its new input's as sent: its stored job
             # holds no file's bytes, and they are read as it runs (engine/runner.py).
