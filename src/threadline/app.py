@@ -47,6 +47,7 @@ from threadline.store.jobs import JobStore
 from threadline.store.migrate import migrate
 from threadline.store.responses import ResponseStore
 from threadline.store.vector_stores import VectorStoreStore
+from threadline.keys import server_keys
 from threadline.tools.secrets import SecretBox
 from threadline.tools.toolbox import ToolServices
 
@@ -69,7 +70,7 @@ def create_app(settings: Settings) -> FastAPI:
         chunk_index = ChunkIndex(database)
         searcher = Searcher(database, embedder, chunk_index)
         vector_stores = VectorStoreStore(database)
-        tools = ToolServices(settings.tools, SecretBox(settings.security.encryption_keys), searcher, vector_stores)
+        tools = ToolServices(settings.tools, SecretBox(server_keys(settings)), searcher, vector_stores)
         files = FileStore(database)
         runner = Runner(responses, jobs, owner=new_id("proc"), tools=tools, files=files, max_input_bytes=settings.limits.max_body_bytes)
         await chunk_index.mode()  # how vectors are ranked, decided and logged at start

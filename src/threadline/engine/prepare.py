@@ -15,9 +15,10 @@ from threadline.config import LimitsSettings
 from threadline.engine.context import History, fit_to_window
 from threadline.engine.file_inputs import FileInputs
 from threadline.engine.new_items import new_items
+from threadline.engine.reasoning_items import open_reasoning, readable_by
 from threadline.errors import invalid
 from threadline.spec.request import WEB_SEARCH_TYPES, CreateResponseBody
-from threadline.spec.response import response_object
+from threadline.spec.response import ENCRYPTED_CONTENT, response_object
 from threadline.store.conversations import ConversationStore
 from threadline.store.database import Database
 from threadline.store.files import FileStore
@@ -147,7 +148,10 @@ class Preparer:
         choice = tool_choice(body, plan)
         history = History(self.earlier_items(body, project))
         await history.read()  # an unknown conversation or previous response is refused first
-        input_items = await new_items(self.database, project, request_input(body), param="input", max_bytes=self.limits.max_body_bytes)
+        sent = request_input(body)
+        input_items = await new_items(self.database, project, sent, param="input", max_bytes=self.limits.max_body_bytes)
+        input_items = open_reasoning(self.tools.secrets, sent, input_items)
+        model_input = readable_by(backend.settings.provider, sent, input_items)
         listed_from = len(plan.mcp_servers)
         add_listed_tools(plan, input_items, self.tools.served())
         await check_vector_stores(self.database, project, plan, body)
@@ -165,7 +169,7 @@ class Preparer:
         file_inputs = FileInputs.for_backend(self.files, project, backend, max_bytes=self.limits.max_body_bytes)
         model_request = ModelRequest(
             model=model_id,
-            input=await file_inputs.resolve(input_items, param="input"),
+            input=await file_inputs.resolve(model_input, param="input"),
             instructions=body.instructions,
             tools=plan.model_tools if choice != "none" else [],
             tool_choice=model_tool_choice(choice, plan),
@@ -179,6 +183,7 @@ class Preparer:
             presence_penalty=body.presence_penalty,
             frequency_penalty=body.frequency_penalty,
             logprobs="message.output_text.logprobs" in include,
+            encrypted_reasoning=ENCRYPTED_CONTENT in include,
             reasoning=body.reasoning.model_dump(exclude_none=True) if body.reasoning else None,
             user=body.user,
             stream=bool(body.stream),
@@ -188,7 +193,7 @@ class Preparer:
         if body.background:
             # A queued response keeps the files by id, its new input's as sent: its stored job
             # holds no file's bytes, and they are read as it runs (engine/runner.py).
-            model_request.input = model_request.input[: len(model_request.input) - len(input_items)] + input_items
+            model_request.input = model_request.input[: len(model_request.input) - len(model_input)] + model_input
         else:
             model_request.input = await file_inputs.resolve(model_request.input, param=None)
         plan.sent_ids = sent_ids(request_input(body), input_items)
