@@ -28,6 +28,7 @@ from threadline.engine.runner import Runner
 from threadline.ids import new_id
 from threadline.jobs.ingestion import Ingestion
 from threadline.jobs.worker import Worker
+from threadline.keys import server_keys
 from threadline.retrieval.embedders import build_embedder
 from threadline.retrieval.index import ChunkIndex
 from threadline.retrieval.search import Searcher
@@ -47,7 +48,6 @@ from threadline.store.jobs import JobStore
 from threadline.store.migrate import migrate
 from threadline.store.responses import ResponseStore
 from threadline.store.vector_stores import VectorStoreStore
-from threadline.keys import server_keys
 from threadline.tools.secrets import SecretBox
 from threadline.tools.toolbox import ToolServices
 

@@ -47,8 +47,8 @@ from threadline.backends.upstream import (
     server_error,
     sse_data,
 )
-from threadline.engine.reasoning_items import foreign_reasoning
 from threadline.config import ModelSettings
+from threadline.engine.reasoning_items import foreign_reasoning
 from threadline.spec.errors import RESPONSE_ERROR_CODES
 
 # What POST /responses/input_tokens takes of a request body.
