@@ -29,6 +29,7 @@ from threadline.engine.runner import Runner
 from threadline.ids import new_id
 from threadline.jobs.ingestion import Ingestion
 from threadline.jobs.worker import Worker
+from threadline.keys import server_keys
 from threadline.retrieval.embedders import build_embedder
 from threadline.retrieval.index import ChunkIndex
 from threadline.retrieval.search import Searcher
@@ -71,7 +72,7 @@ def create_app(settings: Settings) -> FastAPI:
         chunk_index = ChunkIndex(database)
         searcher = Searcher(database, embedder, chunk_index)
         vector_stores = VectorStoreStore(database)
-        tools = ToolServices(settings.tools, SecretBox(settings.security.encryption_keys), searcher, vector_stores)
+        tools = ToolServices(settings.tools, SecretBox(server_keys(settings)), searcher, vector_stores)
         files = FileStore(database)
         runner = Runner(responses, jobs, owner=new_id("proc"), tools=tools, files=files, max_input_bytes=settings.limits.max_body_bytes)
         await chunk_index.mode()  # how vectors are ranked, decided and logged at start

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -127,9 +127,12 @@ class ToolsSettings(_Section):
 
 
 class SecuritySettings(_Section):
-    # Keys that encrypt secrets kept at rest (an MCP tool's headers while its background
-    # response runs): the first encrypts, every one decrypts, so a key can be rotated.
-    encryption_keys: list[str] = []
+    # Keys that seal what clients send back (encrypted reasoning, compaction items) and secrets
+    # kept at rest (an MCP tool's headers while its background response runs): the first
+    # encrypts, every one decrypts, so a key can be rotated. THREADLINE_ENCRYPTION_KEYS
+    # (comma-separated) replaces them; with neither, a key is generated into key_file (keys.py).
+    encryption_keys: list[Annotated[str, Field(min_length=1)]] = []
+    key_file: str | None = None  # default: threadline.key beside the SQLite database, else in the working directory
 
 
 class FilesSettings(_Section):

@@ -37,6 +37,7 @@ class ModelRequest:
     presence_penalty: float | None = None  # -2..2; None: the model's default (0)
     frequency_penalty: float | None = None
     logprobs: bool = False  # include message.output_text.logprobs
+    encrypted_reasoning: bool = False  # include reasoning.encrypted_content: reasoning goes back to the client sealed
     reasoning: dict | None = None
     user: str | None = None
     stream: bool = True  # a hint: the client streams, so the upstream call may as well

@@ -48,6 +48,7 @@ from threadline.backends.upstream import (
     sse_data,
 )
 from threadline.config import ModelSettings
+from threadline.engine.reasoning_items import foreign_reasoning
 from threadline.spec.errors import RESPONSE_ERROR_CODES
 
 # What POST /responses/input_tokens takes of a request body.
@@ -81,6 +82,9 @@ def responses_body(request: ModelRequest, model: str, options: dict | None = Non
         body["include"] = ["message.output_text.logprobs"]
         if request.top_logprobs is not None:
             body["top_logprobs"] = request.top_logprobs
+    if request.encrypted_reasoning:
+        # The upstream's own sealed reasoning, for the client to send back (kept as it is).
+        body["include"] = [*body.get("include", []), "reasoning.encrypted_content"]
     if request.reasoning and options.get("send_reasoning", True):
         body["reasoning"] = request.reasoning
     body.update(options.get("extra_body") or {})
@@ -93,12 +97,15 @@ def upstream_items(items: list[dict]) -> list[dict]:
     The upstream never issued those ids, and with store false it must not look them up.
     A call's `namespace` is left out too: the upstream is offered the tools flat, by the
     names the calls carry.
-    Earlier reasoning is left out: without the upstream's own encrypted_content it cannot be
-    sent back (OpenAI refuses reasoning items it did not sign, and templates drop it anyway).
+    Earlier reasoning goes back only with encrypted content Threadline did not seal, which may
+    be the upstream's own (under the id it carries, which such an item needs); other reasoning
+    is left out (OpenAI refuses reasoning items it did not sign, and templates drop it anyway).
     """
     sent = []
     for item in items:
         if item.get("type") == "reasoning":
+            if foreign_reasoning(item):
+                sent.append({key: item[key] for key in ("type", "id", "summary", "encrypted_content") if key in item})
             continue
         item = {key: value for key, value in item.items() if key != "id" and not (key == "namespace" and item.get("type") in CALL_FIELDS)}
         if isinstance(item.get("content"), list):

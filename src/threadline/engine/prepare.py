@@ -16,9 +16,10 @@ from threadline.engine.context import History, fit_to_window
 from threadline.engine.file_inputs import FileInputs
 from threadline.engine.new_items import new_items
 from threadline.engine.prompts import PromptTemplates, first
+from threadline.engine.reasoning_items import open_reasoning, readable_by
 from threadline.errors import invalid
 from threadline.spec.request import WEB_SEARCH_TYPES, CreateResponseBody
-from threadline.spec.response import response_object
+from threadline.spec.response import ENCRYPTED_CONTENT, response_object
 from threadline.store.conversations import ConversationStore
 from threadline.store.database import Database
 from threadline.store.files import FileStore
@@ -152,25 +153,22 @@ class Preparer:
         choice = tool_choice(body, plan)
         history = History(self.earlier_items(body, project))
         await history.read()  # an unknown conversation or previous response is refused first
-        input_items = await new_items(self.database, project, request_input(body), param="input", max_bytes=self.limits.max_body_bytes)
+        sent = request_input(body)
+        input_items = await new_items(self.database, project, sent, param="input", max_bytes=self.limits.max_body_bytes)
+        input_items = open_reasoning(self.tools.secrets, sent, input_items)
+        model_input = readable_by(backend.settings.provider, sent, input_items)
         listed_from = len(plan.mcp_servers)
         add_listed_tools(plan, input_items, self.tools.served())
         await check_vector_stores(self.database, project, plan, body)
         for server in plan.mcp_servers[listed_from:]:
             await check_host(server.url, self.tools.settings.mcp.allowed_hosts, param="input")
-        if body.background and any(server.has_secrets for server in plan.mcp_servers) and not self.tools.secrets.configured:
-            raise invalid(
-                "A background response keeps its MCP tools' headers and authorization until it ends, encrypted: "
-                "this server has no [security] encryption_keys configured to do that.",
-                param="background",
-            )
         include = set(body.include or [])
         # Files named by id reach the model as it takes them: the new input's before the
         # window is counted (so their size counts), the earlier items' once they are chosen.
         file_inputs = FileInputs.for_backend(self.files, project, backend, max_bytes=self.limits.max_body_bytes)
         model_request = ModelRequest(
             model=model_id,
-            input=await file_inputs.resolve(prompt_messages, param="prompt") + await file_inputs.resolve(input_items, param="input"),
+            input=await file_inputs.resolve(prompt_messages, param="prompt") + await file_inputs.resolve(model_input, param="input"),
             instructions=body.instructions,
             tools=plan.model_tools if choice != "none" else [],
             tool_choice=model_tool_choice(choice, plan),
@@ -184,17 +182,18 @@ class Preparer:
             presence_penalty=body.presence_penalty,
             frequency_penalty=body.frequency_penalty,
             logprobs="message.output_text.logprobs" in include,
+            encrypted_reasoning=ENCRYPTED_CONTENT in include,
             reasoning=body.reasoning.model_dump(exclude_none=True) if body.reasoning else None,
             user=body.user,
             stream=bool(body.stream),
         )
         # Counted as the model reads it: hosted tools' items as the calls and outputs they were.
         model_request = await fit_to_window(backend, model_request, history, body.truncation or "disabled", view=lambda items: model_view(items, plan))
-        model_request.input = first(model_request.input, prompt_messages, len(input_items))  # as instructions go
+        model_request.input = first(model_request.input, prompt_messages, len(model_input))  # as instructions go
         if body.background:
             # A queued response keeps the files by id, its new input's as sent: its stored job
             # holds no file's bytes, and they are read as it runs (engine/runner.py).
-            model_request.input = model_request.input[: len(model_request.input) - len(input_items)] + input_items
+            model_request.input = model_request.input[: len(model_request.input) - len(model_input)] + model_input
         else:
             model_request.input = await file_inputs.resolve(model_request.input, param=None)
         plan.sent_ids = sent_ids(request_input(body), input_items)

@@ -21,6 +21,7 @@ from threadline.engine.client_stream import ClientStream
 from threadline.engine.event_log import EventLogSink, LogSignal
 from threadline.engine.file_inputs import FileInputs
 from threadline.engine.prepare import PreparedResponse
+from threadline.engine.reasoning_items import reasoning_sealer
 from threadline.engine.turns import TurnLoop
 from threadline.errors import APIError, not_found
 from threadline.spec.stream import ResponseEvents
@@ -71,6 +72,8 @@ class ResponseRun:
         self.begun = self.recorded_at_start  # stored as in progress: at its start, or before a tool ran
         self.recording = recording  # that first write, when it runs alongside the model's start
         self.events = ResponseEvents(prepared.response, sequence_number=QUEUED_EVENTS if background else 0)
+        if prepared.model_request.encrypted_reasoning:
+            self.events.seal_reasoning = reasoning_sealer(runner.tools.secrets)
         self.stop_reason: str | None = None  # a key of STOP_MESSAGES, or "cancelled", when stopped from outside
         self.error: APIError | None = None  # why the request was refused, if it was
         # The sinks: a streamed foreground response's client, a background response's log.

@@ -88,6 +88,7 @@ class ResponseEvents:
         self.turn_calls: list[Call] = []  # the calls of the turns ended, for the turn loop to take
         self._running: dict[str, dict] = {}  # server-side calls being run, by item id
         self.cite: Callable[[str], list[dict]] | None = None  # the citations of an answer's text, once it is written
+        self.seal_reasoning: Callable[[dict], str] | None = None  # a reasoning item's encrypted_content, once it is written
         self._output_index: dict[str, int] = {}
         self._usage: Usage | None = None  # of the turns ended so far
 
@@ -342,6 +343,8 @@ class ResponseEvents:
         events = self._close_part() + self._close_summary()
         if item["type"] == "message":
             item["status"] = status
+        if item["type"] == "reasoning" and self.seal_reasoning is not None and "encrypted_content" not in item:
+            item["encrypted_content"] = self.seal_reasoning(item)  # unless the provider gave its own
         self._item = None
         output_index = self._output_index[item["id"]]
         return events + [self._event("response.output_item.done", output_index=output_index, item=snapshot(item))]
