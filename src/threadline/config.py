@@ -130,6 +130,14 @@ class SecuritySettings(_Section):
     encryption_keys: list[str] = []
 
 
+class WebSocketSettings(_Section):
+    """Limits of one WebSocket connection to /v1/responses (api/websocket.py)."""
+
+    max_lifetime_s: float = Field(default=3600.0, gt=0)  # OpenAI's limit: 60 minutes, then websocket_connection_limit_reached
+    idle_timeout_s: float = Field(default=600.0, gt=0)  # closed after this long with no message and no response running
+    max_messages: int = Field(default=10_000, ge=1)  # client messages one connection may send
+
+
 class FilesSettings(_Section):
     max_file_bytes: int = Field(default=512 * 1024 * 1024, gt=0)  # larger uploads get 413
 
@@ -163,6 +171,7 @@ class Settings(_Section):
     tools: ToolsSettings = ToolsSettings()
     security: SecuritySettings = SecuritySettings()
     files: FilesSettings = FilesSettings()
+    websocket: WebSocketSettings = WebSocketSettings()
     embeddings: EmbeddingsSettings = EmbeddingsSettings()
 
     @model_validator(mode="after")

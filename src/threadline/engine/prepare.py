@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from threadline.backends.base import Backend, ModelRequest
 from threadline.backends.registry import Models
 from threadline.config import LimitsSettings
+from threadline.engine.connection_cache import ConnectionCache
 from threadline.engine.context import History, fit_to_window
 from threadline.engine.file_inputs import FileInputs
 from threadline.engine.new_items import new_items
@@ -125,7 +126,8 @@ class Preparer:
         self.limits = limits
         self.tools = tools or ToolServices.unconfigured()
 
-    async def prepare(self, body: CreateResponseBody, project: str) -> PreparedResponse:
+    async def prepare(self, body: CreateResponseBody, project: str, connection: ConnectionCache | None = None) -> PreparedResponse:
+        """The response `body` asks for; `connection` is the memory of the WebSocket it came on, if it did."""
         if body.conversation is not None and body.previous_response_id is not None:
             raise invalid("'conversation' and 'previous_response_id' cannot be used together.", param="previous_response_id")
         if body.input is None and body.previous_response_id is None and body.conversation is None:
@@ -145,7 +147,7 @@ class Preparer:
             if tool.type == "mcp" and tool.server_url:
                 await check_host(tool.server_url, self.tools.settings.mcp.allowed_hosts, param=f"tools[{index}].server_url")
         choice = tool_choice(body, plan)
-        history = History(self.earlier_items(body, project))
+        history = History(self.earlier_items(body, project, connection))
         await history.read()  # an unknown conversation or previous response is refused first
         input_items = await new_items(self.database, project, request_input(body), param="input", max_bytes=self.limits.max_body_bytes)
         listed_from = len(plan.mcp_servers)
@@ -203,10 +205,13 @@ class Preparer:
             tools=plan,
         )
 
-    def earlier_items(self, body: CreateResponseBody, project: str) -> AsyncGenerator[list[dict], int | None] | None:
+    def earlier_items(
+        self, body: CreateResponseBody, project: str, connection: ConnectionCache | None = None
+    ) -> AsyncGenerator[list[dict], int | None] | None:
         """The history the response continues, newest first, a batch at a time; None if it has none."""
         if body.previous_response_id:
-            return self.responses.chain_items(project, body.previous_response_id)
+            remembered = connection.earlier_items(body.previous_response_id) if connection else None
+            return remembered or self.responses.chain_items(project, body.previous_response_id)
         if body.conversation_id:
             return self.conversations.items_newest_first(project, body.conversation_id, param="conversation")
         return None
