@@ -225,8 +225,11 @@ def test_an_older_stored_response_is_read_from_the_store(server, model_requests)
     with opened(server) as socket:
         first = completed(turn(socket, input="Alpha fact."))
         completed(turn(socket, input="Beta fact.", previous_response_id=first["id"]))
-        completed(turn(socket, input="From the first again.", previous_response_id=first["id"]))
+        branch = completed(turn(socket, input="From the first again.", previous_response_id=first["id"]))
         assert user_texts(model_requests()[-1]) == ["Alpha fact.", "From the first again."]
+        # The remembered response goes on into the stored chain it continued.
+        completed(turn(socket, input="Then on.", store=False, previous_response_id=branch["id"]))
+        assert user_texts(model_requests()[-1]) == ["Alpha fact.", "From the first again.", "Then on."]
     with opened(server) as other:
         completed(turn(other, input="On another connection.", previous_response_id=first["id"]))
         assert user_texts(model_requests()[-1]) == ["Alpha fact.", "On another connection."]

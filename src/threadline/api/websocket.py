@@ -100,7 +100,7 @@ class Connection:
                 return None
             idle_ends = self.idle_since + self.limits.idle_timeout_s
             if not self.busy and now >= idle_ends:
-                await self.websocket.close(1000, f"No message for {self.limits.idle_timeout_s:g} s")
+                await self._close(f"No message for {self.limits.idle_timeout_s:g} s")
                 return None
             if self.next_message is None:
                 self.next_message = asyncio.ensure_future(self.inbox.get())
@@ -197,5 +197,8 @@ class Connection:
     async def _close_with(self, message: str) -> None:
         """Tell the client that this connection reached a limit, and close it."""
         await self._send_error(APIError(400, message, code="websocket_connection_limit_reached"))
-        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-            await self.websocket.close(1000)
+        await self._close()
+
+    async def _close(self, reason: str | None = None) -> None:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):  # the client may have gone first
+            await self.websocket.close(1000, reason)

@@ -60,15 +60,14 @@ class ConnectionCache:
 
 async def _history(remembered: Remembered, responses: ResponseStore, project: str) -> Batches:
     """The remembered items in one batch, then the stored chain they continue, if any."""
-    wanted = yield remembered.items[::-1]
+    yield remembered.items[::-1]
     if remembered.stored_ancestor is None:
         return
     chain = responses.chain_items(project, remembered.stored_ancestor)
     try:
         batch = await anext(chain)
         while True:
-            wanted = yield batch
-            batch = await chain.asend(wanted)
+            batch = await chain.asend((yield batch))  # how many items the reader wants next
     except StopAsyncIteration:
         return
     except APIError as error:
