@@ -27,6 +27,8 @@ model and the load generator (bench/load.py) in processes of their own:
   10 file search: bench/retrieval.py (recall@10 and nDCG@10 of hybrid, keyword and vector
      search on the Python documentation's known items; the full suite reuses the last full
      run's results/retrieval.json, which takes about 25 minutes, and runs it when there is none)
+  12 WebSocket mode: bench/websocket.py (per-turn latency of the same 50-turn session over one
+     WebSocket and over SSE, with the response stored and not)
 
 It prints a table (figure, value, baseline, ratio, target, met or missed by how much) and
 writes bench/results/benchmarks.json, PNG plots, flamegraph.svg and profile.txt.
@@ -96,6 +98,7 @@ FULL = {
     "peer_requests": 2000, "peer_fleets": [("sqlite", 1), ("postgresql", 1), ("postgresql", 2)],
     "tool_calls": "1,4,8", "tool_repeats": 40, "tool_approvals": 200,
     "retrieval": "reuse",
+    "ws_sessions": 6, "ws_databases": "both",
 }
 QUICK = {
     "hey_seconds": 2.0,
@@ -108,6 +111,7 @@ QUICK = {
     "peer_requests": 300, "peer_fleets": [("sqlite", 1)],
     "tool_calls": "1,4", "tool_repeats": 8, "tool_approvals": 50,
     "retrieval": "quick",
+    "ws_sessions": 2, "ws_databases": "sqlite",
 }
 
 
@@ -372,7 +376,7 @@ class Suite:
                 if key not in self.results["figures"]:
                     self.results["figures"][key] = {**figure, "from_earlier_run": earlier.get("machine", {}).get("at")}
             kept = [row for row in earlier["table"] if row["figure"] not in self.only]
-            order = {key: index for index, key in enumerate([*"0123456789", "10"])}
+            order = {key: index for index, key in enumerate([*"0123456789", "10", "11", "12"])}
             self.table.rows = sorted(kept + self.table.rows, key=lambda row: order.get(row["figure"], 99))
             self.results["table"] = self.table.rows
             self.results["partial_reruns"] = earlier.get("partial_reruns", []) + [{"figures": sorted(self.only), "at": self.results["machine"]["at"]}]
@@ -408,6 +412,7 @@ class Suite:
                 ("0", self.harness), ("1", self.added_latency), ("2", self.streaming), ("3", self.saturation),
                 ("4", self.chain_growth), ("5", self.conversation_growth), ("6", self.memory_per_stream),
                 ("7", self.embedded_model), ("8", self.peers), ("9", self.tool_loop), ("10", self.retrieval),
+                ("12", self.websocket),
             ]
             for key, step in steps:
                 if not self.wanted(key):
@@ -820,6 +825,29 @@ class Suite:
                        by=f"a stored item: {waiting['mcp_connections_held_after']} MCP connections held; the oldest answered later ran its call")
         self.table.add("9", "stored per waiting approval (SQLite, whole response)", stored, "bytes",
                        by=f"{rows:g} rows: " + ", ".join(f"{t} {n:g}" for t, n in waiting["rows_per_response"].items()))
+
+    # -- 12: WebSocket mode -----------------------------------------------------------------
+
+    def websocket(self) -> None:
+        """WebSocket mode: per-turn latency of a 50-turn session over one WebSocket vs over SSE"""
+        fig = self.figure("12")
+        s = self.settings
+        output = self.folder / "websocket.json"
+        command = [PYTHON, str(BENCH / "websocket.py"), "--sessions", str(s["ws_sessions"]), "--database", s["ws_databases"], "--output", str(output)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+        if done.returncode != 0:
+            raise RuntimeError(f"websocket.py failed: {done.stderr[-2000:]}")
+        result = json.loads(output.read_text())
+        result.pop("machine", None)
+        fig.update(result)
+        for database, kinds in result["databases"].items():
+            # Against the SSE request a client of the same kind sends: Codex over HTTP resends the
+            # whole history unstored; a stored chain sends previous_response_id.
+            for websocket, sse in (("ws_unstored", "sse_stateless"), ("ws_stored", "sse_chain")):
+                value, baseline = kinds[websocket]["turn_ms"]["p50"], kinds[sse]["turn_ms"]["p50"]
+                self.table.add("12", f"turn p50 of a {result['turns']}-turn session, {websocket} vs {sse} ({database})", round(value, 2), "ms",
+                               baseline=round(baseline, 2), ratio=round(value / baseline, 2),
+                               by=f"turns 41-50 p50 {kinds[websocket]['last_ten_p50_ms']:.2f} vs {kinds[sse]['last_ten_p50_ms']:.2f} ms")
 
     # -- 10: file search ---------------------------------------------------------------------
 

@@ -52,13 +52,15 @@ def server(start_server, upstream):
     return start_server({"auth": {"api_keys": [{"key": API_KEY, "project": "codex"}]}, "models": models})
 
 
-def run_codex(codex: list[str], server: ThreadlineServer, tmp_path: Path, model: str, prompt: str) -> tuple[subprocess.CompletedProcess, Path]:
+def run_codex(
+    codex: list[str], server: ThreadlineServer, tmp_path: Path, model: str, prompt: str, **provider_settings: object
+) -> tuple[subprocess.CompletedProcess, Path]:
     """One `codex exec` in a new, empty working folder, with a CODEX_HOME of its own that holds
-    only the provider; the finished process and the folder."""
+    only the provider (with `provider_settings` added); the finished process and the folder."""
     home, workdir = tmp_path / "codex-home", tmp_path / "work"
     home.mkdir()
     workdir.mkdir()
-    provider = {"name": "Threadline", "base_url": server.url + "/v1", "env_key": "THREADLINE_API_KEY", "wire_api": "responses"}
+    provider = {"name": "Threadline", "base_url": server.url + "/v1", "env_key": "THREADLINE_API_KEY", "wire_api": "responses", **provider_settings}
     write_config(home / "config.toml", {"model": model, "model_provider": "threadline", "model_providers": {"threadline": provider}})
     environment = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "CODEX_HOME": str(home), "THREADLINE_API_KEY": API_KEY}
     command = [*codex, "exec", "--skip-git-repo-check", "--sandbox", SANDBOX, "--cd", str(workdir), prompt]
@@ -170,3 +172,23 @@ def test_the_model_edits_a_file_with_codex_apply_patch(codex, server, mock, tmp_
     assert len(mock.requests) == 2
     [output] = tool_outputs(mock.requests[1])
     assert "Success. Updated the following files:\nA hello.txt" in output, output
+
+
+def test_codex_runs_a_tool_loop_over_a_websocket(codex, server, mock, tmp_path):
+    """With `supports_websockets = true` on its provider, Codex's setting for a custom provider
+    that speaks OpenAI's WebSocket mode, Codex opens one WebSocket to /v1/responses and no HTTP
+    request. On it Codex warms up (`generate: false`, `store: false`), then sends each turn as
+    only its new items with `previous_response_id`: the model still sees the whole turn."""
+    command = "printf 'threadline-%s-ok' socket"
+    call_then_answer(mock, "exec_command", lambda _: {"cmd": command}, "The command printed threadline-socket-ok.")
+    with open(server.log.name) as log:
+        log.seek(0, 2)
+        result, _ = run_codex(codex, server, tmp_path, LOCAL_MODEL, "Run the check.", supports_websockets=True)
+        requests_seen = log.read()
+    succeeded(result, "The command printed threadline-socket-ok.")
+    assert '"WebSocket /v1/responses" [accepted]' in requests_seen, requests_seen
+    assert "POST /v1/responses" not in requests_seen, requests_seen
+    assert len(mock.requests) == 2
+    [output] = tool_outputs(mock.requests[1])
+    assert "threadline-socket-ok" in output
+    assert {"role": "user", "content": "Run the check."} in mock.requests[1]["messages"]

@@ -15,6 +15,7 @@ from threadline.api import files as file_routes
 from threadline.api import models as model_routes
 from threadline.api import responses as response_routes
 from threadline.api import vector_stores as vector_store_routes
+from threadline.api import websocket as websocket_routes
 from threadline.api.auth import Authenticator
 from threadline.api.errors import install_error_handlers
 from threadline.api.json import JSON
@@ -128,6 +129,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.router.redirect_slashes = False
     app.state.ready = False
     app.state.authenticator = Authenticator(settings.projects_by_key)
+    app.state.websocket_limits = settings.websocket
     if prompts:
         log.info("Prompt templates loaded: %s.", prompts.describe())
     if app.state.authenticator.is_open:
@@ -141,6 +143,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.include_router(conversation_routes.router)
     app.include_router(response_routes.router)
+    app.include_router(websocket_routes.router)  # GET /v1/responses as a WebSocket
     app.include_router(model_routes.router)
     app.include_router(embedding_routes.router)
     app.include_router(file_routes.router)

@@ -66,6 +66,7 @@ def serve(
         timeout_graceful_shutdown=settings.server.shutdown_grace_s,
         timeout_keep_alive=settings.server.keep_alive_s,
         http=functools.partial(HeaderTimeout, header_timeout_s=settings.server.header_timeout_s),
+        ws_max_size=settings.limits.max_body_bytes,  # a WebSocket message carries a request body
     )
 
 

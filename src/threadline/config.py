@@ -135,6 +135,14 @@ class SecuritySettings(_Section):
     key_file: str | None = None  # default: threadline.key beside the SQLite database, else in the working directory
 
 
+class WebSocketSettings(_Section):
+    """Limits of one WebSocket connection to /v1/responses (api/websocket.py)."""
+
+    max_lifetime_s: float = Field(default=3600.0, gt=0)  # OpenAI's limit: 60 minutes, then websocket_connection_limit_reached
+    idle_timeout_s: float = Field(default=600.0, gt=0)  # closed after this long with no message and no response running
+    max_messages: int = Field(default=10_000, ge=1)  # client messages one connection may send
+
+
 class FilesSettings(_Section):
     max_file_bytes: int = Field(default=512 * 1024 * 1024, gt=0)  # larger uploads get 413
 
@@ -168,6 +176,7 @@ class Settings(_Section):
     tools: ToolsSettings = ToolsSettings()
     security: SecuritySettings = SecuritySettings()
     files: FilesSettings = FilesSettings()
+    websocket: WebSocketSettings = WebSocketSettings()
     embeddings: EmbeddingsSettings = EmbeddingsSettings()
     prompts: list[PromptTemplate] = []  # [[prompts]]; see engine/prompts.py
     prompts_dir: Path | None = None  # one template per *.toml file, read at start into `prompts`

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from threadline.backends.base import Backend, ModelRequest
 from threadline.backends.registry import Models
 from threadline.config import LimitsSettings
+from threadline.engine.connection_cache import ConnectionCache
 from threadline.engine.context import History, fit_to_window
 from threadline.engine.file_inputs import FileInputs
 from threadline.engine.new_items import new_items
@@ -129,7 +130,8 @@ class Preparer:
         self.tools = tools or ToolServices.unconfigured()
         self.prompts = prompts or PromptTemplates([])
 
-    async def prepare(self, body: CreateResponseBody, project: str) -> PreparedResponse:
+    async def prepare(self, body: CreateResponseBody, project: str, connection: ConnectionCache | None = None) -> PreparedResponse:
+        """The response `body` asks for; `connection` is the memory of the WebSocket it came on, if it did."""
         # A template named in `prompt` fills in the model, instructions and settings the request leaves out.
         body, prompt_messages = self.prompts.apply(body)
         if body.conversation is not None and body.previous_response_id is not None:
@@ -151,7 +153,7 @@ class Preparer:
             if tool.type == "mcp" and tool.server_url:
                 await check_host(tool.server_url, self.tools.settings.mcp.allowed_hosts, param=f"tools[{index}].server_url")
         choice = tool_choice(body, plan)
-        history = History(self.earlier_items(body, project))
+        history = History(self.earlier_items(body, project, connection))
         await history.read()  # an unknown conversation or previous response is refused first
         sent = request_input(body)
         input_items = await new_items(self.database, project, sent, param="input", max_bytes=self.limits.max_body_bytes)
@@ -208,10 +210,13 @@ class Preparer:
             tools=plan,
         )
 
-    def earlier_items(self, body: CreateResponseBody, project: str) -> AsyncGenerator[list[dict], int | None] | None:
+    def earlier_items(
+        self, body: CreateResponseBody, project: str, connection: ConnectionCache | None = None
+    ) -> AsyncGenerator[list[dict], int | None] | None:
         """The history the response continues, newest first, a batch at a time; None if it has none."""
         if body.previous_response_id:
-            return self.responses.chain_items(project, body.previous_response_id)
+            remembered = connection.earlier_items(body.previous_response_id) if connection else None
+            return remembered or self.responses.chain_items(project, body.previous_response_id)
         if body.conversation_id:
             return self.conversations.items_newest_first(project, body.conversation_id, param="conversation")
         return None
