@@ -19,6 +19,7 @@ from tests.helpers import wait_for
 # The smallest PNG: one transparent pixel.
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
 PNG_URL = "data:image/png;base64," + base64.b64encode(PNG).decode()
+MAX_BODY_BYTES = 256 * 1024
 
 SUPPORT = {
     "id": "pmpt_support",
@@ -28,6 +29,8 @@ SUPPORT = {
     "instructions": "You help {{customer}} with {{product}}.",
     "input": [{"role": "user", "content": "My question: {{question}} Here is the screen: {{screenshot}} Thanks."}],
 }
+# A note the model is handed, and the assistant's word that it has it.
+NOTE = {"id": "pmpt_note", "input": [{"role": "user", "content": "{{ note }}"}, {"role": "assistant", "content": "Noted: {{note}}"}]}
 # Versions 9 and 10 of one template come from files in prompts_dir: 10 is the highest.
 GREETING_FILES = {
     "greeting-9.toml": 'id = "pmpt_greeting"\nversion = "9"\ninstructions = "Greet {{name}} in French."\n',
@@ -49,7 +52,9 @@ def server(start_server, tmp_path_factory):
             "models": [{"id": "scripted", **scripted}, {"id": "scripted-other", **scripted}],
             "default_model": "scripted-other",
             "workers": FAST_WORKERS,
-            "prompts": [SUPPORT],
+            # Small enough that an image variable's file can be most of what a request may carry.
+            "limits": {"max_body_bytes": MAX_BODY_BYTES},
+            "prompts": [SUPPORT, NOTE],
             "prompts_dir": str(folder),
         }
     )
@@ -114,6 +119,22 @@ def test_a_background_response_reads_the_image_as_it_runs(client, model_requests
     [received] = model_requests()
     assert received["input"][0]["content"][1]["image_url"] == PNG_URL
     assert received["input"][1]["content"] == [{"type": "input_text", "text": "Later"}]
+
+
+def test_an_image_file_variable_counts_once_toward_what_a_request_may_carry(client, model_requests):
+    """A file of 60% of `limits.max_body_bytes` is one file the request may carry: the model gets it, not a note."""
+    large = PNG + bytes(int(0.6 * MAX_BODY_BYTES))
+    file = client.files.create(file=("large.png", large), purpose="vision")
+    client.responses.create(prompt={"id": "pmpt_support", "variables": support_variables({"type": "input_image", "file_id": file.id})})
+    [received] = model_requests()
+    assert received["input"][0]["content"][1] == {"type": "input_image", "image_url": "data:image/png;base64," + base64.b64encode(large).decode(), "detail": "auto"}
+
+
+def test_an_empty_variable_fills_its_placeholder(client, model_requests):
+    client.responses.create(prompt={"id": "pmpt_note", "variables": {"note": ""}}, input="Go on")
+    [received] = model_requests()
+    texts = [part["text"] for item in received["input"] for part in item["content"]]
+    assert texts == ["", "Noted: ", "Go on"]
 
 
 def test_request_fields_override_the_templates(client, model_requests):
@@ -191,6 +212,11 @@ def test_input_tokens_count_the_template(client):
             {"id": "pmpt_greeting", "variables": {"name": {"type": "input_image", "image_url": PNG_URL}}},
             "prompt.variables.name",
             "not in its instructions",
+        ),
+        (
+            {"id": "pmpt_note", "variables": {"note": {"type": "input_image", "image_url": PNG_URL}}},
+            "prompt.variables.note",
+            "assistant",
         ),
         ({"id": "pmpt_greeting", "variables": {"name": {"type": "input_text"}}}, "prompt.variables.name.text", "Missing required parameter"),
         ({"id": "pmpt_greeting", "variables": {"name": {"type": "input_audio"}}}, "prompt.variables.name", ""),

@@ -16,7 +16,7 @@ from threadline.engine.connection_cache import ConnectionCache
 from threadline.engine.context import History, fit_to_window
 from threadline.engine.file_inputs import FileInputs
 from threadline.engine.new_items import new_items
-from threadline.engine.prompts import PromptTemplates, first
+from threadline.engine.prompts import PromptTemplates, template_messages_first
 from threadline.engine.reasoning_items import open_reasoning, readable_by
 from threadline.errors import invalid
 from threadline.spec.request import WEB_SEARCH_TYPES, CreateResponseBody
@@ -168,9 +168,10 @@ class Preparer:
         # Files named by id reach the model as it takes them: the new input's before the
         # window is counted (so their size counts), the earlier items' once they are chosen.
         file_inputs = FileInputs.for_backend(self.files, project, backend, max_bytes=self.limits.max_body_bytes)
+        template_messages = await file_inputs.resolve(prompt_messages, param="prompt")
         model_request = ModelRequest(
             model=model_id,
-            input=await file_inputs.resolve(prompt_messages, param="prompt") + await file_inputs.resolve(model_input, param="input"),
+            input=template_messages + await file_inputs.resolve(model_input, param="input"),
             instructions=body.instructions,
             tools=plan.model_tools if choice != "none" else [],
             tool_choice=model_tool_choice(choice, plan),
@@ -191,7 +192,10 @@ class Preparer:
         )
         # Counted as the model reads it: hosted tools' items as the calls and outputs they were.
         model_request = await fit_to_window(backend, model_request, history, body.truncation or "disabled", view=lambda items: model_view(items, plan))
-        model_request.input = first(model_request.input, prompt_messages, len(model_input))  # as instructions go
+        # The template's messages go first, as instructions do: with their files as read above (a
+        # file read twice would count twice), or by id for a background response's stored job.
+        template_first = prompt_messages if body.background else template_messages
+        model_request.input = template_messages_first(model_request.input, template_first, len(model_input))
         if body.background:
             # A queued response keeps the files by id, its new input's as sent: its stored job
             # holds no file's bytes, and they are read as it runs (engine/runner.py).

@@ -143,7 +143,7 @@ class PromptTemplates:
                     param=f"prompt.variables.{name}",
                 )
         instructions = body.instructions if body.instructions is not None else _fill_text(template.instructions, values)
-        messages = _validated([{**message, "content": _fill_content(message.get("content"), values)} for message in template.input])
+        messages = _validated([{**message, "content": _fill_content(message.get("content"), values, message.get("role"))} for message in template.input])
         update = {field: getattr(template, field) for field in DEFAULTS if getattr(body, field) is None and getattr(template, field) is not None}
         update["instructions"] = instructions
         # The Response shows which version ran.
@@ -151,9 +151,10 @@ class PromptTemplates:
         return body.model_copy(update=update), messages
 
 
-def first(model_input: list[dict], messages: list[dict], new_count: int) -> list[dict]:
+def template_messages_first(model_input: list[dict], messages: list[dict], new_count: int) -> list[dict]:
     """The model's input, which ends with the template's messages and then the request's
-    `new_count` new items, with the template's messages moved ahead of the earlier items."""
+    `new_count` new items, with `messages` (the template's, as they are to be sent) ahead of
+    the earlier items."""
     earlier = model_input[: len(model_input) - len(messages) - new_count]
     return messages + earlier + model_input[len(model_input) - new_count :]
 
@@ -206,39 +207,47 @@ def _fill_text(text: str | None, values: dict[str, Any]) -> str | None:
     return PLACEHOLDER.sub(replace, text)
 
 
-def _fill_parts(text: str, values: dict[str, Any], part_type: str) -> list[dict]:
-    """A text split at the placeholders whose values are images or files, which become parts of their own."""
+def _fill_parts(text: str, values: dict[str, Any], part_type: str, role: str | None) -> list[dict]:
+    """A text split at the placeholders whose values are images or files, which become parts
+    of their own (a text all filled in is one part, though it be empty)."""
     parts: list[dict] = []
     pending, position = "", 0
     for match in PLACEHOLDER.finditer(text):
-        value = values[match.group(1)]
+        name = match.group(1)
+        value = values[name]
         filled = _as_text(value)
         pending += text[position : match.start()]
         position = match.end()
         if filled is not None:
             pending += filled
             continue
+        if role == "assistant":
+            raise invalid(
+                f"Prompt variable '{name}' is an {value['type']}: it cannot fill a placeholder in an assistant message of the template, which holds text only.",
+                param=f"prompt.variables.{name}",
+            )
         if pending:
             parts.append({"type": part_type, "text": pending})
         parts.append(dict(value))
         pending = ""
     pending += text[position:]
-    if pending:
+    if pending or not parts:
         parts.append({"type": part_type, "text": pending})
     return parts
 
 
-def _fill_content(content: Any, values: dict[str, Any]) -> Any:
+def _fill_content(content: Any, values: dict[str, Any], role: str | None) -> Any:
     """A message's content with its placeholders filled: text stays text while every value is
     text; an image or a file makes the content a list of parts."""
     if isinstance(content, str):
-        parts = _fill_parts(content, values, "input_text")
-        return content if not parts else (parts[0]["text"] if len(parts) == 1 and parts[0]["type"] == "input_text" else parts)
+        parts = _fill_parts(content, values, "input_text", role)
+        return parts[0]["text"] if len(parts) == 1 and parts[0]["type"] == "input_text" else parts
     if isinstance(content, list):
         filled = []
         for part in content:
             if isinstance(part, dict) and part.get("type") in ("input_text", "output_text"):
-                filled += [{**part, **piece} if piece["type"] == part["type"] else piece for piece in _fill_parts(part.get("text", ""), values, part["type"])]
+                pieces = _fill_parts(part.get("text", ""), values, part["type"], role)
+                filled += [{**part, **piece} if piece["type"] == part["type"] else piece for piece in pieces]
             else:
                 filled.append(part)
         return filled
@@ -247,7 +256,8 @@ def _fill_content(content: Any, values: dict[str, Any]) -> Any:
 
 def _validated(messages: list[dict]) -> list[dict]:
     """The filled-in messages as input items, normalized as the model takes them; a 400 when
-    one is not a valid message (an image in an assistant message, say)."""
+    one is still not a valid message (the template's were checked at start, the variables'
+    kinds where they were filled in: this is the last guard)."""
     items = [{"type": "message", **message} for message in messages]
     try:
         MESSAGES.validate_python(items)
