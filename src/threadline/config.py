@@ -191,6 +191,11 @@ class Settings(_Section):
         twice = sorted({f"{id_} version {version}" for id_, version in named if named.count((id_, version)) > 1})
         if twice:
             raise ValueError(f"prompt templates defined twice: {', '.join(twice)}")
+        # With no models configured the one model is the embedded default, named in backends/registry.py.
+        ids = {model.id for model in self.models}
+        for template in self.prompts:
+            if ids and template.model is not None and template.model not in ids:
+                raise ValueError(f"prompt template {template.id} version {template.version}: model {template.model!r} is not a configured model id")
         return self
 
     @model_validator(mode="after")
