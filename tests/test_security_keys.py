@@ -148,3 +148,16 @@ def test_processes_with_the_same_pid_agree_on_one_key(tmp_path, monkeypatch):
     first_done.set()
     second.join()
     assert found["first"] == found["second"] == path.read_text().strip()
+
+
+def test_a_stored_reasoning_item_outlives_its_key(fresh_database_url, tmp_path):
+    """A stored reasoning item named by item_reference keeps its text in the store: a server
+    that no longer holds the key it was sealed under still gives it to the model."""
+    steps = "#script " + json.dumps([{"reasoning": "Stored thought."}, {"text": "ok"}])
+    with ThreadlineServer(fresh_database_url, config(tmp_path / "old"), env={"THREADLINE_ENCRYPTION_KEYS": "old-key-0123456789"}) as old:
+        stored = client_of(old).responses.create(model="scripted", input=steps, include=INCLUDE)
+    assert stored.output[0].encrypted_content
+    with ThreadlineServer(fresh_database_url, config(tmp_path / "new"), env={"THREADLINE_ENCRYPTION_KEYS": "new-key-0123456789"}) as new:
+        reference = {"type": "item_reference", "id": stored.output[0].id}
+        again = client_of(new).responses.create(model="scripted", input=[{"role": "user", "content": "Hi"}, reference], store=False)
+    assert again.status == "completed"
