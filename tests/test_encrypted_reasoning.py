@@ -13,6 +13,8 @@ import json
 import openai
 import pytest
 
+from threadline.engine.sealed_items import seal_content
+from threadline.tools.secrets import SecretBox
 from tests.conftest import FAST_WORKERS
 from tests.helpers import upstream_models, wait_for
 from tests.mock_upstream import finish, reply, text
@@ -38,8 +40,12 @@ def record(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(start_server, upstream, record, tmp_path_factory):
-    key_file = tmp_path_factory.mktemp("keys") / "threadline.key"
+def key_file(tmp_path_factory):
+    return tmp_path_factory.mktemp("keys") / "threadline.key"
+
+
+@pytest.fixture(scope="module")
+def server(start_server, upstream, record, key_file):
     return start_server(
         {
             "models": [{"id": "scripted", "provider": "scripted", "options": {"record_to": str(record)}}, *upstream_models(upstream.base_url, {"": {"max_retries": 0}})],
@@ -158,6 +164,28 @@ def test_a_tampered_item_is_a_400_naming_it(client, model_requests, row_counts):
     assert error["code"] == "invalid_encrypted_content"
     assert error["param"] == "input[1].encrypted_content"
     assert item["id"] in error["message"]
+    assert row_counts() == stored and len(model_requests()) == asked
+
+
+def test_reasoning_sent_back_as_codex_sends_it(client, model_requests):
+    """Codex sends a reasoning item back without its id, and with `content: null`: the
+    model reads the sealed reasoning again."""
+    first = client.responses.create(model="scripted", input=script({"reasoning": "Codex thought."}, {"summary": "In short."}, {"text": "ok"}), store=False, include=INCLUDE)
+    reasoning = first.output[0]
+    as_codex_sends = {"type": "reasoning", "summary": [part.model_dump() for part in reasoning.summary], "content": None, "encrypted_content": reasoning.encrypted_content}
+    client.responses.create(model="scripted", input=[user("Hi"), as_codex_sends, user("Go on.")], store=False, include=INCLUDE)
+    assert reasoning_texts(model_requests()[-1]) == ["Codex thought.", "In short."]
+
+
+def test_content_sealed_for_another_kind_of_item_is_a_400(client, key_file, model_requests, row_counts):
+    """A compaction item's content, sealed under the same key, does not pass for reasoning."""
+    compaction = seal_content(SecretBox([key_file.read_text().strip()]), "compaction", {"content": [], "summary": []})
+    item = {"type": "reasoning", "summary": [], "encrypted_content": compaction}
+    stored, asked = row_counts(), len(model_requests())
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(model="scripted", input=[user("Hi"), item], store=False)
+    assert refused.value.body["code"] == "invalid_encrypted_content"
+    assert refused.value.body["param"] == "input[1].encrypted_content"
     assert row_counts() == stored and len(model_requests()) == asked
 
 

@@ -17,6 +17,7 @@ import openai
 import pytest
 
 from threadline.config import Settings, load_settings
+from threadline import keys
 from threadline.keys import key_file_path, read_or_create_key
 from tests.servers import ThreadlineServer, write_config
 
@@ -123,3 +124,40 @@ def test_an_empty_key_is_refused(tmp_path):
     path = write_config(tmp_path / "threadline.toml", {"security": {"encryption_keys": [""]}})
     with pytest.raises(ValueError, match="security.encryption_keys"):
         load_settings(path)
+
+
+def test_processes_with_the_same_pid_agree_on_one_key(tmp_path, monkeypatch):
+    """Two containers sharing the key file's volume may both be pid 1: while one makes its key,
+    the other's does not overwrite it (threads of one process stand for them here)."""
+    path = tmp_path / "threadline.key"
+    first_done, second_writing = threading.Event(), threading.Event()
+    made = keys.new_key
+
+    def new_key() -> str:
+        if threading.current_thread().name == "second":
+            second_writing.set()
+            first_done.wait(10)
+        return made()
+
+    monkeypatch.setattr(keys, "new_key", new_key)
+    found: dict[str, str] = {}
+    second = threading.Thread(target=lambda: found.setdefault("second", read_or_create_key(path)), name="second")
+    second.start()
+    second_writing.wait(10)
+    found["first"] = read_or_create_key(path)
+    first_done.set()
+    second.join()
+    assert found["first"] == found["second"] == path.read_text().strip()
+
+
+def test_a_stored_reasoning_item_outlives_its_key(fresh_database_url, tmp_path):
+    """A stored reasoning item named by item_reference keeps its text in the store: a server
+    that no longer holds the key it was sealed under still gives it to the model."""
+    steps = "#script " + json.dumps([{"reasoning": "Stored thought."}, {"text": "ok"}])
+    with ThreadlineServer(fresh_database_url, config(tmp_path / "old"), env={"THREADLINE_ENCRYPTION_KEYS": "old-key-0123456789"}) as old:
+        stored = client_of(old).responses.create(model="scripted", input=steps, include=INCLUDE)
+    assert stored.output[0].encrypted_content
+    with ThreadlineServer(fresh_database_url, config(tmp_path / "new"), env={"THREADLINE_ENCRYPTION_KEYS": "new-key-0123456789"}) as new:
+        reference = {"type": "item_reference", "id": stored.output[0].id}
+        again = client_of(new).responses.create(model="scripted", input=[{"role": "user", "content": "Hi"}, reference], store=False)
+    assert again.status == "completed"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -73,7 +74,8 @@ def create_app(settings: Settings) -> FastAPI:
         chunk_index = ChunkIndex(database)
         searcher = Searcher(database, embedder, chunk_index)
         vector_stores = VectorStoreStore(database)
-        tools = ToolServices(settings.tools, SecretBox(server_keys(settings)), searcher, vector_stores)
+        keys = await asyncio.to_thread(server_keys, settings)  # may write the key file
+        tools = ToolServices(settings.tools, SecretBox(keys), searcher, vector_stores)
         files = FileStore(database)
         runner = Runner(responses, jobs, owner=new_id("proc"), tools=tools, files=files, max_input_bytes=settings.limits.max_body_bytes)
         await chunk_index.mode()  # how vectors are ranked, decided and logged at start

@@ -15,6 +15,7 @@ import base64
 import contextlib
 import logging
 import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -59,8 +60,8 @@ def read_or_create_key(path: Path) -> str:
     with contextlib.suppress(FileNotFoundError):
         return read_key(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    draft = path.with_name(f".{path.name}.{os.getpid()}")
-    descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # A draft of its own (not named by pid: containers sharing the folder may have the same one).
+    descriptor, draft = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # readable by its owner alone
     with os.fdopen(descriptor, "w") as file:
         file.write(new_key() + "\n")
     try:

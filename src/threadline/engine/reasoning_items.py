@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from pydantic import BaseModel
 
 from threadline.engine.sealed_items import open_content, seal_content, sealed_by_threadline
+from threadline.items.models import item_type
 from threadline.tools.secrets import SecretBox
 
 log = logging.getLogger("threadline")
@@ -42,10 +43,11 @@ def reasoning_sealer(box: SecretBox) -> Callable[[dict], str] | None:
 def open_reasoning(box: SecretBox, sent: Sequence[dict | BaseModel], items: list[dict], *, param: str = "input") -> list[dict]:
     """`items` (the normalized form of `sent`, item by item) with each reasoning item that
     Threadline sealed given back the content and summary sealed in it. A 400 names the first
-    item that does not open, by the id the client sent."""
+    item that does not open, by the id the client sent. A stored item named by reference
+    keeps its stored text, so it needs no key (the one it was sealed under may be gone)."""
     opened = []
     for index, item in enumerate(items):
-        if sealed_reasoning(item):
+        if sealed_reasoning(item) and item_type(sent[index]) != "item_reference":
             sent_id = field(sent[index], "id")
             payload = open_content(box, {**item, "id": sent_id}, f"{param}[{index}]")
             item = {**item, "summary": payload.get("summary") or [], "content": payload.get("content") or []}

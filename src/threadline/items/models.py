@@ -274,7 +274,7 @@ class ReasoningText(APIModel):
 
 class Reasoning(APIModel):
     type: Literal["reasoning"]
-    id: str
+    id: str | None = None  # Codex and opencode send reasoning back without it, as OpenAI accepts
     status: Status | None = None
     summary: list[SummaryText]
     content: list[ReasoningText] | None = None

@@ -1,5 +1,5 @@
 """Secrets kept at rest only while they are needed (an MCP tool's headers while its background
-response waits or runs), encrypted under the server's keys: `[security] encryption_keys`.
+response waits or runs), encrypted under the server's keys (keys.py).
 
 AES-256-GCM under a key derived from each configured one; the first key seals, every key
 opens, so a key can be rotated by putting the new one first.
@@ -32,7 +32,7 @@ class SecretBox:
 
     def seal(self, value: object) -> str:
         if not self._keys:
-            raise SecretsUnavailable("No encryption key is configured ([security] encryption_keys).")
+            raise SecretsUnavailable("This server holds no encryption key.")
         nonce = os.urandom(12)
         sealed = self._keys[0].encrypt(nonce, orjson.dumps(value), None)
         return PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode()
