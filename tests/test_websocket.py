@@ -360,6 +360,20 @@ def closed_code(socket: ClientConnection) -> int:
     return closed.value.rcvd.code
 
 
+def test_a_web_page_of_another_site_cannot_open_a_socket(limited):
+    """A browser sends no API key but its page's Origin: on a server without keys, a page of
+    any site the user visits must not drive the model or read stored responses (HTTP is kept
+    from them by the same-origin rule, which WebSockets do not have)."""
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        with connect(socket_url(limited), origin="http://attacker.example", open_timeout=10):
+            pass
+    assert refused.value.response.status_code == 403
+    assert json.loads(refused.value.response.body)["error"]["code"] == "cross_origin_websocket"
+    # A page of the server's own origin, and a client that is no browser, are let in.
+    with connect(socket_url(limited), origin=limited.url, open_timeout=10) as socket:
+        assert completed(turn(socket, input="Same origin."))["status"] == "completed"
+
+
 def test_an_idle_connection_is_closed(limited):
     with opened(limited, None) as socket:
         completed(turn(socket, input="Hello."))

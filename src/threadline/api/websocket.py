@@ -6,11 +6,14 @@ order, one JSON text message per event. One response runs at a time: a `response
 sent while one runs is answered with an error event, and the connection stays open. Any
 refusal is an error event, `{"type": "error", "status": ..., "error": {...}}`, that changes
 nothing. A `stream_id` (the SDK's lane) is echoed on every event its message causes, so that
-a client routing events by lane finds them; it opens no second lane. The Bearer key is checked on the upgrade, as on every /v1 request (a missing or
-wrong key is a plain 401 and no WebSocket). A connection is closed after `[websocket]`
-max_lifetime_s (with OpenAI's `websocket_connection_limit_reached` error event, once no
-response runs), after idle_timeout_s with no message and no response running, and after
-max_messages client messages.
+a client routing events by lane finds them; it opens no second lane.
+
+The upgrade is refused to a browser page of another origin (403), as the same-origin rule
+keeps such pages from the HTTP API, and to a missing or wrong Bearer key (a plain 401), as
+on every /v1 request. A connection is closed after `[websocket]` max_lifetime_s (with
+OpenAI's `websocket_connection_limit_reached` error event, once no response runs), after
+idle_timeout_s with no message and no response running, and after max_messages client
+messages.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from urllib.parse import urlsplit
 
 import orjson
 from fastapi import APIRouter, WebSocket
@@ -40,12 +44,21 @@ router = APIRouter()
 async def responses_socket(websocket: WebSocket) -> None:
     state = websocket.app.state
     try:
+        _same_origin(websocket)
         project = state.authenticator.project_for(websocket.headers.get("authorization"))
     except APIError as denied:
         await websocket.send_denial_response(JSON(denied.envelope(), status_code=denied.status))
         return
     await websocket.accept()
     await Connection(websocket, ResponseSocket(state.responses, project), state.websocket_limits).serve()
+
+
+def _same_origin(websocket: WebSocket) -> None:
+    """Refuse a browser page of another site: browsers send no key, but they do send the page's
+    Origin, and a server without keys would otherwise serve any site its user visits."""
+    origin = websocket.headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc.lower() != websocket.headers.get("host", "").lower():
+        raise APIError(403, f"WebSocket connections from web pages of another origin ({origin}) are refused.", code="cross_origin_websocket")
 
 
 class Connection:
