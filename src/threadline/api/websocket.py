@@ -32,7 +32,8 @@ from threadline.api.json import JSON
 from threadline.config import WebSocketSettings
 from threadline.errors import APIError, invalid
 from threadline.items import describe_errors
-from threadline.services.response_socket import TERMINAL_EVENTS, ResponseSocket
+from threadline.services.response_socket import ResponseSocket
+from threadline.spec.events import TERMINAL_TYPES
 from threadline.spec.request import CreateResponseBody
 
 log = logging.getLogger("threadline")
@@ -183,7 +184,7 @@ class Connection:
             async with contextlib.aclosing(events):
                 async for batch in events:
                     for event in batch if isinstance(batch, list) else [batch]:
-                        if event["type"] in TERMINAL_EVENTS:
+                        if event["type"] in TERMINAL_TYPES:
                             self._ended()  # the client may send its next response.create as soon as it reads this
                         await self._send(event if lane is None else {**event, "stream_id": lane})
         except WebSocketDisconnect:
