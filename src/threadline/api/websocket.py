@@ -186,7 +186,7 @@ class Connection:
                     for event in batch if isinstance(batch, list) else [batch]:
                         if event["type"] in TERMINAL_TYPES:
                             self._ended()  # the client may send its next response.create as soon as it reads this
-                        await self._send(event if lane is None else {**event, "stream_id": lane})
+                        await self._send(event, lane)
         except WebSocketDisconnect:
             pass  # the client left: its reader ends the connection
         finally:
@@ -199,14 +199,14 @@ class Connection:
             self.busy = False
             self.idle_since = self.loop.time()
 
-    async def _send(self, event: dict) -> None:
+    async def _send(self, event: dict, lane: str | None = None) -> None:
+        """Send one event, naming the lane of the message that caused it, if that named one."""
         async with self.sending:
-            await self.websocket.send_text(orjson.dumps(event).decode())
+            await self.websocket.send_text(orjson.dumps(event if lane is None else {**event, "stream_id": lane}).decode())
 
     async def _send_error(self, error: APIError, lane: str | None = None) -> None:
-        event = {"type": "error", "status": error.status, **error.envelope()}
         with contextlib.suppress(WebSocketDisconnect):
-            await self._send(event if lane is None else {**event, "stream_id": lane})
+            await self._send({"type": "error", "status": error.status, **error.envelope()}, lane)
 
     async def _close_with(self, message: str) -> None:
         """Tell the client that this connection reached a limit, and close it."""
