@@ -15,6 +15,7 @@ import httpx
 import openai
 import pytest
 import websockets
+from openai.lib.responses_websocket import ResponsesWebSocketLimits, ResponsesWebSocketSession
 from openai.types.responses.responses_server_event import ResponseWsError
 from websockets.sync.client import ClientConnection, connect
 
@@ -170,6 +171,26 @@ def test_a_fifty_turn_session_through_the_sdk(server, model_requests, row_counts
         assert row_counts_of(server) == rows_before
         with pytest.raises(openai.NotFoundError):
             client.responses.retrieve(previous)
+
+
+def test_a_response_on_a_named_lane_comes_back_on_that_lane(server):
+    """The SDK's session routes each event by the `stream_id` it echoes: a response created on
+    a named lane ends on that lane, and a second lane's create while one runs is refused on
+    its own lane (one response at a time per connection)."""
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key=KEYS["alpha"])
+    limits = ResponsesWebSocketLimits(max_lanes=4, max_events_per_lane=1000, max_events=4000, max_bytes_per_lane=1 << 24, max_bytes=1 << 26)
+    with ResponsesWebSocketSession(client.responses.connect().enter(), limits=limits) as session:
+        build, review = session.lane("build"), session.lane("review")
+        build.send({"type": "response.create", "model": "scripted", "input": "On a lane."})
+        assert build.get_final_response(timeout=30).output_text == "Reply to: On a lane."
+        build.send({"type": "response.create", "model": "scripted", "input": script({"delay": 1.0}, {"text": "Slow."})})
+        review.send({"type": "response.create", "model": "scripted", "input": "Too soon."})
+        refused = review.recv(timeout=30).to_dict()
+        assert (refused["type"], refused["status"], refused["stream_id"]) == ("error", 409, "review")
+        assert build.get_final_response(timeout=30).output_text == "Slow."
+    with opened(server) as socket:
+        status, error = error_of(turn(socket, input="Hi.", stream_id=7))
+        assert (status, error["param"]) == (400, "stream_id")
 
 
 def test_the_events_are_those_of_the_same_request_over_sse(server):
@@ -337,6 +358,20 @@ def closed_code(socket: ClientConnection) -> int:
     with pytest.raises(websockets.ConnectionClosed) as closed:
         socket.recv(timeout=30)
     return closed.value.rcvd.code
+
+
+def test_a_web_page_of_another_site_cannot_open_a_socket(limited):
+    """A browser sends no API key but its page's Origin: on a server without keys, a page of
+    any site the user visits must not drive the model or read stored responses (HTTP is kept
+    from them by the same-origin rule, which WebSockets do not have)."""
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        with connect(socket_url(limited), origin="http://attacker.example", open_timeout=10):
+            pass
+    assert refused.value.response.status_code == 403
+    assert json.loads(refused.value.response.body)["error"]["code"] == "cross_origin_websocket"
+    # A page of the server's own origin, and a client that is no browser, are let in.
+    with connect(socket_url(limited), origin=limited.url, open_timeout=10) as socket:
+        assert completed(turn(socket, input="Same origin."))["status"] == "completed"
 
 
 def test_an_idle_connection_is_closed(limited):

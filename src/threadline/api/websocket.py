@@ -5,11 +5,15 @@ request; the server answers each with the events the same request streams over S
 order, one JSON text message per event. One response runs at a time: a `response.create`
 sent while one runs is answered with an error event, and the connection stays open. Any
 refusal is an error event, `{"type": "error", "status": ..., "error": {...}}`, that changes
-nothing. The Bearer key is checked on the upgrade, as on every /v1 request (a missing or
-wrong key is a plain 401 and no WebSocket). A connection is closed after `[websocket]`
-max_lifetime_s (with OpenAI's `websocket_connection_limit_reached` error event, once no
-response runs), after idle_timeout_s with no message and no response running, and after
-max_messages client messages.
+nothing. A `stream_id` (the SDK's lane) is echoed on every event its message causes, so that
+a client routing events by lane finds them; it opens no second lane.
+
+The upgrade is refused to a browser page of another origin (403), as the same-origin rule
+keeps such pages from the HTTP API, and to a missing or wrong Bearer key (a plain 401), as
+on every /v1 request. A connection is closed after `[websocket]` max_lifetime_s (with
+OpenAI's `websocket_connection_limit_reached` error event, once no response runs), after
+idle_timeout_s with no message and no response running, and after max_messages client
+messages.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from urllib.parse import urlsplit
 
 import orjson
 from fastapi import APIRouter, WebSocket
@@ -27,7 +32,8 @@ from threadline.api.json import JSON
 from threadline.config import WebSocketSettings
 from threadline.errors import APIError, invalid
 from threadline.items import describe_errors
-from threadline.services.response_socket import TERMINAL_EVENTS, ResponseSocket
+from threadline.services.response_socket import ResponseSocket
+from threadline.spec.events import TERMINAL_TYPES
 from threadline.spec.request import CreateResponseBody
 
 log = logging.getLogger("threadline")
@@ -39,12 +45,21 @@ router = APIRouter()
 async def responses_socket(websocket: WebSocket) -> None:
     state = websocket.app.state
     try:
+        _same_origin(websocket)
         project = state.authenticator.project_for(websocket.headers.get("authorization"))
     except APIError as denied:
         await websocket.send_denial_response(JSON(denied.envelope(), status_code=denied.status))
         return
     await websocket.accept()
     await Connection(websocket, ResponseSocket(state.responses, project), state.websocket_limits).serve()
+
+
+def _same_origin(websocket: WebSocket) -> None:
+    """Refuse a browser page of another site: browsers send no key, but they do send the page's
+    Origin, and a server without keys would otherwise serve any site its user visits."""
+    origin = websocket.headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc.lower() != websocket.headers.get("host", "").lower():
+        raise APIError(403, f"WebSocket connections from web pages of another origin ({origin}) are refused.", code="cross_origin_websocket")
 
 
 class Connection:
@@ -119,10 +134,13 @@ class Connection:
             await self._close_with(f"Responses websocket connection limit reached ({self.limits.max_messages} messages). Create a new websocket connection to continue.")
             return False
         self.idle_since = self.loop.time()
+        lane = None
         try:
-            body = self._request(message)
+            data = _json_object(message)
+            lane = _lane(data)
+            body = self._request(data)
         except APIError as error:
-            await self._send_error(error)
+            await self._send_error(error, lane)
             return True
         if self.busy:
             await self._send_error(
@@ -130,21 +148,16 @@ class Connection:
                     409,
                     "A response is already in progress on this connection: send the next response.create once it has ended, or open another connection.",
                     code="response_in_progress",
-                )
+                ),
+                lane,
             )
             return True
         self.busy = True
-        self.turn = asyncio.create_task(self._run(body))
+        self.turn = asyncio.create_task(self._run(body, lane))
         return True
 
-    def _request(self, message: str | bytes) -> CreateResponseBody:
+    def _request(self, data: dict) -> CreateResponseBody:
         """The create request a client message holds; an APIError if it holds none."""
-        try:
-            data = orjson.loads(message)
-        except orjson.JSONDecodeError:
-            raise invalid("We could not parse the JSON of your message. Expected a JSON object.") from None
-        if not isinstance(data, dict):
-            raise invalid("Invalid message: expected a JSON object with a 'type'.")
         kind = data.pop("type", None)
         if kind != "response.create":
             raise invalid(f"Invalid value for 'type': '{kind}'. This server accepts only 'response.create' messages.", param="type")
@@ -154,26 +167,26 @@ class Connection:
             param, text = describe_errors(error.errors(), data)
             raise invalid(text, param=param) from None
 
-    async def _run(self, body: CreateResponseBody) -> None:
-        """Stream one response's events to the client."""
+    async def _run(self, body: CreateResponseBody, lane: str | None) -> None:
+        """Stream one response's events to the client, on the lane its message named."""
         try:
             events = await self.responses.create(body)
         except APIError as error:
             self._ended()
-            await self._send_error(error)
+            await self._send_error(error, lane)
             return
         except Exception:
             log.exception("a WebSocket response.create failed in the server")
             self._ended()
-            await self._send_error(APIError(500, "The server had an error while processing your request.", type="server_error"))
+            await self._send_error(APIError(500, "The server had an error while processing your request.", type="server_error"), lane)
             return
         try:
             async with contextlib.aclosing(events):
                 async for batch in events:
                     for event in batch if isinstance(batch, list) else [batch]:
-                        if event["type"] in TERMINAL_EVENTS:
+                        if event["type"] in TERMINAL_TYPES:
                             self._ended()  # the client may send its next response.create as soon as it reads this
-                        await self._send(event)
+                        await self._send(event, lane)
         except WebSocketDisconnect:
             pass  # the client left: its reader ends the connection
         finally:
@@ -186,13 +199,14 @@ class Connection:
             self.busy = False
             self.idle_since = self.loop.time()
 
-    async def _send(self, event: dict) -> None:
+    async def _send(self, event: dict, lane: str | None = None) -> None:
+        """Send one event, naming the lane of the message that caused it, if that named one."""
         async with self.sending:
-            await self.websocket.send_text(orjson.dumps(event).decode())
+            await self.websocket.send_text(orjson.dumps(event if lane is None else {**event, "stream_id": lane}).decode())
 
-    async def _send_error(self, error: APIError) -> None:
+    async def _send_error(self, error: APIError, lane: str | None = None) -> None:
         with contextlib.suppress(WebSocketDisconnect):
-            await self._send({"type": "error", "status": error.status, **error.envelope()})
+            await self._send({"type": "error", "status": error.status, **error.envelope()}, lane)
 
     async def _close_with(self, message: str) -> None:
         """Tell the client that this connection reached a limit, and close it."""
@@ -202,3 +216,21 @@ class Connection:
     async def _close(self, reason: str | None = None) -> None:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):  # the client may have gone first
             await self.websocket.close(1000, reason)
+
+
+def _json_object(message: str | bytes) -> dict:
+    try:
+        data = orjson.loads(message)
+    except orjson.JSONDecodeError:
+        raise invalid("We could not parse the JSON of your message. Expected a JSON object.") from None
+    if not isinstance(data, dict):
+        raise invalid("Invalid message: expected a JSON object with a 'type'.")
+    return data
+
+
+def _lane(data: dict) -> str | None:
+    """The message's `stream_id`, taken out of it: it routes the answer and is no part of the request."""
+    lane = data.pop("stream_id", None)
+    if lane is not None and not isinstance(lane, str):
+        raise invalid(f"Invalid type for 'stream_id': expected a string, but got {type(lane).__name__} instead.", param="stream_id")
+    return lane

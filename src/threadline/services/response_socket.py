@@ -14,13 +14,13 @@ from threadline.engine.connection_cache import ConnectionCache
 from threadline.engine.prepare import PreparedResponse
 from threadline.errors import APIError, invalid
 from threadline.services.responses import Events, ResponsesService
+from threadline.spec.events import TERMINAL_TYPES
 from threadline.spec.request import CreateResponseBody
 from threadline.spec.response import present_events
 from threadline.spec.stream import ResponseEvents
 
 # The statuses of a response that a later turn can continue from.
 CONTINUABLE = ("completed", "incomplete")
-TERMINAL_EVENTS = ("response.completed", "response.incomplete", "response.failed", "response.cancelled")
 
 
 class ResponseSocket:
@@ -59,7 +59,7 @@ class ResponseSocket:
         async with contextlib.aclosing(rest):
             batch: list[dict] | None = first
             while batch is not None:
-                ended = next((event["response"] for event in batch if event["type"] in TERMINAL_EVENTS), None)
+                ended = next((event["response"] for event in batch if event["type"] in TERMINAL_TYPES), None)
                 if ended is not None:
                     self._ended(ended, prepared.input_items)
                 yield batch
