@@ -27,6 +27,8 @@ model and the load generator (bench/load.py) in processes of their own:
   10 file search: bench/retrieval.py (recall@10 and nDCG@10 of hybrid, keyword and vector
      search on the Python documentation's known items; the full suite reuses the last full
      run's results/retrieval.json, which takes about 25 minutes, and runs it when there is none)
+  12 compaction: bench/compaction.py (the summary's call in tokens and time, in a conversation
+     and through POST /v1/responses/compact, on the scripted and the embedded model)
 
 It prints a table (figure, value, baseline, ratio, target, met or missed by how much) and
 writes bench/results/benchmarks.json, PNG plots, flamegraph.svg and profile.txt.
@@ -96,6 +98,7 @@ FULL = {
     "peer_requests": 2000, "peer_fleets": [("sqlite", 1), ("postgresql", 1), ("postgresql", 2)],
     "tool_calls": "1,4,8", "tool_repeats": 40, "tool_approvals": 200,
     "retrieval": "reuse",
+    "compaction_turns": 120, "compaction_embedded": True,
 }
 QUICK = {
     "hey_seconds": 2.0,
@@ -108,6 +111,7 @@ QUICK = {
     "peer_requests": 300, "peer_fleets": [("sqlite", 1)],
     "tool_calls": "1,4", "tool_repeats": 8, "tool_approvals": 50,
     "retrieval": "quick",
+    "compaction_turns": 40, "compaction_embedded": False,
 }
 
 
@@ -408,6 +412,7 @@ class Suite:
                 ("0", self.harness), ("1", self.added_latency), ("2", self.streaming), ("3", self.saturation),
                 ("4", self.chain_growth), ("5", self.conversation_growth), ("6", self.memory_per_stream),
                 ("7", self.embedded_model), ("8", self.peers), ("9", self.tool_loop), ("10", self.retrieval),
+                ("12", self.compaction),
             ]
             for key, step in steps:
                 if not self.wanted(key):
@@ -820,6 +825,32 @@ class Suite:
                        by=f"a stored item: {waiting['mcp_connections_held_after']} MCP connections held; the oldest answered later ran its call")
         self.table.add("9", "stored per waiting approval (SQLite, whole response)", stored, "bytes",
                        by=f"{rows:g} rows: " + ", ".join(f"{t} {n:g}" for t, n in waiting["rows_per_response"].items()))
+
+    # -- 12: compaction ----------------------------------------------------------------------
+
+    def compaction(self) -> None:
+        """compaction: the summary's call in tokens and time, and the input tokens it saves"""
+        fig = self.figure("12")
+        s = self.settings
+        output = self.folder / "compaction.json"
+        command = [PYTHON, str(BENCH / "compaction.py"), "--turns", str(s["compaction_turns"]), "--output", str(output)]
+        done = subprocess.run(command + ([] if s["compaction_embedded"] else ["--skip-embedded"]), capture_output=True, text=True, timeout=1800)
+        if done.returncode != 0:
+            raise RuntimeError(f"compaction.py failed: {done.stderr[-2000:]}")
+        result = json.loads(output.read_text())
+        result.pop("machine", None)
+        fig.update(result)
+        for model, out in result.items():
+            extra, compact = out["extra_ms_per_compaction"], out["compact_endpoint"]
+            read = out["input_tokens_read"]
+            self.table.add("12", f"{model}: extra time of a turn that compacts, p50 ({out['compactions']} of {out['turns']} turns)",
+                           round(extra["p50"], 1) if extra else None, "ms", baseline=round(out["plain_turn_ms"]["p50"], 1),
+                           by=f"threshold {out['threshold']:,} tokens")
+            self.table.add("12", f"{model}: POST /v1/responses/compact, p50", round(compact["latency_ms"]["p50"], 1), "ms",
+                           by=f"summary call: {compact['input_tokens']:g} tokens in, {compact['output_tokens']:g} out")
+            self.table.add("12", f"{model}: input tokens read over the conversation", read["with_compaction"], "tokens",
+                           baseline=read["without_compaction_estimated"], ratio=ratio(read["with_compaction"], read["without_compaction_estimated"]),
+                           by=f"largest turn {out['largest_turn_input_tokens']:,} tokens")
 
     # -- 10: file search ---------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from threadline.backends.base import Backend, ModelRequest
 from threadline.backends.registry import Models
 from threadline.config import LimitsSettings
+from threadline.engine import compaction
 from threadline.engine.context import History, fit_to_window
 from threadline.engine.file_inputs import FileInputs
 from threadline.engine.new_items import new_items
@@ -145,9 +146,16 @@ class Preparer:
             if tool.type == "mcp" and tool.server_url:
                 await check_host(tool.server_url, self.tools.settings.mcp.allowed_hosts, param=f"tools[{index}].server_url")
         choice = tool_choice(body, plan)
-        history = History(self.earlier_items(body, project))
+        earlier = compaction.stop_at_compaction(self.earlier_items(body, project), self.tools.secrets)
+        history = History(earlier)
         await history.read()  # an unknown conversation or previous response is refused first
         input_items = await new_items(self.database, project, request_input(body), param="input", max_bytes=self.limits.max_body_bytes)
+        compacting = compaction.compaction_request(body.context_management, input_items)
+        # What the model reads of the input: from its newest compaction item on, which stands for all before it.
+        model_input, starts_afresh = compaction.model_input(self.tools.secrets, input_items)
+        if starts_afresh:
+            await earlier.aclose()
+            history = History()
         listed_from = len(plan.mcp_servers)
         add_listed_tools(plan, input_items, self.tools.served())
         await check_vector_stores(self.database, project, plan, body)
@@ -165,7 +173,7 @@ class Preparer:
         file_inputs = FileInputs.for_backend(self.files, project, backend, max_bytes=self.limits.max_body_bytes)
         model_request = ModelRequest(
             model=model_id,
-            input=await file_inputs.resolve(input_items, param="input"),
+            input=await file_inputs.resolve(model_input, param="input"),
             instructions=body.instructions,
             tools=plan.model_tools if choice != "none" else [],
             tool_choice=model_tool_choice(choice, plan),
@@ -184,13 +192,20 @@ class Preparer:
             stream=bool(body.stream),
         )
         # Counted as the model reads it: hosted tools' items as the calls and outputs they were.
-        model_request = await fit_to_window(backend, model_request, history, body.truncation or "disabled", view=lambda items: model_view(items, plan))
+        view = lambda items: model_view(items, plan)  # noqa: E731
+        compaction_plan = await compaction.plan_compaction(backend, model_request, history, model_input, compacting, view) if compacting else None
+        if compaction_plan is None:
+            model_request = await fit_to_window(backend, model_request, history, body.truncation or "disabled", view=view)
         if body.background:
             # A queued response keeps the files by id, its new input's as sent: its stored job
             # holds no file's bytes, and they are read as it runs (engine/runner.py).
-            model_request.input = model_request.input[: len(model_request.input) - len(input_items)] + input_items
+            model_request.input = model_request.input[: len(model_request.input) - len(model_input)] + model_input
         else:
             model_request.input = await file_inputs.resolve(model_request.input, param=None)
+        if compaction_plan is not None:
+            # Compacted as the response runs (engine/turns.py), from this marker.
+            compaction.require_keys(self.tools.secrets, "context_management" if body.context_management else "input")
+            model_request.input = compaction_plan.marked(model_request.input)
         plan.sent_ids = sent_ids(request_input(body), input_items)
         plan.approved = approved_calls(model_request.input, input_items, plan)
         return PreparedResponse(
