@@ -1,6 +1,6 @@
 """What compaction costs: the summary's call in tokens and time, and what it saves.
 
-    .venv/bin/python bench/compaction.py [--turns 120] [--embedded-turns 6] [--skip-embedded] [--output FILE]
+    .venv/bin/python bench/compaction.py [--turns 120] [--embedded-turns 10] [--skip-embedded] [--output FILE]
 
 One `threadline serve` on SQLite with two models: the scripted model (no inference: the
 figures are Threadline's own work around the extra call) and the embedded SmolLM2-135M
@@ -116,7 +116,7 @@ def compact_run(http: httpx.Client, model: str, conversation: str, repeats: int)
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--turns", type=int, default=120)
-    parser.add_argument("--embedded-turns", type=int, default=6)
+    parser.add_argument("--embedded-turns", type=int, default=10)
     parser.add_argument("--skip-embedded", action="store_true")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
@@ -136,7 +136,7 @@ def main() -> int:
             results["scripted"] = scripted
             print(json.dumps({"scripted": scripted}, indent=2), flush=True)
             if not args.skip_embedded:
-                embedded = conversation_run(http, "smollm2", args.embedded_turns, EMBEDDED_THRESHOLD, words=90, max_output_tokens=48)
+                embedded = conversation_run(http, "smollm2", args.embedded_turns, EMBEDDED_THRESHOLD, words=25, max_output_tokens=48)
                 embedded["compact_endpoint"] = compact_run(http, "smollm2", embedded.pop("conversation"), repeats=1)
                 results["embedded"] = embedded
                 print(json.dumps({"embedded": embedded}, indent=2), flush=True)
