@@ -24,9 +24,9 @@ from threadline.errors import APIError, invalid
 from threadline.jobs.cancel import cancel_background
 from threadline.jobs.follow import follow
 from threadline.jobs.worker import Worker
-from threadline.services.idempotency import Idempotency, KeyedRequest
 from threadline.ids import new_id
 from threadline.items import new_item_id
+from threadline.services.idempotency import Idempotency, KeyedRequest
 from threadline.spec.compact import CompactBody
 from threadline.spec.request import CreateResponseBody
 from threadline.spec.response import present, present_events, present_item, usage_object
@@ -102,7 +102,6 @@ class ResponsesService:
     async def count_input_tokens(self, project: str, body: CreateResponseBody) -> int:
         """The input tokens the request would send the model: the model's count, else an estimate."""
         prepared = await self.preparer.prepare(body, project)
-        # Counted as the model reads it: hosted tools' items as the calls and outputs they were.
         # Counted as the model reads it: hosted tools' items as the calls and outputs they were,
         # before any compaction this request would bring about.
         items = [item for item in prepared.model_request.input if item.get("type") != MARKER]
@@ -118,10 +117,10 @@ class ResponsesService:
         try:
             compacted = await compact(prepared.backend, prepared.model_request, self.preparer.tools.secrets, view=view)
         except BackendError as error:
-            raise APIError(error.status or 500, error.message, type="server_error" if (error.status or 500) >= 500 else "invalid_request_error", code=error.code) from error
-        compacted.item["id"] = new_item_id("compaction")
-        usage = usage_object(compacted.usage)
-        return {"id": new_id("resp"), "object": "response.compaction", "created_at": int(time.time()), "output": compacted.kept + [compacted.item], "usage": usage}
+            status = error.status or 500
+            raise APIError(status, error.message, type="invalid_request_error" if status < 500 else "server_error", code=error.code) from error
+        output = compacted.kept + [{"id": new_item_id("compaction"), **compacted.item}]
+        return {"id": new_id("resp"), "object": "response.compaction", "created_at": int(time.time()), "output": output, "usage": usage_object(compacted.usage)}
 
     # -- create ----------------------------------------------------------------------
 
