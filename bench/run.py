@@ -27,6 +27,8 @@ model and the load generator (bench/load.py) in processes of their own:
   10 file search: bench/retrieval.py (recall@10 and nDCG@10 of hybrid, keyword and vector
      search on the Python documentation's known items; the full suite reuses the last full
      run's results/retrieval.json, which takes about 25 minutes, and runs it when there is none)
+  11 compaction: bench/compaction.py (the summary's call in tokens and time, in a conversation
+     and through POST /v1/responses/compact, on the scripted and the embedded model)
   12 WebSocket mode: bench/websocket.py (per-turn latency of the same 50-turn session over one
      WebSocket and over SSE, with the response stored and not)
 
@@ -99,6 +101,7 @@ FULL = {
     "tool_calls": "1,4,8", "tool_repeats": 40, "tool_approvals": 200,
     "retrieval": "reuse",
     "ws_sessions": 6, "ws_databases": "both",
+    "compaction_turns": 120, "compaction_embedded": True,
 }
 QUICK = {
     "hey_seconds": 2.0,
@@ -112,6 +115,7 @@ QUICK = {
     "tool_calls": "1,4", "tool_repeats": 8, "tool_approvals": 50,
     "retrieval": "quick",
     "ws_sessions": 2, "ws_databases": "sqlite",
+    "compaction_turns": 40, "compaction_embedded": False,
 }
 
 
@@ -412,6 +416,7 @@ class Suite:
                 ("0", self.harness), ("1", self.added_latency), ("2", self.streaming), ("3", self.saturation),
                 ("4", self.chain_growth), ("5", self.conversation_growth), ("6", self.memory_per_stream),
                 ("7", self.embedded_model), ("8", self.peers), ("9", self.tool_loop), ("10", self.retrieval),
+                ("11", self.compaction),
                 ("12", self.websocket),
             ]
             for key, step in steps:
@@ -826,6 +831,33 @@ class Suite:
         self.table.add("9", "stored per waiting approval (SQLite, whole response)", stored, "bytes",
                        by=f"{rows:g} rows: " + ", ".join(f"{t} {n:g}" for t, n in waiting["rows_per_response"].items()))
 
+    # -- 11: compaction ----------------------------------------------------------------------
+
+    def compaction(self) -> None:
+        """compaction: the summary's call in tokens and time, and the input tokens it saves"""
+        fig = self.figure("11")
+        s = self.settings
+        output = self.folder / "compaction.json"
+        command = [PYTHON, str(BENCH / "compaction.py"), "--turns", str(s["compaction_turns"]), "--output", str(output)]
+        done = subprocess.run(command + ([] if s["compaction_embedded"] else ["--skip-embedded"]), capture_output=True, text=True, timeout=1800)
+        if done.returncode != 0:
+            raise RuntimeError(f"compaction.py failed: {done.stderr[-2000:]}")
+        result = json.loads(output.read_text())
+        result.pop("machine", None)
+        fig.update(result)
+        for model, out in result.items():
+            extra, compact = out["extra_ms_per_compaction"], out["compact_endpoint"]
+            read = out["input_tokens_read"]
+            self.table.add("11", f"{model}: extra time of a turn that compacts, p50 ({out['compactions']} of {out['turns']} turns)",
+                           round(extra["p50"], 1) if extra else None, "ms", baseline=round(out["plain_turn_ms"]["p50"], 1),
+                           by=f"threshold {out['threshold']:,} tokens")
+            self.table.add("11", f"{model}: POST /v1/responses/compact, p50", round(compact["latency_ms"]["p50"], 1), "ms",
+                           by=f"summary call: {compact['input_tokens']:g} tokens in, {compact['output_tokens']:g} out")
+            self.table.add("11", f"{model}: input tokens read over the conversation", read["with_compaction"], "tokens",
+                           baseline=read["without_compaction_estimated"], ratio=ratio(read["with_compaction"], read["without_compaction_estimated"]),
+                           by=f"largest turn {out['largest_turn_input_tokens']:,} tokens")
+
+
     # -- 12: WebSocket mode -----------------------------------------------------------------
 
     def websocket(self) -> None:
@@ -848,7 +880,6 @@ class Suite:
                 self.table.add("12", f"turn p50 of a {result['turns']}-turn session, {websocket} vs {sse} ({database})", round(value, 2), "ms",
                                baseline=round(baseline, 2), ratio=round(value / baseline, 2),
                                by=f"turns 41-50 p50 {kinds[websocket]['last_ten_p50_ms']:.2f} vs {kinds[sse]['last_ten_p50_ms']:.2f} ms")
-
     # -- 10: file search ---------------------------------------------------------------------
 
     def retrieval(self) -> None:

@@ -199,6 +199,16 @@ class InputTokens(BaseModel):
     input_tokens: int
 
 
+class CompactedResponse(BaseModel):
+    """A compacted context: its kept newest items, then one compaction item; stored nowhere."""
+
+    id: str
+    object: Literal["response.compaction"]
+    created_at: int
+    output: list[Item]
+    usage: ResponseUsage
+
+
 # --- models ------------------------------------------------------------------------------
 
 

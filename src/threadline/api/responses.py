@@ -8,13 +8,14 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 
 from threadline.api.auth import project
 from threadline.api.json import JSON, JSONRoute
-from threadline.api.openapi import InputTokens, ItemList, ResponseDeleted, answers
+from threadline.api.openapi import CompactedResponse, InputTokens, ItemList, ResponseDeleted, answers
 from threadline.api.openapi import Response as ResponseObject
 from threadline.api.schemas import Order, include_values
 from threadline.api.sse import event_stream
 from threadline.errors import invalid
 from threadline.services.idempotency import KeyedRequest
 from threadline.services.responses import ResponsesService
+from threadline.spec.compact import CompactBody
 from threadline.spec.request import INT64_MAX, CreateResponseBody
 
 router = APIRouter(prefix="/v1/responses", tags=["Responses"], route_class=JSONRoute)
@@ -60,6 +61,11 @@ async def _disconnected(request: Request) -> None:
 @router.post("/input_tokens", summary="Count a request's input tokens", responses=answers(InputTokens, 400, 404, 413, 429))
 async def count_input_tokens(body: CreateResponseBody, project: Project, responses: Responses) -> JSON:
     return JSON({"object": "response.input_tokens", "input_tokens": await responses.count_input_tokens(project, body)})
+
+
+@router.post("/compact", summary="Compact a context into one compaction item", responses=answers(CompactedResponse, 400, 404, 413, 429))
+async def compact_context(body: CompactBody, project: Project, responses: Responses) -> JSON:
+    return JSON(await responses.compact(project, body))
 
 
 @router.get(

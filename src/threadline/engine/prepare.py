@@ -6,12 +6,14 @@ that could have been refused up front.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from threadline.backends.base import Backend, ModelRequest
 from threadline.backends.registry import Models
 from threadline.config import LimitsSettings
+from threadline.engine import compaction
 from threadline.engine.connection_cache import ConnectionCache
 from threadline.engine.context import History, fit_to_window
 from threadline.engine.file_inputs import FileInputs
@@ -153,12 +155,18 @@ class Preparer:
             if tool.type == "mcp" and tool.server_url:
                 await check_host(tool.server_url, self.tools.settings.mcp.allowed_hosts, param=f"tools[{index}].server_url")
         choice = tool_choice(body, plan)
-        history = History(self.earlier_items(body, project, connection))
+        earlier = compaction.stop_at_compaction(self.earlier_items(body, project, connection), self.tools.secrets)
+        history = History(earlier)
         await history.read()  # an unknown conversation or previous response is refused first
         sent = request_input(body)
         input_items = await new_items(self.database, project, sent, param="input", max_bytes=self.limits.max_body_bytes)
         input_items = open_reasoning(self.tools.secrets, sent, input_items)
-        model_input = readable_by(backend.settings.provider, sent, input_items)
+        compacting = compaction.compaction_request(body.context_management, input_items)
+        # What the model reads of the input: from its newest compaction item on, which stands for all before it.
+        model_input, starts_afresh = compaction.model_input(self.tools.secrets, readable_by(backend.settings.provider, sent, input_items))
+        if starts_afresh:
+            await earlier.aclose()
+            history = History()
         listed_from = len(plan.mcp_servers)
         add_listed_tools(plan, input_items, self.tools.served())
         await check_vector_stores(self.database, project, plan, body)
@@ -191,17 +199,29 @@ class Preparer:
             stream=bool(body.stream),
         )
         # Counted as the model reads it: hosted tools' items as the calls and outputs they were.
-        model_request = await fit_to_window(backend, model_request, history, body.truncation or "disabled", view=lambda items: model_view(items, plan))
+        view = lambda items: model_view(items, plan)  # noqa: E731
         # The template's messages go first, as instructions do: with their files as read above (a
         # file read twice would count twice), or by id for a background response's stored job.
         template_first = prompt_messages if body.background else template_messages
-        model_request.input = template_messages_first(model_request.input, template_first, len(model_input))
+        compaction_plan = None
+        if compacting:
+            # They stay in front of a compacted context too, never summarised.
+            bare = dataclasses.replace(model_request, input=model_request.input[len(template_messages) :])
+            compaction_plan = await compaction.plan_compaction(backend, bare, history, model_input, compacting, view)
+            if compaction_plan is not None:
+                model_request.input = template_first + bare.input
+        if compaction_plan is None:
+            model_request = await fit_to_window(backend, model_request, history, body.truncation or "disabled", view=view)
+            model_request.input = template_messages_first(model_request.input, template_first, len(model_input))
         if body.background:
             # A queued response keeps the files by id, its new input's as sent: its stored job
             # holds no file's bytes, and they are read as it runs (engine/runner.py).
             model_request.input = model_request.input[: len(model_request.input) - len(model_input)] + model_input
         else:
             model_request.input = await file_inputs.resolve(model_request.input, param=None)
+        if compaction_plan is not None:
+            # Compacted as the response runs (engine/turns.py), from this marker.
+            model_request.input = compaction_plan.marked(model_request.input, lead=len(template_first))
         plan.sent_ids = sent_ids(request_input(body), input_items)
         plan.approved = approved_calls(model_request.input, input_items, plan)
         return PreparedResponse(

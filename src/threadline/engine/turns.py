@@ -20,6 +20,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from threadline.backends.base import OUTPUT_DELTAS, Backend, BackendError, ContextLengthExceeded, Finish, ModelEvent, ModelRequest
+from threadline.engine.compaction import compact, marker_at
 from threadline.engine.output_bound import bounded
 from threadline.errors import APIError
 from threadline.spec.request import WEB_SEARCH_TYPES
@@ -60,6 +61,7 @@ class TurnLoop:
         self._checkpoint = checkpoint  # stores the response as it stands, before a tool runs
         self._claim_approval = claim_approval  # takes on an approved call for this response, if no other did
         self._max_turns = services.settings.max_turns if services is not None else 1
+        self._services = services
         self._calls_made = 0
         self._output_tokens = 0  # of the turns ended
         self._turn_deltas = 0  # pieces of output in the turn being run
@@ -75,6 +77,11 @@ class TurnLoop:
         raises APIError: the client's plain 400.
         """
         try:
+            if marker_at(self.request.input) is not None:
+                ending = await self._compact(recording)
+                if ending is not None:
+                    return ending
+                recording = None
             if self.plan.runs_tools:
                 if not await self._before_first_turn(recording):
                     return self._ended_elsewhere()
@@ -131,13 +138,30 @@ class TurnLoop:
             await self._toolbox.mcp.run(item)
         return True
 
+    async def _compact(self, recording: asyncio.Future | None) -> list[dict] | None:
+        """Compact the input before its marker (engine/compaction.py): the compaction item is
+        the response's first output item, and the model reads on from the summary. The events
+        that end the response, if it ends here (a failure, or a compaction_trigger's response)."""
+        if recording is not None:
+            await asyncio.shield(recording)
+        self._open()
+        try:
+            compacted = await compact(self.backend, self.request, self._services.secrets, view=lambda items: model_view(items, self.plan))
+        except BackendError as error:
+            return self._fail(error)
+        self._publish(self.events.add_item(compacted.item) + self.events.item_done(compacted.item))
+        self._publish(self.events.end_turn(Finish("stop", compacted.usage)))
+        self.request = dataclasses.replace(self.request, input=compacted.input)
+        return None if compacted.answer else self.events.end("completed")
+
     def _turn_request(self, turn: int) -> ModelRequest:
         """What the model is asked in this turn: the input, then what this response has said
         and run so far; no tools once it may not call more."""
         request = self.request
         if self._toolbox is None:
             return request
-        output = self.events.response["output"]
+        # A compaction item of this response stands for what the model now reads first.
+        output = [item for item in self.events.response["output"] if item["type"] != "compaction"]
         changes: dict = {"input": model_view(request.input + output, self.plan, self._toolbox.outputs, self._toolbox.call_ids), "tools": self.plan.model_tools}
         if request.max_output_tokens is not None:
             changes["max_output_tokens"] = request.max_output_tokens - self._output_tokens

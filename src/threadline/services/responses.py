@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Collection
 from typing import Literal
 
+from threadline.backends.base import BackendError
 from threadline.backends.estimate import estimate_request_tokens
+from threadline.engine.compaction import MARKER, compact
 from threadline.engine.prepare import Preparer
 from threadline.engine.replay import replay_events
 from threadline.engine.runner import ResponseRun, Runner
@@ -21,9 +24,12 @@ from threadline.errors import APIError, invalid
 from threadline.jobs.cancel import cancel_background
 from threadline.jobs.follow import follow
 from threadline.jobs.worker import Worker
+from threadline.ids import new_id
+from threadline.items import new_item_id
 from threadline.services.idempotency import Idempotency, KeyedRequest
+from threadline.spec.compact import CompactBody
 from threadline.spec.request import CreateResponseBody
-from threadline.spec.response import present, present_events, present_item
+from threadline.spec.response import present, present_events, present_item, usage_object
 from threadline.store.idempotency import Outcome
 from threadline.store.pagination import Page
 from threadline.store.responses import ResponseStore
@@ -96,10 +102,25 @@ class ResponsesService:
     async def count_input_tokens(self, project: str, body: CreateResponseBody) -> int:
         """The input tokens the request would send the model: the model's count, else an estimate."""
         prepared = await self.preparer.prepare(body, project)
-        # Counted as the model reads it: hosted tools' items as the calls and outputs they were.
-        request = dataclasses.replace(prepared.model_request, input=model_view(prepared.model_request.input, prepared.tools))
+        # Counted as the model reads it: hosted tools' items as the calls and outputs they were,
+        # before any compaction this request would bring about.
+        items = [item for item in prepared.model_request.input if item.get("type") != MARKER]
+        request = dataclasses.replace(prepared.model_request, input=model_view(items, prepared.tools))
         tokens = await prepared.backend.count_tokens(request)
         return estimate_request_tokens(request) if tokens is None else tokens
+
+    async def compact(self, project: str, body: CompactBody) -> dict:
+        """The context compacted (engine/compaction.py): its kept newest items, then the
+        compaction item that stands for it all. Nothing is stored."""
+        prepared = await self.preparer.prepare(body.as_create(), project)
+        view = lambda items: model_view(items, prepared.tools)  # noqa: E731
+        try:
+            compacted = await compact(prepared.backend, prepared.model_request, self.preparer.tools.secrets, view=view)
+        except BackendError as error:
+            status = error.status or 500
+            raise APIError(status, error.message, type="invalid_request_error" if status < 500 else "server_error", code=error.code) from error
+        output = compacted.kept + [{"id": new_item_id("compaction"), **compacted.item}]
+        return {"id": new_id("resp"), "object": "response.compaction", "created_at": int(time.time()), "output": output, "usage": usage_object(compacted.usage)}
 
     # -- create ----------------------------------------------------------------------
 
