@@ -49,8 +49,9 @@ ENVIRONMENT_ENDPOINTS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OT
 
 
 class _Capture:
-    """Whether message content goes into spans; decided once at start."""
+    """Whether spans are exported, and with message content; decided once at start."""
 
+    spans = False
     content = False
 
 
@@ -74,6 +75,7 @@ def start_tracing(settings: TracingSettings):
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
     trace.set_tracer_provider(provider)
+    _Capture.spans = True
     log.info("Tracing: spans are exported over OTLP to %s.", endpoint or "the OTEL_EXPORTER_OTLP_* endpoint")
     return provider
 
@@ -129,12 +131,16 @@ async def response_span(run, running: Coroutine[Any, Any, None]) -> None:
                 span.set_attribute("error.type", (ended.get("error") or {}).get("code") or "failed")
 
 
-async def model_call(backend, request: ModelRequest, events: AsyncIterator[ModelEvent]) -> AsyncIterator[ModelEvent]:
+def model_call(backend, request: ModelRequest, events: AsyncIterator[ModelEvent]) -> AsyncIterator[ModelEvent]:
     """`events`, one turn of `backend`, in a `chat` span (CLIENT) that is current while the
-    backend works, so its upstream call carries the span's traceparent.
+    backend works, so its upstream call carries the span's traceparent; untouched when no
+    spans are exported (this is the path of every token)."""
+    return _traced_model_call(backend, request, events) if _Capture.spans else events
 
-    The span is made current only around each step of the backend, never across a yield: the
-    turn's events are read from more than one task."""
+
+async def _traced_model_call(backend, request: ModelRequest, events: AsyncIterator[ModelEvent]) -> AsyncIterator[ModelEvent]:
+    # The span is made current only around each step of the backend, never across a yield:
+    # the turn's events are read from more than one task.
     model = getattr(backend, "upstream_model", None) or request.model  # the name the provider knows it by
     attributes: dict[str, Any] = {
         "gen_ai.operation.name": "chat",
