@@ -8,7 +8,7 @@ The spans, by OpenTelemetry's HTTP and GenAI semantic conventions:
   made by FastAPI itself (with its `fastapi.endpoint` spans) once a provider is set; it
   carries `threadline.request_id`;
 - `invoke_agent {model}`: one per response run, a foreground one under its request's span;
-- `chat {upstream model}` (CLIENT): one per model turn, retries included, with the model,
+- `chat {upstream model}` (CLIENT; INTERNAL for a model in this process): one per model turn, retries included, with the model,
   token counts and finish reason;
 - `execute_tool {tool}`: one per hosted tool call (MCP, web search, file search); the MCP
   SDK's own `tools/call` span follows, under it.
@@ -44,6 +44,7 @@ tracer = trace.get_tracer("threadline", __version__)
 
 # gen_ai.provider.name by backend; OpenAI-compatible upstreams speak OpenAI's APIs.
 PROVIDERS = {"openai-chat": "openai", "openai-responses": "openai", "llama-cpp": "llama_cpp", "scripted": "threadline.scripted"}
+IN_PROCESS = {"llama-cpp", "scripted"}
 UNTRACED_PATHS = {"/health", "/metrics"}
 ENVIRONMENT_ENDPOINTS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 
@@ -159,7 +160,9 @@ async def _traced_model_call(backend, request: ModelRequest, events: AsyncIterat
         attributes["gen_ai.input.messages"] = _json(_messages(request.input))
         if request.instructions:
             attributes["gen_ai.system_instructions"] = _json([{"type": "text", "content": request.instructions}])
-    span = tracer.start_span(f"chat {model}", kind=SpanKind.CLIENT, attributes=attributes)
+    # A model in this process (llama.cpp, scripted) is no client call: INTERNAL, as the conventions allow.
+    kind = SpanKind.INTERNAL if backend.settings.provider in IN_PROCESS else SpanKind.CLIENT
+    span = tracer.start_span(f"chat {model}", kind=kind, attributes=attributes)
     current = trace.set_span_in_context(span)
     output = _Output() if _Capture.content else None
     try:
