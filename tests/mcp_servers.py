@@ -19,7 +19,7 @@ The server runs in the test's own process, so a test reads what the tools did fr
 `state.increments` (how many times `increment` ran), `state.slow_started` / `slow_finished` /
 `slow_cancelled` (threading.Events set by `slow`), `state.authorization` (the Authorization
 header each call of `secret` / `header` carried, in order), `state.requests` (HTTP requests
-that reached the server).
+that reached the server), `state.call_metas` (the `_meta` of each tools/call: its trace context).
 
 Tools on every server:
 - `add(a, b)` -> a + b;  `echo(text)` -> text;
@@ -76,6 +76,7 @@ class ServerState:
     token: str
     increments: int = 0
     requests: int = 0  # HTTP requests that reached the server
+    call_metas: list[dict] = field(default_factory=list)  # the `_meta` of each tools/call, in order (trace context)
     arrivals: dict[str, int] = field(default_factory=dict)
     authorization: list[str | None] = field(default_factory=list)
     slow_started: threading.Event = field(default_factory=threading.Event)
@@ -189,6 +190,9 @@ class Observe:
             request = json.loads(body)
         except ValueError:
             request = None
+        if isinstance(request, dict) and request.get("method") == "tools/call":
+            with self.state.lock:
+                self.state.call_metas.append((request.get("params") or {}).get("_meta") or {})
         if isinstance(request, dict) and (request.get("params") or {}).get("name") == "http_error":
             await JSONResponse({"error": "unavailable"}, status_code=503)(scope, receive, send)
             return

@@ -32,6 +32,8 @@ from threadline.ids import new_id
 from threadline.jobs.ingestion import Ingestion
 from threadline.jobs.worker import Worker
 from threadline.keys import server_keys
+from threadline.ops import tracing
+from threadline.ops.request_ids import RequestIds
 from threadline.retrieval.embedders import build_embedder
 from threadline.retrieval.index import ChunkIndex
 from threadline.retrieval.search import Searcher
@@ -63,6 +65,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        tracer_provider = tracing.start_tracing(settings.tracing)
         database = Database(settings.database_url)
         await migrate(database)
         models = Models(settings)
@@ -118,6 +121,7 @@ def create_app(settings: Settings) -> FastAPI:
             await embedder.aclose()
             await tools.aclose()
             await database.dispose()
+            await asyncio.to_thread(tracing.stop_tracing, tracer_provider)
 
     app = FastAPI(
         title="Threadline",
@@ -126,6 +130,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
+        telemetry={"exclude": tracing.untraced},  # FastAPI's own request spans (ops/tracing.py)
     )
     # /v1/conversations/ is not /v1/conversations: answer 404 rather than redirect.
     app.router.redirect_slashes = False
@@ -143,6 +148,7 @@ def create_app(settings: Settings) -> FastAPI:
         timeout_s=settings.server.body_timeout_s,
         uploads={"/v1/files": settings.files.max_file_bytes + FORM_ALLOWANCE_BYTES},
     )
+    app.add_middleware(RequestIds)  # outermost: every log line, and the request's span, name the request
     app.include_router(conversation_routes.router)
     app.include_router(response_routes.router)
     app.include_router(websocket_routes.router)  # GET /v1/responses as a WebSocket

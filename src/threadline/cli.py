@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
-import logging
 import sys
 import tomllib
 from typing import Annotated, Optional
@@ -17,6 +16,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from threadline.backends.registry import ModelLoadError
 from threadline.config import DEFAULT_DATABASE_URL, Settings, load_settings
+from threadline.ops import logs
+from threadline.ops.logs import LogFormat
 from threadline.store.database import async_url
 
 # The collector's thresholds (young, middle, old generation); Python's own are (700, 10, 10).
@@ -39,6 +40,7 @@ def serve(
     port: Annotated[Optional[int], typer.Option(envvar="THREADLINE_PORT", help="Port to listen on [default: 8000]", show_default=False)] = None,
     database: DatabaseOption = None,
     config: ConfigOption = None,
+    log_format: Annotated[LogFormat, typer.Option(envvar="THREADLINE_LOG_FORMAT", help="text: readable lines; json: one JSON object a line")] = "text",
 ) -> None:
     """Serve the API (migrating the database first)."""
     import uvicorn
@@ -50,8 +52,8 @@ def serve(
         typer.echo(f"Threadline cannot start: {exc.name} is not installed. Reinstall Threadline to get its dependencies.", err=True)
         raise typer.Exit(1) from None
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = settings_or_exit(config, host=host, port=port, database_url=database)
+    log_config = logs.configure(log_format, logs.configured_secrets(settings))
     app = create_app(settings)
     # What is loaded by now lives as long as the process: keep it out of the collector's
     # passes, and let young objects pile up longer between passes (requests make many).
@@ -62,6 +64,7 @@ def serve(
         host=settings.host,
         port=settings.port,
         log_level="info",
+        log_config=log_config,
         # Open streams get the grace period too; what is left is stopped and recorded.
         timeout_graceful_shutdown=settings.server.shutdown_grace_s,
         timeout_keep_alive=settings.server.keep_alive_s,

@@ -163,6 +163,13 @@ class EmbeddingsSettings(_Section):
         return self
 
 
+class TracingSettings(_Section):
+    """OpenTelemetry traces (ops/tracing.py); OTEL_* environment variables switch them on too."""
+
+    otlp_endpoint: str | None = None  # an OTLP/HTTP collector, e.g. http://127.0.0.1:4318
+    capture_content: bool = False  # prompts, answers and tool arguments in spans
+
+
 class Settings(_Section):
     host: str = "127.0.0.1"
     port: int = 8000
@@ -178,6 +185,7 @@ class Settings(_Section):
     files: FilesSettings = FilesSettings()
     websocket: WebSocketSettings = WebSocketSettings()
     embeddings: EmbeddingsSettings = EmbeddingsSettings()
+    tracing: TracingSettings = TracingSettings()
     prompts: list[PromptTemplate] = []  # [[prompts]]; see engine/prompts.py
     prompts_dir: Path | None = None  # one template per *.toml file, read at start into `prompts`
 

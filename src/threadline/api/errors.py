@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 from threadline.api.json import JSON, TOO_DEEP, body_is_null
 from threadline.errors import APIError
 from threadline.items import describe_errors
+from threadline.ops import request_ids
 
 log = logging.getLogger("threadline")
 
@@ -99,7 +100,7 @@ async def _http_error(request: Request, error: HTTPException) -> JSON:
 async def _unexpected_error(_request: Request, error: Exception) -> JSON:
     log.exception("unexpected error", exc_info=error)
     envelope = APIError(500, "The server had an error while processing your request.", type="server_error").envelope()
-    return JSON(envelope, status_code=500)
+    return JSON(envelope, status_code=500, headers=request_ids.headers())  # answered outside the middleware
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -39,6 +39,7 @@ import orjson
 
 from threadline.backends.base import BackendError, ContextLengthExceeded, Finish, ModelEvent, ModelRequest
 from threadline.config import ModelSettings
+from threadline.ops import tracing
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 MAX_BACKOFF_S = 8.0
@@ -421,7 +422,7 @@ class UpstreamBackend:
         headers = {"Content-Type": "application/json"}
         if self.settings.api_key:
             headers["Authorization"] = f"Bearer {self.settings.api_key}"
-        return headers
+        return tracing.propagate_to(headers)
 
     def request(self, method: str, url: str, timeout: aiohttp.ClientTimeout, body: dict | None = None) -> Any:
         """One request to the upstream, to use with `async with`; redirects are answers, not followed."""

@@ -24,6 +24,7 @@ from threadline.engine.prepare import PreparedResponse
 from threadline.engine.reasoning_items import reasoning_sealer
 from threadline.engine.turns import TurnLoop
 from threadline.errors import APIError, not_found
+from threadline.ops import tracing
 from threadline.spec.stream import ResponseEvents
 from threadline.store.files import FileStore
 from threadline.store.jobs import JobStore, OwnedResponse
@@ -94,7 +95,7 @@ class ResponseRun:
         self._started = False  # its task took its first step: a stop now cancels it
         self._opened = False  # its first events are out
         self._finishing = False  # storing the end: a stop now is seen by the store, not by cancelling
-        self.task = asyncio.create_task(self._run())
+        self.task = asyncio.create_task(tracing.response_span(self, self._run()))
 
     @property
     def response(self) -> dict:

@@ -23,6 +23,7 @@ from threadline.backends.base import OUTPUT_DELTAS, Backend, BackendError, Conte
 from threadline.engine.compaction import compact, marker_at
 from threadline.engine.output_bound import bounded
 from threadline.errors import APIError
+from threadline.ops import tracing
 from threadline.spec.request import WEB_SEARCH_TYPES
 from threadline.spec.stream import Call, ResponseEvents
 from threadline.tools.model_view import model_view
@@ -238,7 +239,7 @@ class TurnLoop:
     def _model_events(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         """The model's events for one turn, held to its output bound."""
         events = self.backend.generate(request)
-        return events if request.max_output_tokens is None else bounded(events, request)
+        return tracing.model_call(self.backend, request, events if request.max_output_tokens is None else bounded(events, request))
 
     async def _turn(self, generator: AsyncIterator[ModelEvent], model_event: ModelEvent | Exception) -> Finish | Exception:
         """A turn from its first event on: the events fed in and handed on; how the model

@@ -20,6 +20,7 @@ from threadline.store.tables import vector_stores
 from threadline.store.vector_stores import VectorStoreStore, expired
 from threadline.tools.citations import FileSource, Source, file_results_for_model
 from threadline.tools.plan import ToolPlan
+from threadline.ops import tracing
 
 log = logging.getLogger("threadline")
 
@@ -49,6 +50,7 @@ class FileSearches:
         self._outputs = outputs  # what the model reads of each call, by item id
         self._sources = sources  # of every search of the response so far, as the model numbers them
 
+    @tracing.tool_span
     async def run(self, item: dict) -> None:
         """Run a file_search_call: its results, and the numbered passages the model reads."""
         queries = item["queries"]

@@ -11,6 +11,7 @@ from threadline.config import McpSettings
 from threadline.spec.stream import ResponseEvents
 from threadline.tools.mcp_client import McpConnections, McpServer, McpUnavailable
 from threadline.tools.plan import ApprovedCall, McpServerPlan, Target, ToolPlan
+from threadline.ops import tracing
 
 
 class McpServers:
@@ -70,6 +71,7 @@ class McpServers:
         self.events.call_running(item)
         return item
 
+    @tracing.tool_span
     async def run(self, item: dict) -> None:
         """Run an mcp_call: its output or error, and what the model reads of it."""
         server = self.plan.server(item["server_label"])

@@ -11,6 +11,7 @@ from threadline.config import WebSearchSettings
 from threadline.spec.stream import ResponseEvents
 from threadline.tools.citations import Source, results_for_model
 from threadline.tools.search_providers import SearchFailed, SearchOptions, SearchProvider
+from threadline.ops import tracing
 
 log = logging.getLogger("threadline")
 
@@ -34,6 +35,7 @@ class WebSearches:
         self._outputs = outputs  # what the model reads of each call, by item id
         self._sources = sources  # of every search of the response so far, as the model numbers them
 
+    @tracing.tool_span
     async def run(self, item: dict) -> None:
         """Run a web_search_call: its sources, and the numbered results the model reads."""
         query = item["action"]["query"]
