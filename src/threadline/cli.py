@@ -39,6 +39,7 @@ def serve(
     port: Annotated[Optional[int], typer.Option(envvar="THREADLINE_PORT", help="Port to listen on [default: 8000]", show_default=False)] = None,
     database: DatabaseOption = None,
     config: ConfigOption = None,
+    workers: Annotated[int, typer.Option(envvar="THREADLINE_WORKERS", min=1, help="Processes serving the port [default: 1]", show_default=False)] = 1,
 ) -> None:
     """Serve the API (migrating the database first)."""
     import uvicorn
@@ -46,19 +47,25 @@ def serve(
     try:
         from threadline.api.limits import HeaderTimeout
         from threadline.app import create_app
+        from threadline.ops.workers import worker_processes
     except ModuleNotFoundError as exc:  # an installation with a dependency missing
         typer.echo(f"Threadline cannot start: {exc.name} is not installed. Reinstall Threadline to get its dependencies.", err=True)
         raise typer.Exit(1) from None
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = settings_or_exit(config, host=host, port=port, database_url=database)
-    app = create_app(settings)
-    # What is loaded by now lives as long as the process: keep it out of the collector's
-    # passes, and let young objects pile up longer between passes (requests make many).
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
+    if workers > 1:
+        app = worker_processes(config=config, database=database)  # each builds its own app
+    else:
+        app = startup_failures_in_one_line(create_app(settings), settings.database_url)
+        # What is loaded by now lives as long as the process: keep it out of the collector's
+        # passes, and let young objects pile up longer between passes (requests make many).
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
     uvicorn.run(
-        startup_failures_in_one_line(app, settings.database_url),
+        app,
+        factory=workers > 1,
+        workers=workers,
         host=settings.host,
         port=settings.port,
         log_level="info",

@@ -163,6 +163,11 @@ class EmbeddingsSettings(_Section):
         return self
 
 
+class MetricsSettings(_Section):
+    enabled: bool = True  # GET /metrics, in Prometheus' text format (ops/metrics.py)
+    require_key: bool = False  # true: /metrics needs a Bearer key, as /v1 does
+
+
 class Settings(_Section):
     host: str = "127.0.0.1"
     port: int = 8000
@@ -178,6 +183,7 @@ class Settings(_Section):
     files: FilesSettings = FilesSettings()
     websocket: WebSocketSettings = WebSocketSettings()
     embeddings: EmbeddingsSettings = EmbeddingsSettings()
+    metrics: MetricsSettings = MetricsSettings()
     prompts: list[PromptTemplate] = []  # [[prompts]]; see engine/prompts.py
     prompts_dir: Path | None = None  # one template per *.toml file, read at start into `prompts`
 
