@@ -217,3 +217,16 @@ def test_metrics_need_the_key_when_configured(server):
 def test_metrics_can_be_switched_off(start_server):
     server = start_server({"metrics": {"enabled": False}})
     assert httpx.get(server.url + "/metrics").status_code == 404
+
+
+def test_a_background_response_streams_again_from_any_worker(server, client, mock):
+    """Whichever worker runs it, a background response's events can be read again, from the
+    start or from the middle, through any worker."""
+    mock.script(answer(2, 1))
+    created = client.responses.create(model="chat", input="Hi", background=True)
+    wait_until(lambda: client.responses.retrieve(created.id).status == "completed")
+    for _ in range(3):  # requests spread over the workers
+        events = list(client.responses.retrieve(created.id, stream=True))
+        assert events[-1].type == "response.completed" and events[-1].response.output_text == "Fine."
+        resumed = list(client.responses.retrieve(created.id, stream=True, starting_after=events[2].sequence_number))
+        assert [event.sequence_number for event in resumed] == [event.sequence_number for event in events[3:]]

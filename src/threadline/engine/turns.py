@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from threadline.backends.base import OUTPUT_DELTAS, Backend, BackendError, ContextLengthExceeded, Finish, ModelEvent, ModelRequest
 from threadline.engine.output_bound import bounded
 from threadline.errors import APIError
+from threadline.ops.metrics import tool_call_ended
 from threadline.spec.request import WEB_SEARCH_TYPES
 from threadline.spec.stream import Call, ResponseEvents
 from threadline.tools.model_view import model_view
@@ -129,6 +130,7 @@ class TurnLoop:
             return False
         for item in items:
             await self._toolbox.mcp.run(item)
+            tool_call_ended(item)
         return True
 
     def _turn_request(self, turn: int) -> ModelRequest:
