@@ -214,8 +214,12 @@ def test_metrics_need_the_key_when_configured(server):
     assert httpx.get(server.url + "/metrics", headers={"Authorization": "Bearer sk-wrong"}).status_code == 401
 
 
-def test_metrics_can_be_switched_off(start_server):
-    server = start_server({"metrics": {"enabled": False}})
+def test_metrics_are_open_by_default_and_can_be_switched_off(start_server):
+    keyed = {"auth": {"api_keys": [{"key": KEY, "project": "ops"}]}}
+    server = start_server(keyed)
+    assert httpx.get(server.url + "/v1/models").status_code == 401
+    assert "threadline_http_request_duration_seconds" in httpx.get(server.url + "/metrics").text
+    server = start_server({**keyed, "metrics": {"enabled": False}})
     assert httpx.get(server.url + "/metrics").status_code == 404
 
 
