@@ -93,9 +93,10 @@ def new_database(kind: str, folder: Path, name: str) -> Iterator[str]:
 class ThreadlineServer:
     """`threadline serve` in a child process, on a free port, ready when /health answers 200."""
 
-    def __init__(self, database_url: str, config: Path | None = None, *, env: dict | None = None) -> None:
+    def __init__(self, database_url: str, config: Path | None = None, *, env: dict | None = None, flags: tuple[str, ...] = ()) -> None:
         self.database_url = database_url
         self.config = config
+        self.flags = flags  # more of `serve`'s flags, e.g. ("--workers", "2")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = env or {}
@@ -109,6 +110,7 @@ class ThreadlineServer:
             self.env.update({names[flag]: value for flag, value in settings.items() if value})
         else:
             command += [part for flag, value in settings.items() if value for part in (f"--{flag}", value)]
+        command += self.flags
         self.log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"threadline-{self.port}.log", "w")
         self.process = subprocess.Popen(
             command, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}

@@ -34,6 +34,7 @@ from threadline.jobs.worker import Worker
 from threadline.keys import server_keys
 from threadline.ops import tracing
 from threadline.ops.request_ids import RequestIds
+from threadline.ops.metrics import install_metrics
 from threadline.retrieval.embedders import build_embedder
 from threadline.retrieval.index import ChunkIndex
 from threadline.retrieval.search import Searcher
@@ -109,6 +110,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.vector_stores = VectorStoresService(
             store=vector_stores, index=chunk_index, searcher=searcher, ingestion=ingestion
         )
+        app.state.jobs = jobs  # /metrics reads the background queue
         await jobs.heartbeat(runner.owner, settings.workers.lease_s)
         worker.start()
         app.state.ready = True
@@ -142,6 +144,7 @@ def create_app(settings: Settings) -> FastAPI:
     if app.state.authenticator.is_open:
         log.warning("No API keys are configured: every request is accepted, in one open project.")
     install_error_handlers(app)
+    install_metrics(app, settings.metrics.enabled, settings.metrics.require_key)
     app.add_middleware(
         BodyLimits,
         max_body_bytes=settings.limits.max_body_bytes,

@@ -41,6 +41,7 @@ def serve(
     database: DatabaseOption = None,
     config: ConfigOption = None,
     log_format: Annotated[LogFormat, typer.Option(envvar="THREADLINE_LOG_FORMAT", help="text: readable lines; json: one JSON object a line")] = "text",
+    workers: Annotated[int, typer.Option(envvar="THREADLINE_WORKERS", min=1, help="Processes serving the port [default: 1]", show_default=False)] = 1,
 ) -> None:
     """Serve the API (migrating the database first)."""
     import uvicorn
@@ -48,19 +49,25 @@ def serve(
     try:
         from threadline.api.limits import HeaderTimeout
         from threadline.app import create_app
+        from threadline.ops.workers import worker_processes
     except ModuleNotFoundError as exc:  # an installation with a dependency missing
         typer.echo(f"Threadline cannot start: {exc.name} is not installed. Reinstall Threadline to get its dependencies.", err=True)
         raise typer.Exit(1) from None
 
     settings = settings_or_exit(config, host=host, port=port, database_url=database)
     log_config = logs.configure(log_format, logs.configured_secrets(settings))
-    app = create_app(settings)
-    # What is loaded by now lives as long as the process: keep it out of the collector's
-    # passes, and let young objects pile up longer between passes (requests make many).
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
+    if workers > 1:
+        app = worker_processes(config=config, database=database, log_format=log_format)  # each builds its own app
+    else:
+        app = startup_failures_in_one_line(create_app(settings), settings.database_url)
+        # What is loaded by now lives as long as the process: keep it out of the collector's
+        # passes, and let young objects pile up longer between passes (requests make many).
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
     uvicorn.run(
-        startup_failures_in_one_line(app, settings.database_url),
+        app,
+        factory=workers > 1,
+        workers=workers,
         host=settings.host,
         port=settings.port,
         log_level="info",

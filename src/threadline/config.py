@@ -170,6 +170,11 @@ class TracingSettings(_Section):
     capture_content: bool = False  # prompts, answers and tool arguments in spans
 
 
+class MetricsSettings(_Section):
+    enabled: bool = True  # GET /metrics, in Prometheus' text format (ops/metrics.py)
+    require_key: bool = False  # true: /metrics needs a Bearer key, as /v1 does
+
+
 class Settings(_Section):
     host: str = "127.0.0.1"
     port: int = 8000
@@ -186,6 +191,7 @@ class Settings(_Section):
     websocket: WebSocketSettings = WebSocketSettings()
     embeddings: EmbeddingsSettings = EmbeddingsSettings()
     tracing: TracingSettings = TracingSettings()
+    metrics: MetricsSettings = MetricsSettings()
     prompts: list[PromptTemplate] = []  # [[prompts]]; see engine/prompts.py
     prompts_dir: Path | None = None  # one template per *.toml file, read at start into `prompts`
 

@@ -40,6 +40,7 @@ import orjson
 from threadline.backends.base import BackendError, ContextLengthExceeded, Finish, ModelEvent, ModelRequest
 from threadline.config import ModelSettings
 from threadline.ops import tracing
+from threadline.ops.metrics import observed_upstream_call, upstream_retried, with_upstream_status
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 MAX_BACKOFF_S = 8.0
@@ -438,7 +439,7 @@ class UpstreamBackend:
             yielded = False
             try:
                 allowed = min(self.settings.timeout_s, self.settings.total_timeout_s - spent)
-                async with contextlib.aclosing(self._call(body, allowed)) as events:
+                async with contextlib.aclosing(observed_upstream_call(self.settings.id, self._call(body, allowed))) as events:
                     async for event in events:
                         yielded = True
                         yield event
@@ -451,6 +452,7 @@ class UpstreamBackend:
                 if yielded or delay is None or spent + delay >= self.settings.total_timeout_s:
                     raise
             attempt += 1
+            upstream_retried(self.settings.id)
             await asyncio.sleep(delay)
             spent = time.monotonic() - started
 
@@ -476,7 +478,7 @@ class UpstreamBackend:
         try:
             async with self.request("POST", url, self.call_timeout(allowed), body) as response:
                 if response.status >= 400:
-                    raise http_error(response.status, await read_error_body(response), response.headers)
+                    raise with_upstream_status(response.status, http_error(response.status, await read_error_body(response), response.headers))
                 async with contextlib.aclosing(self.read_answer(response, body, reader)) as events:
                     async for event in events:
                         yield event

@@ -25,6 +25,7 @@ from threadline.engine.reasoning_items import reasoning_sealer
 from threadline.engine.turns import TurnLoop
 from threadline.errors import APIError, not_found
 from threadline.ops import tracing
+from threadline.ops.metrics import watch_run
 from threadline.spec.stream import ResponseEvents
 from threadline.store.files import FileStore
 from threadline.store.jobs import JobStore, OwnedResponse
@@ -395,6 +396,7 @@ class Runner:
 
     def track(self, run: ResponseRun) -> ResponseRun:
         self.runs[run.response_id] = run
+        watch_run(run)
         run.task.add_done_callback(lambda _task: self.runs.pop(run.response_id, None))
         return run
 

@@ -24,6 +24,7 @@ from threadline.engine.compaction import compact, marker_at
 from threadline.engine.output_bound import bounded
 from threadline.errors import APIError
 from threadline.ops import tracing
+from threadline.ops.metrics import tool_call_ended
 from threadline.spec.request import WEB_SEARCH_TYPES
 from threadline.spec.stream import Call, ResponseEvents
 from threadline.tools.model_view import model_view
@@ -137,6 +138,7 @@ class TurnLoop:
             return False
         for item in items:
             await self._toolbox.mcp.run(item)
+            tool_call_ended(item)
         return True
 
     async def _compact(self, recording: asyncio.Future | None) -> list[dict] | None:

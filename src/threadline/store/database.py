@@ -12,6 +12,8 @@ from sqlalchemy import Executable, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from threadline.ops.metrics import watch_pool, write_batch
+
 T = TypeVar("T")
 Work = Callable[[AsyncConnection], Awaitable[Any]]
 # Rows to insert: (an INSERT statement, its rows).
@@ -56,6 +58,7 @@ class Database:
             _configure_sqlite(self.engine)
         else:
             self.engine = create_async_engine(url, pool_size=10, max_overflow=20)
+        watch_pool(self.engine)
         # SQLite takes one writer at a time; queueing writers here instead of inside
         # SQLite's busy handler keeps waits short and fair.
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
@@ -101,6 +104,7 @@ class Database:
     async def _commit_waiting(self) -> None:
         while self._waiting:
             batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+            write_batch(len(batch))
             try:
                 async with self.write() as connection:
                     results = await _run(connection, batch)

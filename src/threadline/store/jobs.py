@@ -90,6 +90,12 @@ class JobStore:
             return None
         return ClaimedJob(row.id, row.project, orjson.loads(row.data), orjson.loads(row.job))
 
+    async def queued_by_model(self) -> list[tuple[str, int, float]]:
+        """The queue by model: how many responses wait, and when the oldest was created."""
+        query = select(responses.c.model, func.count(), func.min(responses.c.created_at)).where(responses.c.status == "queued").group_by(responses.c.model)
+        async with self.database.read() as connection:
+            return [(model, count, float(oldest)) for model, count, oldest in await connection.execute(query)]
+
     async def cancel(self, response: dict, from_status: str) -> bool:
         """Store `response`, cancelled, in place of the response still `from_status`: a queued
         one leaves the queue and its log ends here, as nobody runs it. False, with nothing

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 
 from threadline.config import ToolsSettings
+from threadline.ops.metrics import tool_call_ended
 from threadline.retrieval.search import Searcher
 from threadline.spec.stream import Call, ResponseEvents
 from threadline.store.vector_stores import VectorStoreStore
@@ -93,6 +94,7 @@ class Toolbox:
             await self.web_searches.run(call.item)
         else:  # resumed by a process with no search provider
             self.refuse(call, "This call was not made: no web search provider is configured on this server.")
+        tool_call_ended(call.item)
 
     def refuse(self, call: Call, reason: str) -> None:
         """A call that is not run (past max_tool_calls, or of a tool not offered): it ends
