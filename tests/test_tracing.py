@@ -12,6 +12,7 @@ the operator asked for it.
 from __future__ import annotations
 
 import json
+import secrets
 
 import openai
 import pytest
@@ -167,7 +168,8 @@ def test_the_trace_continues_into_the_upstream_and_the_mcp_server(server, mock, 
 
 
 def test_a_client_trace_is_continued(server, mock, mcp_server, collector):
-    trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    # A trace of its own each run: the collector outlives one database's server.
+    trace_id, parent_id = secrets.token_hex(16), secrets.token_hex(8)
     _response, _request_id, spans = respond_with_a_tool_call(server, mock, mcp_server, collector, traceparent=f"00-{trace_id}-{parent_id}-01")
     request = one(spans, "POST /v1/responses")
     assert request.trace_id == trace_id and request.parent_id == parent_id
