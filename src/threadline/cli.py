@@ -17,6 +17,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from threadline.backends.registry import ModelLoadError
 from threadline.config import DEFAULT_DATABASE_URL, Settings, load_settings
+from threadline.startup_errors import config_problems, port_taken
 from threadline.store.database import async_url
 
 # The collector's thresholds (young, middle, old generation); Python's own are (700, 10, 10).
@@ -52,6 +53,9 @@ def serve(
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = settings_or_exit(config, host=host, port=port, database_url=database)
+    if problem := port_taken(settings.host, settings.port):  # before the migrations and models, not after
+        typer.echo(problem, err=True)
+        raise typer.Exit(1)
     app = create_app(settings)
     # What is loaded by now lives as long as the process: keep it out of the collector's
     # passes, and let young objects pile up longer between passes (requests make many).
@@ -100,8 +104,7 @@ def settings_or_exit(config_file: str | None, **overrides: object) -> Settings:
     except tomllib.TOMLDecodeError as exc:
         message = f"The config file {config_file} is not valid TOML: {exc}."
     except ValidationError as exc:
-        problems = (f"{'.'.join(map(str, error['loc'])) or 'config'}: {error['msg']}" for error in exc.errors())
-        message = "Invalid configuration: " + "; ".join(problems) + "."
+        message = "\n".join(config_problems(exc, config_file))
     except (ValueError, ArgumentError):  # the message would show the URL, password and all
         message = "Invalid database URL: use sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE, without a driver name."
     typer.echo(message, err=True)
