@@ -1,4 +1,4 @@
-"""The `threadline` command: serve the API, or apply migrations."""
+"""The `threadline` command: serve the API, apply migrations, or check a deployment."""
 
 from __future__ import annotations
 
@@ -91,6 +91,18 @@ def migrate(database: DatabaseOption = None, config: ConfigOption = None) -> Non
 
     asyncio.run(run())
     typer.echo(f"Migrated {make_url(settings.database_url).render_as_string(hide_password=True)}")
+
+
+@cli.command()
+def doctor(
+    database: DatabaseOption = None,
+    config: ConfigOption = None,
+    generate: Annotated[bool, typer.Option("--generate", help="Also ask each model for a tiny generation.")] = False,
+) -> None:
+    """Check the config, database, models, keys and tools, one line each; exit 1 on any failure."""
+    from threadline.doctor import run
+
+    raise typer.Exit(run(config, database, generate, typer.echo))
 
 
 def settings_or_exit(config_file: str | None, **overrides: object) -> Settings:
