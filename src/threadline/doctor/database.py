@@ -90,6 +90,6 @@ def migration_state(revision: str | None, tables: list[str]) -> Check:
         return ok("migrations", f"the schema is at the newest revision, {head}")
     known = {script.revision for script in scripts.walk_revisions()}
     if revision in known:
-        behind = sum(1 for _ in scripts.iterate_revisions(head, revision)) - 1
+        behind = sum(1 for _ in scripts.iterate_revisions(head, revision))  # the revisions after `revision`
         return warn("migrations", f"the schema is at revision {revision}, {behind} behind {head}: `threadline migrate` (or the next start) upgrades it")
     return fail("migrations", f"the schema is at revision {revision}, which this Threadline does not know: a newer Threadline migrated it; upgrade Threadline")
