@@ -60,6 +60,8 @@ def test_the_proxy_balances_the_two_threadlines_and_alone_is_published():
     caddyfile = (ROOT / "deploy" / "Caddyfile").read_text()
     assert "reverse_proxy threadline-1:8000 threadline-2:8000 {" in caddyfile
     assert "health_uri /health" in caddyfile
+    keepalive = float(re.search(r"keepalive (\d+)s", caddyfile)[1])
+    assert keepalive < load_settings(ROOT / "deploy" / "threadline.toml").server.keep_alive_s
     mounted = services["proxy"]["volumes"][0].split(":")[0]
     assert (ROOT / mounted).resolve() == (ROOT / "deploy" / "Caddyfile").resolve()
 
