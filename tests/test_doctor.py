@@ -69,6 +69,12 @@ def test_a_healthy_deployment_passes_every_check(tmp_path):
     assert not (tmp_path / "threadline.db").exists() and not (tmp_path / "threadline.key").exists()  # the doctor changes nothing
 
 
+def test_help_names_the_doctor_and_its_flags():
+    result = threadline("doctor", "--help")
+    assert result.returncode == 0
+    assert all(flag in result.stdout for flag in ("--config", "--database", "--generate"))
+
+
 # --- The config file ---------------------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-from threadline.backends.base import BackendError, ModelRequest, TextDelta
+from threadline.backends.base import Backend, BackendError, ModelRequest, TextDelta
 from threadline.backends.registry import DEFAULT_MODEL, build_backend
 from threadline.backends.upstream import METADATA_TIMEOUT_S, UpstreamBackend, context_window_in, described, redact, upstream_message
 from threadline.config import ModelSettings, Settings
@@ -138,7 +138,7 @@ def trained_context(path: Path) -> int | None:
         llama_cpp.llama_model_free(model)
 
 
-async def generation(name: str, backend) -> Check:
+async def generation(name: str, backend: Backend) -> Check:
     """A tiny real generation: the model answers, and how fast."""
     request = ModelRequest(
         model=getattr(backend, "upstream_model", backend.id),
