@@ -171,6 +171,33 @@ def test_an_unusable_database_url_fails(tmp_path):
     assert report.one("database") == "FAIL not a URL Threadline can use: give sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE, without a driver name"
 
 
+def test_postgresql_says_whether_pgvector_compares_the_embeddings(tmp_path, fresh_database_url):
+    if fresh_database_url.startswith("sqlite"):
+        assert doctor(tmp_path, {}, database=fresh_database_url).about("vectors") == []  # sqlite-vec comes with Threadline
+        return
+    available = fetch(fresh_database_url, "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'") is not None
+    before = doctor(tmp_path, {}, database=fresh_database_url).one("vectors")
+    assert threadline("migrate", "--database", fresh_database_url).returncode == 0
+    after = doctor(tmp_path, {}, database=fresh_database_url).one("vectors")
+    if available:  # the PostgreSQL with pgvector that tests/pgvector/server.py runs
+        assert before == "ok pgvector is available: the first start creates the extension, and the database compares embeddings"
+        assert after == "ok pgvector compares file search's embeddings in the database"
+    else:
+        assert before == "warn pgvector is not installed in this PostgreSQL: install it before the first start, or file search compares embeddings in Threadline"
+        assert after == "warn no pgvector: file search compares embeddings in Threadline (exact, slower on large stores); a schema made without it keeps doing so"
+
+
+def fetch(database_url: str, query: str):
+    async def run():
+        connection = await asyncpg.connect(database_url)
+        try:
+            return await connection.fetchval(query)
+        finally:
+            await connection.close()
+
+    return asyncio.run(run())
+
+
 def execute(database_url: str, statement: str) -> None:
     if database_url.startswith("sqlite"):
         with sqlite3.connect(database_url.removeprefix("sqlite:///")) as connection:

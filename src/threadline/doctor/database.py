@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic.script import ScriptDirectory
@@ -36,13 +37,16 @@ async def database_checks(database_url: str) -> list[Check]:
         if not path.exists():
             return [sqlite_to_be_created(shown, path)]
     try:
-        version, revision, tables = await asyncio.wait_for(read_state(driver_url), CONNECT_TIMEOUT_S)
+        state = await asyncio.wait_for(read_state(driver_url), CONNECT_TIMEOUT_S)
     except (DBAPIError, OSError) as exc:
         reason = str(exc.orig if isinstance(exc, DBAPIError) else exc).splitlines()[0]
         return [fail("database", f"cannot open {shown} ({reason}): {fix_for(url.get_backend_name())}")]
     except TimeoutError:
         return [fail("database", f"{shown} did not answer within {CONNECT_TIMEOUT_S:g} s: {fix_for(url.get_backend_name())}")]
-    return [ok("database", f"{shown} is reachable ({version})"), migration_state(revision, tables)]
+    checks = [ok("database", f"{shown} is reachable ({state.version})"), migration_state(state.revision, state.tables)]
+    if state.pgvector is not None:
+        checks.append(vector_ranking(state))
+    return checks
 
 
 def sqlite_to_be_created(shown: str, path: Path) -> Check:
@@ -60,8 +64,16 @@ def fix_for(backend: str) -> str:
     return "check --database, and that the server runs, accepts this user and has this database"
 
 
-async def read_state(driver_url: str) -> tuple[str, str | None, list[str]]:
-    """The server's version, the schema's revision (None without one) and the tables."""
+@dataclass
+class State:
+    version: str  # the server's
+    revision: str | None  # the schema's, None without one
+    tables: list[str]
+    pgvector: bool | None = None  # PostgreSQL: the chunks table has its pgvector column, or (before the schema) the extension can be had
+    migrated_chunks: bool = False
+
+
+async def read_state(driver_url: str) -> State:
     is_sqlite = driver_url.startswith("sqlite")
     engine = create_async_engine(driver_url, connect_args={} if is_sqlite else {"timeout": CONNECT_TIMEOUT_S})
     try:
@@ -70,12 +82,34 @@ async def read_state(driver_url: str) -> tuple[str, str | None, list[str]]:
             version = (await connection.execute(text(version_query))).scalar_one()
             version = version if is_sqlite else f"PostgreSQL {version}"
             tables = await connection.run_sync(lambda sync: inspect(sync).get_table_names())
-            revision = None
+            state = State(version, None, tables)
             if "alembic_version" in tables:
-                revision = (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalar()
-            return version, revision, tables
+                state.revision = (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+            if not is_sqlite:
+                state.migrated_chunks = "chunks" in tables
+                state.pgvector = (await connection.execute(text(PGVECTOR_COLUMN if state.migrated_chunks else PGVECTOR_AVAILABLE))).first() is not None
+            return state
     finally:
         await engine.dispose()
+
+
+# As index.py and migration 0006 decide it: the column once the schema has chunks, else whether the extension can be had.
+PGVECTOR_COLUMN = (
+    "SELECT 1 FROM information_schema.columns "
+    "WHERE table_schema = current_schema() AND table_name = 'chunks' AND column_name = 'embedding_vector'"
+)
+PGVECTOR_AVAILABLE = "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'"
+
+
+def vector_ranking(state: State) -> Check:
+    """Where file search will compare embeddings on PostgreSQL: in the database (pgvector) or in Threadline."""
+    if state.pgvector:
+        if state.migrated_chunks:
+            return ok("vectors", "pgvector compares file search's embeddings in the database")
+        return ok("vectors", "pgvector is available: the first start creates the extension, and the database compares embeddings")
+    if state.migrated_chunks:
+        return warn("vectors", "no pgvector: file search compares embeddings in Threadline (exact, slower on large stores); a schema made without it keeps doing so")
+    return warn("vectors", "pgvector is not installed in this PostgreSQL: install it before the first start, or file search compares embeddings in Threadline")
 
 
 def migration_state(revision: str | None, tables: list[str]) -> Check:
