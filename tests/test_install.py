@@ -90,7 +90,7 @@ def test_a_database_that_cannot_be_opened_stops_the_server_with_one_line_without
     [
         (None, "Cannot read the config file"),
         ("models = [", "is not valid TOML"),
-        ('[[models]]\nid = "m"\nprovider = "telepathy"\n', "Invalid configuration: models.0.provider"),
+        ('[[models]]\nid = "m"\nprovider = "telepathy"\n', "provider in [[models]] (the first): Input should be 'openai-chat'"),
     ],
 )
 def test_a_config_file_that_cannot_be_used_stops_the_server_with_one_line(tmp_path, config, expected):

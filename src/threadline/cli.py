@@ -1,4 +1,4 @@
-"""The `threadline` command: serve the API, or apply migrations."""
+"""The `threadline` command: serve the API, apply migrations, or check a deployment."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from threadline.backends.registry import ModelLoadError
 from threadline.config import DEFAULT_DATABASE_URL, Settings, load_settings
 from threadline.ops import logs
 from threadline.ops.logs import LogFormat
+from threadline.startup_errors import config_problems, port_taken
 from threadline.store.database import async_url
 
 # The collector's thresholds (young, middle, old generation); Python's own are (700, 10, 10).
@@ -55,6 +56,9 @@ def serve(
         raise typer.Exit(1) from None
 
     settings = settings_or_exit(config, host=host, port=port, database_url=database)
+    if problem := port_taken(settings.host, settings.port):  # before the migrations and models, not after
+        typer.echo(problem, err=True)
+        raise typer.Exit(1)
     log_config = logs.configure(log_format, logs.configured_secrets(settings))
     if workers > 1:
         app = worker_processes(config=config, database=database, log_format=log_format)  # each builds its own app
@@ -99,6 +103,18 @@ def migrate(database: DatabaseOption = None, config: ConfigOption = None) -> Non
     typer.echo(f"Migrated {make_url(settings.database_url).render_as_string(hide_password=True)}")
 
 
+@cli.command()
+def doctor(
+    database: DatabaseOption = None,
+    config: ConfigOption = None,
+    generate: Annotated[bool, typer.Option("--generate", help="Also ask each model for a tiny generation.")] = False,
+) -> None:
+    """Check the config, database, models, keys and tools, one line each; exit 1 on any failure."""
+    from threadline.doctor import run
+
+    raise typer.Exit(run(config, database, generate, typer.echo))
+
+
 def settings_or_exit(config_file: str | None, **overrides: object) -> Settings:
     """The settings, or an exit with one line that says what is wrong with them."""
     try:
@@ -110,8 +126,7 @@ def settings_or_exit(config_file: str | None, **overrides: object) -> Settings:
     except tomllib.TOMLDecodeError as exc:
         message = f"The config file {config_file} is not valid TOML: {exc}."
     except ValidationError as exc:
-        problems = (f"{'.'.join(map(str, error['loc'])) or 'config'}: {error['msg']}" for error in exc.errors())
-        message = "Invalid configuration: " + "; ".join(problems) + "."
+        message = "\n".join(config_problems(exc, config_file))
     except (ValueError, ArgumentError):  # the message would show the URL, password and all
         message = "Invalid database URL: use sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE, without a driver name."
     typer.echo(message, err=True)
