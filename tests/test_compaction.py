@@ -42,7 +42,11 @@ def server(start_server, tmp_path_factory):
         {
             "auth": {"api_keys": [{"key": key, "project": project} for project, key in KEYS.items()]},
             "security": {"encryption_keys": [ENCRYPTION_KEY]},
-            "models": [{"id": "scripted", "provider": "scripted", "context_window": WINDOW, "options": {"record_to": str(record)}}],
+            "models": [
+                {"id": "scripted", "provider": "scripted", "context_window": WINDOW, "options": {"record_to": str(record)}},
+                {"id": "failing", "provider": "scripted", "context_window": WINDOW, "options": {"script": [{"fail": {"message": "The model is down."}}]}},
+            ],
+            "prompts": [{"id": "pmpt_guide", "instructions": "You guide {{name}}.", "input": [{"role": "user", "content": "Template: my name is {{name}}."}]}],
             "workers": FAST_WORKERS,
         }
     )
@@ -235,7 +239,7 @@ def test_the_compact_endpoint_compacts_input_a_chain_or_a_conversation(client, h
     assert len(list(client.conversations.items.list(conversation.id))) == 2
 
 
-def test_a_compaction_trigger_compacts_a_conversation_now(client, model_requests):
+def test_a_compaction_trigger_compacts_a_conversation_now(client, http, model_requests):
     conversation = client.conversations.create(items=[{"role": "user", "content": "Remember: the bridge is closed on Mondays."}])
     client.responses.create(model="scripted", conversation=conversation.id, input="Noted?")
     triggered = client.responses.create(model="scripted", conversation=conversation.id, input=[{"type": "compaction_trigger"}])
@@ -245,8 +249,71 @@ def test_a_compaction_trigger_compacts_a_conversation_now(client, model_requests
     client.responses.create(model="scripted", conversation=conversation.id, input="When is the bridge closed?")
     seen = texts(model_requests()[-1])
     assert "the bridge is closed on Mondays" in seen[0] and seen[-1] == "When is the bridge closed?"
-    kinds = [item.type for item in client.conversations.items.list(conversation.id, order="asc")]
-    assert kinds == ["message", "message", "message", "compaction_trigger", "compaction", "message", "message"]
+    # The trigger asked for compaction; it is no item of the conversation, nor of the response's input.
+    listed = http.get(f"/v1/conversations/{conversation.id}/items", params={"order": "asc"}).json()
+    validate(listed, "ConversationItemList")
+    assert [item["type"] for item in listed["data"]] == ["message", "message", "message", "compaction", "message", "message"]
+    assert client.responses.input_items.list(triggered.id).data == []
+
+
+def test_an_agent_run_of_tool_calls_is_compacted_between_calls_never_within_one(client, model_requests):
+    # As Codex sends it: one user message, then the agent's calls and their outputs, statelessly.
+    tools = [{"type": "function", "name": "read_file", "parameters": {"type": "object", "properties": {}}}]
+    history: list[dict] = [{"type": "message", "role": "user", "content": "Fix the failing test."}]
+    for call in range(8):
+        history.append({"type": "reasoning", "summary": [], "content": [{"type": "reasoning_text", "text": f"I read file {call}."}]})
+        history.append({"type": "function_call", "call_id": f"call_{call}", "name": "read_file", "arguments": "{}"})
+        history.append({"type": "function_call_output", "call_id": f"call_{call}", "output": f"File {call}: " + PADDING})
+    response = client.responses.create(model="scripted", input=history, tools=tools, store=False, context_management=COMPACTION)
+    assert response.status == "completed" and [item.type for item in response.output] == ["compaction", "message"]
+
+    summarised, request = model_requests()[-2:]
+    assert summarised["instructions"] == SUMMARY_INSTRUCTIONS and tokens(request) <= WINDOW
+    kinds = [item.get("type", "message") for item in request["input"]]
+    # The user's task is in the summary, in their own words.
+    assert kinds[0] == "message" and texts(request)[0].startswith(SUMMARY_HEADER) and "Fix the failing test." in texts(request)[0]
+    # What is kept begins with a turn of the model: its reasoning, its call, then the call's output.
+    assert kinds[1:] == ["reasoning", "function_call", "function_call_output"]
+    assert request["input"][2]["call_id"] == request["input"][3]["call_id"] == "call_7"
+    kept = opened(response.output[0])["kept"]
+    assert [item["type"] for item in kept] == ["reasoning", "function_call", "function_call_output"]
+
+
+def test_a_prompt_templates_messages_stay_in_front_of_a_compacted_context(client, model_requests):
+    prompt = {"id": "pmpt_guide", "variables": {"name": "Ada"}}
+    first = client.responses.create(model="scripted", prompt=prompt, input="Remember: the vault code is 7312. " + PADDING)
+    asked = {"model": "scripted", "prompt": prompt, "previous_response_id": first.id, "input": "What is the vault code?", "context_management": COMPACTION}
+    streamed = client.responses.create(**asked)
+    queued = client.responses.create(**asked, background=True)
+    for response in (streamed, wait_for(client, queued.id)):
+        assert [item.type for item in response.output] == ["compaction", "message"]
+    requests = model_requests()
+    for summarised in summary_calls(requests):
+        # The template's messages are no part of the conversation: never summarised.
+        assert "Template:" not in texts(summarised)[0] and "the vault code is 7312" in texts(summarised)[0]
+    for request in answered(requests)[1:]:
+        seen = texts(request)
+        assert request["instructions"] == "You guide Ada." and seen[0] == "Template: my name is Ada."
+        assert seen[1].startswith(SUMMARY_HEADER) and seen[2:] == ["What is the vault code?"]
+    # And on the next turn of the chain, once, still in front.
+    client.responses.create(model="scripted", prompt=prompt, previous_response_id=streamed.id, input="Thanks.")
+    seen = texts(model_requests()[-1])
+    assert seen[0] == "Template: my name is Ada." and seen[1].startswith(SUMMARY_HEADER) and seen.count("Template: my name is Ada.") == 1
+
+
+def test_a_failing_summary_call_fails_the_response(client, http):
+    conversation = client.conversations.create(items=[{"role": "user", "content": "Remember: the gate is blue."}, {"role": "user", "content": "Go."}])
+    stream = client.responses.create(model="failing", conversation=conversation.id, input=[{"type": "compaction_trigger"}], stream=True)
+    events = list(stream)
+    assert [event.type for event in events] == ["response.created", "response.in_progress", "response.failed"]
+    assert [event.sequence_number for event in events] == [0, 1, 2]
+    failed = client.responses.retrieve(events[-1].response.id)
+    assert failed.status == "failed" and failed.error.code == "server_error" and failed.error.message == "The model is down."
+    assert failed.output == []
+    # The conversation gained no compaction item.
+    assert [item.type for item in client.conversations.items.list(conversation.id)] == ["message", "message"]
+    answer = http.post("/v1/responses/compact", json={"model": "failing", "input": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]})
+    assert answer.status_code == 500 and answer.json()["error"]["message"] == "The model is down."
 
 
 def test_bad_compaction_requests_are_refused(client):

@@ -34,6 +34,7 @@ log = logging.getLogger("threadline")
 
 MARKER = "compaction_trigger"
 COMPACTION_TYPES = ("compaction", MARKER)  # items the model never reads as they are
+CALL_OUTPUTS = {"function_call": "function_call_output", "custom_tool_call": "custom_tool_call_output"}
 
 
 @dataclass
@@ -160,7 +161,7 @@ async def plan_compaction(
     threshold = threshold or 4096
     split = kept_from(context, threshold // 4)
     if not wanted.trigger and split in (0, len(context)):
-        return None  # nothing older to compact, or no user message to keep
+        return None  # nothing older to compact, or no turn to keep
     request.input = full.input
     # The summary takes a fifth of the threshold at most: what follows it has room to grow.
     marker = {"type": MARKER, "kept": context[split:], "summary_tokens": max(128, min(MAX_SUMMARY_TOKENS, threshold // 5)), "answer": not wanted.trigger}
@@ -168,21 +169,38 @@ async def plan_compaction(
 
 
 def kept_from(context: list[dict], budget: int) -> int:
-    """Where the kept newest part of the context begins: at a user message (so a call is never
-    parted from its output), as early as `budget` tokens allow but no later than the last
-    user message; past the context's end if it has none."""
-    starts = [index for index, item in enumerate(context) if is_user_message(item)]
+    """Where the kept newest part of the context begins: at the start of a turn (see
+    turn_starts), as early as `budget` tokens allow but no later than the last turn's start;
+    past the context's end if it has none."""
+    starts = turn_starts(context)
     if not starts:
         return len(context)
     estimates = [estimate_item_tokens(item) for item in context]
-    split, tail = starts[-1], sum(estimates[starts[-1] :])
+    split, tail, may_start = starts[-1], sum(estimates[starts[-1] :]), set(starts)
     for index in range(starts[-1] - 1, 0, -1):
         tail += estimates[index]
         if tail > budget:
             break
-        if is_user_message(context[index]):
+        if index in may_start:
             split = index
     return split
+
+
+def turn_starts(context: list[dict]) -> list[int]:
+    """Where the context may be parted (never at its first item): before a user message, or
+    before the model's next turn after tool outputs, as an agent's long run of calls after
+    one user message has no other place. Never between a call and its output, nor between a
+    reasoning item and what follows it."""
+    answered_at = {item.get("call_id"): index for index, item in enumerate(context) if item.get("type") in CALL_OUTPUTS.values()}
+    starts, awaited = [], -1  # the latest place an output of an earlier call has
+    for index, item in enumerate(context):
+        before = context[index - 1].get("type") if index else None
+        if index and awaited < index and before != "reasoning" and item.get("type") not in CALL_OUTPUTS.values():
+            if is_user_message(item) or before in CALL_OUTPUTS.values():
+                starts.append(index)
+        if item.get("type") in CALL_OUTPUTS:
+            awaited = max(awaited, answered_at.get(item.get("call_id"), -1))
+    return starts
 
 
 def is_user_message(item: dict) -> bool:

@@ -229,7 +229,8 @@ class Preparer:
             backend=backend,
             model_request=model_request,
             response=response_object(body, model_id, choice),
-            input_items=input_items,
+            # A compaction_trigger asks for something; it is no item to keep (OpenAI lists none).
+            input_items=[item for item in input_items if item.get("type") != compaction.MARKER],
             store=body.store is not False,
             tools=plan,
         )
