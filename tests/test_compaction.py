@@ -205,6 +205,22 @@ def test_a_tampered_or_foreign_compaction_item_is_refused_naming_it(client, row_
     assert row_counts() == before
 
 
+def test_a_conversation_takes_only_compaction_items_this_server_can_read_back(client, row_counts):
+    compacted = client.responses.compact(model="scripted", input=[{"role": "user", "content": turn_text(0)}, {"role": "user", "content": turn_text(1)}])
+    item = compacted.output[-1].model_dump()
+    sealed = item["encrypted_content"]
+    tampered = {**item, "encrypted_content": sealed[:20] + ("A" if sealed[20] != "A" else "B") + sealed[21:]}
+    conversation = client.conversations.create()
+    before = row_counts()
+    for bad, param in ((tampered, "items[1].encrypted_content"), ({"type": "compaction_trigger"}, "items[1].type")):
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.conversations.items.create(conversation.id, items=[{"type": "message", "role": "user", "content": "hello"}, bad])
+        assert refused.value.status_code == 400 and refused.value.body["param"] == param
+    assert row_counts() == before
+    added = client.conversations.items.create(conversation.id, items=[item])
+    assert [entry.type for entry in added.data] == ["compaction"]
+
+
 def test_the_compact_endpoint_compacts_input_a_chain_or_a_conversation(client, http, model_requests, row_counts):
     items = []
     for turn in range(16):

@@ -102,7 +102,7 @@ def create_app(settings: Settings) -> FastAPI:
             poll_s=settings.workers.poll_s,
         )
         app.state.conversations = ConversationsService(
-            conversations=conversations, runner=runner, max_items_bytes=settings.limits.max_body_bytes
+            conversations=conversations, runner=runner, max_items_bytes=settings.limits.max_body_bytes, secrets=tools.secrets
         )
         app.state.files = FilesService(files, max_file_bytes=settings.files.max_file_bytes)
         app.state.models = ModelsService(models, started_at=int(time.time()))

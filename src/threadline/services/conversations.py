@@ -10,12 +10,17 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from threadline.engine import compaction
 from threadline.engine.new_items import new_items
+from threadline.engine.reasoning_items import open_reasoning
+from threadline.engine.sealed_items import sealed_by_threadline
+from threadline.errors import invalid
 from threadline.engine.runner import Runner
 from threadline.jobs.recovery import failed
 from threadline.spec.response import present_item
 from threadline.store.conversations import ConversationStore
 from threadline.store.pagination import Page
+from threadline.tools.secrets import SecretBox
 
 
 # Why a queued response ends failed when its conversation is deleted.
@@ -27,9 +32,10 @@ def _deleted_while_queued(response: dict) -> dict:
 
 
 class ConversationsService:
-    def __init__(self, *, conversations: ConversationStore, runner: Runner, max_items_bytes: int) -> None:
+    def __init__(self, *, conversations: ConversationStore, runner: Runner, max_items_bytes: int, secrets: SecretBox) -> None:
         self.conversations = conversations
         self.runner = runner
+        self.secrets = secrets  # the server's keys: items Threadline sealed are checked, as responses.create checks them
         # The most the items of one request may come to, item references expanded.
         self.max_items_bytes = max_items_bytes
 
@@ -75,4 +81,12 @@ class ConversationsService:
 
     async def _new_items(self, project: str, items: Sequence[dict | BaseModel]) -> list[dict]:
         # A file named by id is stored as sent; it is read when a model reads the item.
-        return await new_items(self.conversations.database, project, items, param="items", max_bytes=self.max_items_bytes)
+        added = await new_items(self.conversations.database, project, items, param="items", max_bytes=self.max_items_bytes)
+        for index, item in enumerate(added):
+            if item.get("type") == compaction.MARKER:
+                raise invalid("A 'compaction_trigger' item is input to a response, not an item a conversation keeps.", param=f"items[{index}].type")
+            if item.get("type") == "compaction" and sealed_by_threadline(item["encrypted_content"]):
+                # One sealed here that no key opens is refused now, not passed over later;
+                # another server's is kept as sent, as every item is.
+                compaction.opened(self.secrets, item, f"items[{index}]")
+        return open_reasoning(self.secrets, items, added, param="items")
