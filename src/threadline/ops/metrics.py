@@ -49,7 +49,7 @@ RESPONSES = Counter(
     "Responses ended, by model, final status and reason (incomplete_details.reason of an incomplete one, error.code of a failed one).",
     ["model", "status", "reason"],
 )
-TOKENS = Counter("threadline_tokens", "Tokens of ended responses, by model and direction (input, output).", ["model", "direction"])
+TOKENS = Counter("threadline_tokens", "Tokens of ended responses and of compactions, by model and direction (input, output).", ["model", "direction"])
 RUNNING = Gauge(
     "threadline_responses_running", "Responses running, by mode (foreground, background).", ["mode"], multiprocess_mode="livesum"
 )
@@ -146,7 +146,11 @@ def response_ended(response: dict) -> None:
     elif status == "failed":
         reason = (response.get("error") or {}).get("code") or ""
     RESPONSES.labels(model, status, reason).inc()
-    usage = response.get("usage") or {}
+    tokens_used(model, response.get("usage") or {})
+
+
+def tokens_used(model: str, usage: dict) -> None:
+    """Count the tokens of a `usage` object (a response's, or a compaction's)."""
     for direction in ("input", "output"):
         if usage.get(f"{direction}_tokens"):
             TOKENS.labels(model, direction).inc(usage[f"{direction}_tokens"])

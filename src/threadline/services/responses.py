@@ -24,6 +24,7 @@ from threadline.errors import APIError, invalid
 from threadline.jobs.cancel import cancel_background
 from threadline.jobs.follow import follow
 from threadline.jobs.worker import Worker
+from threadline.ops.metrics import tokens_used
 from threadline.ids import new_id
 from threadline.items import new_item_id
 from threadline.services.idempotency import Idempotency, KeyedRequest
@@ -120,7 +121,9 @@ class ResponsesService:
             status = error.status or 500
             raise APIError(status, error.message, type="invalid_request_error" if status < 500 else "server_error", code=error.code) from error
         output = compacted.kept + [{"id": new_item_id("compaction"), **compacted.item}]
-        return {"id": new_id("resp"), "object": "response.compaction", "created_at": int(time.time()), "output": output, "usage": usage_object(compacted.usage)}
+        usage = usage_object(compacted.usage)
+        tokens_used(prepared.model_request.model, usage)
+        return {"id": new_id("resp"), "object": "response.compaction", "created_at": int(time.time()), "output": output, "usage": usage}
 
     # -- create ----------------------------------------------------------------------
 
