@@ -23,6 +23,7 @@ from tests.servers import ThreadlineServer, new_database, write_config
 
 KEY = "sk-metrics-test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
+BODY_LIMIT = 64 * 1024
 Samples = dict[tuple[str, frozenset], float]
 
 
@@ -45,6 +46,7 @@ def server(request, database_url, upstream, search, tmp_path_factory):
         "workers": {"heartbeat_s": 0.2, "lease_s": 1.5, "poll_s": 0.05, "max_background_jobs": 1},
         "tools": {"web_search": {"provider": "searxng", "base_url": search.base_url}},
         "metrics": {"require_key": True},
+        "limits": {"max_body_bytes": BODY_LIMIT},
     }
     with new_database(kind, folder, f"metrics_{request.param}") as url:
         with ThreadlineServer(url, write_config(folder / "threadline.toml", config), flags=("--workers", str(request.param))) as running:
@@ -197,6 +199,33 @@ def test_background_queue_and_running_work(server, client, http, mock):
     assert after("threadline_responses_total", model="chat", status="cancelled", reason="") == server.workers
     assert after("threadline_upstream_call_duration_seconds_count", model="chat", outcome="cancelled") == server.workers
     assert after.now("threadline_queue_depth", model="chat") == 0
+
+
+def test_a_body_refused_as_too_large_is_counted(server, http):
+    """A body declared larger than the limit is refused before it is read or routed; the
+    request still shows, with the status the client got."""
+    before = scrape(http)
+    refused = http.post("/v1/responses", content=b"x" * (BODY_LIMIT + 1), headers={"Content-Type": "application/json"})
+    assert refused.status_code == 413
+    change = Change(before, scrape(http))
+    assert change("threadline_http_request_duration_seconds_count", route="unmatched", method="POST", status="413") == 1
+
+
+def test_the_compact_endpoint_counts_its_tokens(server, client, http, mock):
+    """POST /v1/responses/compact makes a summary call of the model: its tokens are counted
+    by model as a response's are, and no response is (none is made)."""
+    before = scrape(http)
+    mock.script(answer(9, 5))
+    earlier = [{"role": "user", "content": "Tell me about bread."}, {"role": "assistant", "content": "Bread is baked."}]
+    compacted = client.responses.compact(model="chat", input=earlier + [{"role": "user", "content": "And cake?"}])
+    assert (compacted.usage.input_tokens, compacted.usage.output_tokens) == (9, 5)
+    change = Change(before, scrape(http))
+    assert change("threadline_tokens_total", model="chat", direction="input") == 9
+    assert change("threadline_tokens_total", model="chat", direction="output") == 5
+    assert change("threadline_upstream_call_duration_seconds_count", model="chat", outcome="ok") == 1
+    assert sum(value for (name, _), value in change.after.items() if name == "threadline_responses_total") == sum(
+        value for (name, _), value in change.before.items() if name == "threadline_responses_total"
+    )
 
 
 def test_websocket_connections_are_counted_while_open(server, http):

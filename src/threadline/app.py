@@ -144,13 +144,13 @@ def create_app(settings: Settings) -> FastAPI:
     if app.state.authenticator.is_open:
         log.warning("No API keys are configured: every request is accepted, in one open project.")
     install_error_handlers(app)
-    install_metrics(app, settings.metrics.enabled, settings.metrics.require_key)
     app.add_middleware(
         BodyLimits,
         max_body_bytes=settings.limits.max_body_bytes,
         timeout_s=settings.server.body_timeout_s,
         uploads={"/v1/files": settings.files.max_file_bytes + FORM_ALLOWANCE_BYTES},
     )
+    install_metrics(app, settings.metrics.enabled, settings.metrics.require_key)  # counts the bodies refused too
     app.add_middleware(RequestIds)  # outermost: every log line, and the request's span, name the request
     app.include_router(conversation_routes.router)
     app.include_router(response_routes.router)

@@ -113,7 +113,8 @@ class RequestMetrics:
 
 def route_template(scope) -> str:
     """The matched route's template ("/v1/responses/{response_id}"), never the path itself;
-    "unmatched" for a path no route has."""
+    "unmatched" for a path no route has, and for a request refused before it was routed (a
+    body declared larger than the server takes)."""
     route = scope.get("route")
     return getattr(route, "path", None) or "unmatched"
 
