@@ -167,6 +167,21 @@ def test_the_trace_continues_into_the_upstream_and_the_mcp_server(server, mock, 
     assert mcp_client.is_child_of(tool) and mcp_client.kind == "CLIENT"
 
 
+def test_a_compaction_summary_is_a_model_call_of_its_own(server, mock, collector):
+    mock.headers.clear()
+    mock.script(reply(text("The user counted to four."), finish("stop"), usage(40, 6)))
+    items = [{"role": "user", "content": f"Number {turn}: " + "count with me " * 200} for turn in range(4)]
+    raw = sdk(server).responses.with_raw_response.compact(model="chat", input=items)
+    assert raw.parse().output[-1].type == "compaction"
+    spans = collector.trace_of("threadline.request_id", raw.headers["x-request-id"], until=lambda spans: any(span.name == "chat mock-model" for span in spans) and any(span.kind == "SERVER" and span.end for span in spans))
+    request = one(spans, "POST /v1/responses/compact")
+    summary = one(spans, "chat mock-model")
+    assert under(summary, request, spans) and summary.kind == "CLIENT"
+    assert (summary.attributes["gen_ai.usage.input_tokens"], summary.attributes["gen_ai.usage.output_tokens"], summary.attributes["gen_ai.response.finish_reasons"]) == (40, 6, ["stop"])
+    [headers] = mock.headers
+    assert headers["traceparent"].split("-")[1:3] == [summary.trace_id, summary.span_id]
+
+
 def test_a_client_trace_is_continued(server, mock, mcp_server, collector):
     # A trace of its own each run: the collector outlives one database's server.
     trace_id, parent_id = secrets.token_hex(16), secrets.token_hex(8)
