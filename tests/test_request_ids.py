@@ -12,6 +12,8 @@ import re
 import httpx
 import openai
 import pytest
+import websockets
+from websockets.sync.client import connect
 
 from threadline.ops.logs import JsonFormatter, TextFormatter
 from tests.mcp_servers import run_mcp_server
@@ -103,6 +105,15 @@ def test_every_answer_carries_a_request_id(server, client, mock):
     # The SDK reads it as OpenAI's: an object's _request_id.
     mock.script(reply(text("Hello."), finish("stop")))
     assert REQUEST_ID.fullmatch(client.responses.create(model="chat", input="Hi")._request_id)
+
+
+def test_a_refused_websocket_upgrade_carries_a_request_id(server):
+    url = server.url.replace("http://", "ws://") + "/v1/responses"
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        with connect(url, additional_headers={"Authorization": "Bearer sk-wrong"}, open_timeout=10):
+            pass
+    assert refused.value.response.status_code == 401
+    assert REQUEST_ID.fullmatch(refused.value.response.headers["x-request-id"])
 
 
 def test_a_client_request_id_is_logged_with_the_request_id(client, mock, log):

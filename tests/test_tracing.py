@@ -17,6 +17,7 @@ import secrets
 import openai
 import pytest
 
+from tests.embeddings_server import EmbeddingsServer
 from tests.mcp_servers import run_mcp_server
 from tests.mock_upstream import finish, reply, text, tool_call, usage
 from tests.otlp_collector import OtlpCollector, Span
@@ -42,13 +43,20 @@ def mcp_server():
 
 
 @pytest.fixture(scope="module")
+def embeddings():
+    with EmbeddingsServer() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
 def search():
     with SearchServer() as running:
         yield running
 
 
-def config(upstream, search, **tracing) -> dict:
+def config(upstream, search, embeddings, **tracing) -> dict:
     return {
+        "embeddings": {"provider": "openai", "base_url": embeddings.base_url, "model": "text-embedding-3-small"},
         "models": [{"id": "chat", "provider": "openai-chat", "base_url": upstream.base_url, "upstream_model": "mock-model", "context_window": 8192}],
         "tools": {"mcp": {"allowed_hosts": ["127.0.0.1"]}, "web_search": {"provider": "searxng", "base_url": search.base_url}},
         "tracing": tracing,
@@ -56,17 +64,17 @@ def config(upstream, search, **tracing) -> dict:
 
 
 @pytest.fixture(scope="module")
-def server(own_database, tmp_path_factory, upstream, search, collector):
+def server(own_database, tmp_path_factory, upstream, search, embeddings, collector):
     """Tracing switched on by the config file; content not captured (the default)."""
-    path = write_config(tmp_path_factory.mktemp("config") / "threadline.toml", config(upstream, search, otlp_endpoint=collector.url))
+    path = write_config(tmp_path_factory.mktemp("config") / "threadline.toml", config(upstream, search, embeddings, otlp_endpoint=collector.url))
     with ThreadlineServer(own_database, path, env=QUICK_EXPORT) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
-def capturing_server(own_database, tmp_path_factory, upstream, search, collector):
+def capturing_server(own_database, tmp_path_factory, upstream, search, embeddings, collector):
     """Tracing switched on by OTEL_EXPORTER_OTLP_ENDPOINT; content captured, as configured."""
-    path = write_config(tmp_path_factory.mktemp("config") / "threadline.toml", config(upstream, search, capture_content=True))
+    path = write_config(tmp_path_factory.mktemp("config") / "threadline.toml", config(upstream, search, embeddings, capture_content=True))
     env = {**QUICK_EXPORT, "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_SERVICE_NAME": "threadline-capturing"}
     with ThreadlineServer(own_database, path, env=env) as running:
         yield running
@@ -165,6 +173,32 @@ def test_the_trace_continues_into_the_upstream_and_the_mcp_server(server, mock, 
     assert trace_id == tool.trace_id
     [mcp_client] = [span for span in spans if span.span_id == parent_id]
     assert mcp_client.is_child_of(tool) and mcp_client.kind == "CLIENT"
+
+
+def test_a_compaction_summary_is_a_model_call_of_its_own(server, mock, collector):
+    mock.headers.clear()
+    mock.script(reply(text("The user counted to four."), finish("stop"), usage(40, 6)))
+    items = [{"role": "user", "content": f"Number {turn}: " + "count with me " * 200} for turn in range(4)]
+    raw = sdk(server).responses.with_raw_response.compact(model="chat", input=items)
+    assert raw.parse().output[-1].type == "compaction"
+    spans = collector.trace_of("threadline.request_id", raw.headers["x-request-id"], until=lambda spans: any(span.name == "chat mock-model" for span in spans) and any(span.kind == "SERVER" and span.end for span in spans))
+    request = one(spans, "POST /v1/responses/compact")
+    summary = one(spans, "chat mock-model")
+    assert under(summary, request, spans) and summary.kind == "CLIENT"
+    assert (summary.attributes["gen_ai.usage.input_tokens"], summary.attributes["gen_ai.usage.output_tokens"], summary.attributes["gen_ai.response.finish_reasons"]) == (40, 6, ["stop"])
+    [headers] = mock.headers
+    assert headers["traceparent"].split("-")[1:3] == [summary.trace_id, summary.span_id]
+
+
+def test_the_trace_continues_into_the_embeddings_upstream(server, embeddings, collector):
+    embeddings.reset()
+    raw = sdk(server).embeddings.with_raw_response.create(model="text-embedding-3-small", input="Acorns.")
+    assert len(raw.parse().data) == 1
+    spans = collector.trace_of("threadline.request_id", raw.headers["x-request-id"], until=lambda spans: any(span.kind == "SERVER" and span.end for span in spans))
+    request = one(spans, "POST /v1/embeddings")
+    [sent] = embeddings.requests
+    _version, trace_id, parent_id, _flags = sent.headers["traceparent"].split("-")
+    assert trace_id == request.trace_id and any(span.span_id == parent_id for span in spans)
 
 
 def test_a_client_trace_is_continued(server, mock, mcp_server, collector):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from threadline.backends.base import Backend, BackendError, Finish, ModelRequest, TextDelta, Usage
 from threadline.engine.output_bound import bounded
+from threadline.ops import tracing
 
 SUMMARY_HEADER = "Summary of the earlier conversation (compacted):\n"
 NOTES_HEADER = "\n\nWhat the user said earlier, in their own words (newest first):\n"
@@ -49,7 +50,8 @@ async def summarise(backend: Backend, request: ModelRequest, older: list[dict], 
         stream=True,
     )
     text, usage = [], Usage()
-    async for event in bounded(backend.generate(summary_request), summary_request):
+    # A model turn of its own, traced as the response's turns are.
+    async for event in tracing.model_call(backend, summary_request, bounded(backend.generate(summary_request), summary_request)):
         if isinstance(event, TextDelta):
             text.append(event.text)
         elif isinstance(event, Finish) and event.usage is not None:

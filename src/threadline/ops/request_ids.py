@@ -20,6 +20,8 @@ client_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("
 # A client's id is logged as sent only if it looks like an id: OpenAI takes up to 512 ASCII
 # characters; control characters and spaces would let a client forge log lines.
 CLIENT_ID = re.compile(r"[\x21-\x7e]{1,512}")
+# The messages that start an answer: an HTTP response, a WebSocket's acceptance or its refusal.
+ANSWER_STARTS = ("http.response.start", "websocket.accept", "websocket.http.response.start")
 
 
 def new_request_id() -> str:
@@ -53,7 +55,7 @@ class RequestIds:
         header = (b"x-request-id", own.encode())
 
         async def send_with_id(message: Message) -> None:
-            if message["type"] in ("http.response.start", "websocket.accept"):
+            if message["type"] in ANSWER_STARTS:
                 message = {**message, "headers": [*message.get("headers", []), header]}
             await send(message)
 

@@ -8,11 +8,12 @@ The spans, by OpenTelemetry's HTTP and GenAI semantic conventions:
   made by FastAPI itself (with its `fastapi.endpoint` spans) once a provider is set; it
   carries `threadline.request_id`;
 - `invoke_agent {model}`: one per response run, a foreground one under its request's span;
-- `chat {upstream model}` (CLIENT; INTERNAL for a model in this process): one per model turn, retries included, with the model,
-  token counts and finish reason;
+- `chat {upstream model}` (CLIENT; INTERNAL for a model in this process): one per model turn
+  (a compaction's summary call included), retries included, with the model, token counts
+  and finish reason;
 - `execute_tool {tool}`: one per hosted tool call (MCP, web search, file search); the MCP
   SDK's own `tools/call` span follows, under it.
-Model and tool calls carry `traceparent` to the upstream (an HTTP header) and to MCP servers
+Model, embeddings and tool calls carry `traceparent` to the upstream (an HTTP header) and to MCP servers
 (the request's `_meta`, which the MCP SDK fills from the current span).
 
 Message content (prompts, answers, tool arguments and results) is recorded only with

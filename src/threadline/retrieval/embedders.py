@@ -25,6 +25,7 @@ import orjson
 
 from threadline.backends.upstream import KEEPALIVE_S, described, proxy_for, redact
 from threadline.config import EmbeddingsSettings
+from threadline.ops import tracing
 
 # The embedded models: WordLlama's matryoshka-trained vectors keep their meaning when cut short.
 EMBEDDED_MODELS = {"wordllama-l2-256": 256, "wordllama-l2-128": 128, "wordllama-l2-64": 64}
@@ -176,10 +177,10 @@ class OpenAIEmbedder:
         body: dict[str, Any] = {"model": self.model, "input": texts, "encoding_format": "float"}
         if dimensions is not None:
             body["dimensions"] = dimensions
-        headers = {"Authorization": f"Bearer {self.settings.api_key}"} if self.settings.api_key else {}
+        headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {self.settings.api_key}"} if self.settings.api_key else {})
         timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
         try:
-            async with self.http.post(self.url, data=orjson.dumps(body), headers={"Content-Type": "application/json", **headers}, timeout=timeout) as response:
+            async with self.http.post(self.url, data=orjson.dumps(body), headers=tracing.propagate_to(headers), timeout=timeout) as response:
                 answer = await response.read()
                 if response.status >= 400:
                     raise EmbeddingError(
