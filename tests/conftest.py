@@ -16,14 +16,13 @@ its own; `client`, `http` and the others then talk to that one:
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 
 import httpx
 import openai
 import pytest
 
-from tests.helpers import PROVIDERS, database_rows
+from tests.helpers import PROVIDERS, database_rows, recorded_from_now
 from tests.mock_upstream import MockUpstream
 from tests.servers import ThreadlineServer, new_database, write_config
 from tests.spec_check import SpecCheck, checked_async_client, checked_client, checked_http
@@ -136,14 +135,7 @@ def server(database_url, tmp_path_factory):
 @pytest.fixture
 def model_requests(server):
     """What the scripted model received during this test, one dict per request."""
-    start = server.model_requests_path.stat().st_size
-
-    def received() -> list[dict]:
-        with open(server.model_requests_path, "rb") as record:
-            record.seek(start)
-            return [json.loads(line) for line in record if line.strip()]
-
-    return received
+    return recorded_from_now(server.model_requests_path)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import json
 import sqlite3
 import time
 import uuid
+from collections.abc import Callable
 
 import asyncpg
 import httpx
@@ -32,6 +33,19 @@ WEATHER_TOOL = {
 def script(*steps: dict) -> str:
     """A user message that makes the scripted model follow these steps."""
     return "#script " + json.dumps(list(steps))
+
+
+def recorded_from_now(record) -> Callable[[], list[dict]]:
+    """What a scripted model recording to `record` (options.record_to) receives from now on:
+    a function giving its requests so far, one dict each."""
+    start = record.stat().st_size
+
+    def received() -> list[dict]:
+        with open(record, "rb") as lines:
+            lines.seek(start)
+            return [json.loads(line) for line in lines if line.strip()]
+
+    return received
 
 
 def sse_events(http: httpx.Client, path: str, body: dict | None = None, method: str = "POST", headers: dict | None = None) -> list[dict]:

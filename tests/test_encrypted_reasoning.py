@@ -13,11 +13,11 @@ import json
 import openai
 import pytest
 
+from tests.conftest import FAST_WORKERS
+from tests.helpers import recorded_from_now, upstream_models, wait_for
+from tests.mock_upstream import finish, reply, text
 from threadline.engine.sealed_items import seal_content
 from threadline.tools.secrets import SecretBox
-from tests.conftest import FAST_WORKERS
-from tests.helpers import upstream_models, wait_for
-from tests.mock_upstream import finish, reply, text
 
 INCLUDE = ["reasoning.encrypted_content"]
 # A reasoning item as OpenAI seals it: not Threadline's format.
@@ -58,14 +58,7 @@ def server(start_server, upstream, record, key_file):
 @pytest.fixture
 def model_requests(record):
     """What the scripted model received during this test, one dict per request."""
-    start = record.stat().st_size
-
-    def received() -> list[dict]:
-        with open(record, "rb") as lines:
-            lines.seek(start)
-            return [json.loads(line) for line in lines if line.strip()]
-
-    return received
+    return recorded_from_now(record)
 
 
 def sent_back(item) -> dict:

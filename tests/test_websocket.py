@@ -18,7 +18,7 @@ from openai.lib.responses_websocket import ResponsesWebSocketLimits, ResponsesWe
 from openai.types.responses.responses_server_event import ResponseWsError
 from websockets.sync.client import ClientConnection, connect
 
-from tests.helpers import WEATHER_TOOL, database_rows, script, sse_events
+from tests.helpers import WEATHER_TOOL, database_rows, recorded_from_now, script, sse_events
 from tests.spec_schemas import validate_event
 
 KEYS = {"alpha": "sk-ws-alpha", "beta": "sk-ws-beta"}
@@ -47,14 +47,7 @@ def server(start_server, record):
 @pytest.fixture
 def model_requests(record):
     """What the scripted model received during this test, one dict per request."""
-    start = record.stat().st_size
-
-    def received() -> list[dict]:
-        with open(record, "rb") as lines:
-            lines.seek(start)
-            return [json.loads(line) for line in lines if line.strip()]
-
-    return received
+    return recorded_from_now(record)
 
 
 @pytest.fixture
