@@ -3,7 +3,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install clients pgvector serve test test-quick bench
+.PHONY: install clients pgvector python-docs serve test test-quick bench
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -36,6 +36,16 @@ $(PGVECTOR): tests/pgvector/install.sh | $(STAMP)
 
 pgvector: $(PGVECTOR)
 
+# The corpus of the file-search benchmark, which the test suite runs in its short form
+# (bench/python_docs.py): Debian's Python documentation, from the machine's package registry.
+PYTHON_DOCS := /usr/share/doc/python3.11/html/_sources
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+$(PYTHON_DOCS):
+	$(SUDO) apt-get install -y -q python3.11-doc || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q python3.11-doc)
+
+python-docs: $(PYTHON_DOCS)
+
 serve: $(STAMP)
 	$(VENV)/bin/threadline serve
 
@@ -44,7 +54,7 @@ serve: $(STAMP)
 TEST_WORKERS ?= 2
 PYTEST := $(PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
-test: $(STAMP) $(CLIENTS) $(PGVECTOR)
+test: $(STAMP) $(CLIENTS) $(PGVECTOR) $(PYTHON_DOCS)
 	THREADLINE_CLIENTS_DIR=$(abspath $(CLIENTS_DIR)) $(WITH_PGVECTOR) $(PYTEST)
 
 test-quick: $(STAMP) $(PGVECTOR)
