@@ -222,7 +222,7 @@ class Preparer:
         if compaction_plan is not None:
             # Compacted as the response runs (engine/turns.py), from this marker.
             model_request.input = compaction_plan.marked(model_request.input, lead=len(template_first))
-        plan.sent_ids = sent_ids(request_input(body), input_items)
+        plan.sent_ids = sent_ids(sent, input_items)
         plan.approved = approved_calls(model_request.input, input_items, plan)
         return PreparedResponse(
             project=project,
