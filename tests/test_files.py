@@ -107,6 +107,7 @@ def test_list_pages_filters_and_orders(lister):
     user_data = lister.files.list(purpose="user_data")
     assert sorted(file.id for file in user_data.data) == sorted(file.id for file in made[:3])
     assert lister.files.list(purpose="batch").data == []
+    assert lister.files.list(purpose="\x00assistants").data == []  # a purpose no file can have, NUL and all
 
 
 def test_list_refuses_bad_paging(lister):

@@ -59,6 +59,8 @@ class FilesService:
         )
 
     async def list(self, project: str, *, purpose: str | None, after: str | None, limit: int, order: Literal["asc", "desc"]) -> Page:
+        if purpose is not None and purpose not in PURPOSES:
+            return Page([], has_more=False)  # no file has it (and PostgreSQL refuses a NUL in a query)
         return await self.files.list(project, purpose=purpose, after=after, limit=limit, order=order)
 
     async def retrieve(self, project: str, file_id: str) -> dict:
