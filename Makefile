@@ -3,7 +3,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install clients pgvector python-docs serve test test-quick bench
+.PHONY: install clients pgvector python-docs chromium serve test test-quick bench
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -46,6 +46,15 @@ $(PYTHON_DOCS):
 
 python-docs: $(PYTHON_DOCS)
 
+# The browser the console's tests drive through Playwright: Debian's Chromium, as Playwright's
+# own download is not reachable offline.
+CHROMIUM := /usr/bin/chromium
+
+$(CHROMIUM):
+	$(SUDO) apt-get install -y -q chromium || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
+
+chromium: $(CHROMIUM)
+
 serve: $(STAMP)
 	$(VENV)/bin/threadline serve
 
@@ -54,10 +63,10 @@ serve: $(STAMP)
 TEST_WORKERS ?= 2
 PYTEST := $(PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
-test: $(STAMP) $(CLIENTS) $(PGVECTOR) $(PYTHON_DOCS)
+test: $(STAMP) $(CLIENTS) $(PGVECTOR) $(PYTHON_DOCS) $(CHROMIUM)
 	THREADLINE_CLIENTS_DIR=$(abspath $(CLIENTS_DIR)) $(WITH_PGVECTOR) $(PYTEST)
 
-test-quick: $(STAMP) $(PGVECTOR)
+test-quick: $(STAMP) $(PGVECTOR) $(CHROMIUM)
 	$(WITH_PGVECTOR) $(PYTEST) -m "not slow"
 
 # The benchmark suite (bench/README.md): `make bench`, or `make bench BENCH_ARGS=--quick`.

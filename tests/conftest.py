@@ -22,6 +22,7 @@ import httpx
 import openai
 import pytest
 
+from tests.browser import chromium, new_page
 from tests.helpers import PROVIDERS, database_rows, recorded_from_now
 from tests.mock_upstream import MockUpstream
 from tests.servers import ThreadlineServer, new_database, write_config
@@ -185,3 +186,17 @@ def quick_http(server):
     """Raw HTTP that gives up after 20 s, so a stream that never ends fails the test."""
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {KEYS['alpha']}"}, timeout=20) as session:
         yield session
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (Debian's, driven by Playwright) for this module's console tests."""
+    with chromium() as running:
+        yield running
+
+
+@pytest.fixture
+def page(browser, server):
+    """A fresh browser page, signed in to nothing, on the module's `server`."""
+    with new_page(browser, server.url) as opened:
+        yield opened

@@ -25,6 +25,9 @@ from threadline.api.openapi import openapi_document
 from threadline.api.uploads import FORM_ALLOWANCE_BYTES
 from threadline.backends.registry import Models
 from threadline.config import Settings
+from threadline.console import api as console_api
+from threadline.console import pages as console_pages
+from threadline.console.viewer import SignInRequired
 from threadline.engine.prepare import Preparer
 from threadline.engine.prompts import PromptTemplates
 from threadline.engine.runner import Runner
@@ -137,7 +140,7 @@ def create_app(settings: Settings) -> FastAPI:
     # /v1/conversations/ is not /v1/conversations: answer 404 rather than redirect.
     app.router.redirect_slashes = False
     app.state.ready = False
-    app.state.authenticator = Authenticator(settings.projects_by_key)
+    app.state.authenticator = Authenticator(settings.projects_by_key, settings.admin_keys)
     app.state.websocket_limits = settings.websocket
     if prompts:
         log.info("Prompt templates loaded: %s.", prompts.describe())
@@ -159,6 +162,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(embedding_routes.router)
     app.include_router(file_routes.router)
     app.include_router(vector_store_routes.router)
+    app.include_router(console_api.router)
+    app.include_router(console_pages.router)
+    app.mount("/console/static", console_pages.static_files, name="console-static")
+    app.add_exception_handler(SignInRequired, console_pages.sign_in_redirect)
     # Built on first request and kept; it documents answers as well as request bodies.
     app.openapi = lambda: openapi_document(app)
 

@@ -22,6 +22,7 @@ class _Section(BaseModel):
 class APIKey(_Section):
     key: str = Field(min_length=1)
     project: str = Field(min_length=1)
+    admin: bool = False  # the web console shows an admin key every project; /v1 still only its own
 
 
 class AuthSettings(_Section):
@@ -224,6 +225,10 @@ class Settings(_Section):
     @property
     def projects_by_key(self) -> dict[str, str]:
         return {api_key.key: api_key.project for api_key in self.auth.api_keys}
+
+    @property
+    def admin_keys(self) -> set[str]:
+        return {api_key.key for api_key in self.auth.api_keys if api_key.admin}
 
 
 def load_settings(config_file: str | Path | None = None, **overrides: object) -> Settings:

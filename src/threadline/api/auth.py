@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 
 from fastapi import Request
 
@@ -11,9 +12,17 @@ from threadline.errors import APIError
 OPEN_PROJECT = "default"
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who a key belongs to: its project, and whether it is an admin key (the console's)."""
+
+    project: str
+    admin: bool = False
+
+
 class Authenticator:
-    def __init__(self, projects_by_key: dict[str, str]) -> None:
-        self._keys = [(key.encode(), project) for key, project in projects_by_key.items()]
+    def __init__(self, projects_by_key: dict[str, str], admin_keys: set[str] = frozenset()) -> None:
+        self._keys = [(key.encode(), Caller(project, key in admin_keys)) for key, project in projects_by_key.items()]
 
     @property
     def is_open(self) -> bool:
@@ -23,6 +32,12 @@ class Authenticator:
         """The caller's project; raises 401 for a missing or unknown key."""
         if self.is_open:
             return OPEN_PROJECT
+        return self.caller_for(authorization).project
+
+    def caller_for(self, authorization: str | None) -> Caller:
+        """The caller behind an `Authorization` header; raises 401 for a missing or unknown key."""
+        if self.is_open:
+            return Caller(OPEN_PROJECT)
         scheme, _, presented = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not presented.strip():
             raise APIError(
@@ -33,9 +48,9 @@ class Authenticator:
         presented_bytes = presented.strip().encode()
         found = None
         # Compare against every key so the time taken does not say which one nearly matched.
-        for key, project in self._keys:
+        for key, caller in self._keys:
             if hmac.compare_digest(key, presented_bytes):
-                found = project
+                found = caller
         if found is None:
             raise APIError(401, "Incorrect API key provided.", code="invalid_api_key")
         return found
