@@ -3,7 +3,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install clients pgvector python-docs chromium serve test test-quick bench
+.PHONY: install clients pgvector python-docs chromium screenshots serve test test-quick bench
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -68,6 +68,10 @@ test: $(STAMP) $(CLIENTS) $(PGVECTOR) $(PYTHON_DOCS) $(CHROMIUM)
 
 test-quick: $(STAMP) $(PGVECTOR) $(CHROMIUM)
 	$(WITH_PGVECTOR) $(PYTEST) -m "not slow"
+
+# The README's pictures of the web console, taken in Chromium from a seeded server.
+screenshots: $(STAMP) $(CHROMIUM)
+	$(PYTHON) -m tests.screenshots docs/console
 
 # The benchmark suite (bench/README.md): `make bench`, or `make bench BENCH_ARGS=--quick`.
 bench: $(STAMP)

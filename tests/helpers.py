@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import time
@@ -13,6 +12,7 @@ import asyncpg
 import httpx
 
 from tests.mock_upstream import MockUpstream, finish, reply, text
+from tests.servers import run_coroutine
 from tests.spec_schemas import validate_event
 from threadline.backends.base import Backend, ModelRequest, ReasoningDelta, RefusalDelta, TextDelta, ToolCallDelta
 from threadline.backends.registry import build_backend
@@ -112,7 +112,7 @@ def database_rows(database_url: str, query: str, *arguments) -> list[tuple]:
         finally:
             await connection.close()
 
-    return asyncio.run(fetch())
+    return run_coroutine(fetch())
 
 
 def responses_of_conversation(database_url: str, conversation_id: str) -> list[tuple[str, str]]:
