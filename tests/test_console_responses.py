@@ -11,7 +11,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser import new_page, sign_in
+from tests.browser import chromium, new_page, sign_in
 from tests.conftest import FAST_WORKERS, KEYS
 from tests.helpers import script, wait_for
 
@@ -25,6 +25,14 @@ def server(start_server):
     keys = [{"key": key, "project": project} for project, key in KEYS.items()] + [{"key": ADMIN, "project": "ops", "admin": True}]
     models = [{"id": "scripted", "provider": "scripted"}, {"id": "scripted-other", "provider": "scripted"}]
     return start_server({"auth": {"api_keys": keys}, "models": models, "workers": FAST_WORKERS})
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    """Chromium, started after the module's server (and closed before the next database's):
+    Playwright's loop must not be running while a PostgreSQL database is made."""
+    with chromium() as running:
+        yield running
 
 
 @pytest.fixture
