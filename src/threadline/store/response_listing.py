@@ -117,17 +117,18 @@ class ResponseListing:
 
     async def tree(self, project: str, response_id: str) -> Tree | None:
         """The response's chain: its ancestors to the root, then every response continuing the
-        root, branches included, breadth first; cut at TREE_NODES responses (the path from the
-        root to `response_id` is always kept). None if the response is not the project's."""
+        root, branches included, breadth first; cut at TREE_NODES responses, keeping the path
+        from the root to `response_id`. None if the response is not the project's."""
         async with self.database.read() as connection:
             path = (await connection.execute(ANCESTORS, {"response_id": response_id, "project": project, "nodes": TREE_NODES})).scalars().all()
             if not path:
                 return None
             root_id = path[-1]
             below = (await connection.execute(DESCENDANTS, {"root_id": root_id, "project": project, "nodes": TREE_NODES + 1})).scalars().all()
-            truncated = len(below) > TREE_NODES or len(path) == TREE_NODES
-            # Breadth first, so every kept response's parent is kept too.
-            ids = list(dict.fromkeys(list(reversed(path)) + below[:TREE_NODES]))
+            # The path first, then the others breadth first: every kept response's parent is kept too.
+            ids = list(dict.fromkeys(list(reversed(path)) + below))
+            truncated = len(ids) > TREE_NODES or len(path) == TREE_NODES
+            ids = ids[:TREE_NODES]
             rows = (await connection.execute(_SUMMARY.where(responses.c.id.in_(ids)))).all()
             nodes = sorted((summary(row) for row in rows), key=lambda node: (node["created_at"], node["id"]))
             await _add_input_previews(connection, nodes)
