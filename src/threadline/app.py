@@ -27,6 +27,7 @@ from threadline.backends.registry import Models
 from threadline.config import Settings
 from threadline.console import api as console_api
 from threadline.console import pages as console_pages
+from threadline.console import responses as console_responses
 from threadline.console.viewer import SignInRequired
 from threadline.engine.prepare import Preparer
 from threadline.engine.prompts import PromptTemplates
@@ -55,6 +56,7 @@ from threadline.store.idempotency import IdempotencyStore
 from threadline.store.ingestion import IngestionQueue
 from threadline.store.jobs import JobStore
 from threadline.store.migrate import migrate
+from threadline.store.response_listing import ResponseListing
 from threadline.store.responses import ResponseStore
 from threadline.store.vector_stores import VectorStoreStore
 from threadline.tools.secrets import SecretBox
@@ -114,6 +116,7 @@ def create_app(settings: Settings) -> FastAPI:
             store=vector_stores, index=chunk_index, searcher=searcher, ingestion=ingestion
         )
         app.state.jobs = jobs  # /metrics reads the background queue
+        app.state.response_listing = ResponseListing(database)  # the console's listing
         await jobs.heartbeat(runner.owner, settings.workers.lease_s)
         worker.start()
         app.state.ready = True
@@ -164,6 +167,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(vector_store_routes.router)
     app.include_router(console_api.router)
     app.include_router(console_pages.router)
+    app.include_router(console_responses.router)
     app.mount("/console/static", console_pages.static_files, name="console-static")
     app.add_exception_handler(SignInRequired, console_pages.sign_in_redirect)
     # Built on first request and kept; it documents answers as well as request bodies.

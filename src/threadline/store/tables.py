@@ -26,6 +26,7 @@ conversations = Table(
     Column("metadata", Text, nullable=False),
     # The next item's position: appends take a range from it, which also serializes them.
     Column("next_position", BigInteger, nullable=False, server_default="0"),
+    Index("ix_conversations_project_created_at", "project", "created_at"),
 )
 
 conversation_items = Table(
@@ -62,6 +63,8 @@ responses = Table(
     # What a worker needs to run a queued background response.
     Column("job", Text, nullable=True),
     Index("ix_responses_status", "status"),
+    Index("ix_responses_project_created_at", "project", "created_at"),
+    Index("ix_responses_previous_response_id", "previous_response_id"),
 )
 
 # A response's input items and then its output items, in order: for input_items listings,

@@ -1,0 +1,25 @@
+"""Indexes for the console's listings: a project's conversations and responses newest first,
+and the responses continuing a response (a previous_response_id chain's branches).
+
+Revision ID: 0007
+Revises: 0006
+"""
+
+from alembic import op
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_index("ix_conversations_project_created_at", "conversations", ["project", "created_at"])
+    op.create_index("ix_responses_project_created_at", "responses", ["project", "created_at"])
+    op.create_index("ix_responses_previous_response_id", "responses", ["previous_response_id"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_responses_previous_response_id", "responses")
+    op.drop_index("ix_responses_project_created_at", "responses")
+    op.drop_index("ix_conversations_project_created_at", "conversations")
