@@ -11,7 +11,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser import new_page, sign_in
+from tests.browser import chromium, new_page, sign_in
 from tests.conftest import KEYS
 from tests.helpers import script
 
@@ -25,6 +25,14 @@ def server(start_server):
     """Projects alpha and beta, and an admin key (its own project, ops) that sees every project."""
     keys = [{"key": key, "project": project} for project, key in KEYS.items()] + [{"key": ADMIN_KEY, "project": "ops", "admin": True}]
     return start_server({"auth": {"api_keys": keys}, "models": [SCRIPTED]})
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    """Chromium, started once this module's database exists: while Playwright's event loop runs,
+    tests/servers.py cannot make a PostgreSQL database (it calls asyncio.run)."""
+    with chromium() as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
