@@ -386,3 +386,52 @@ def test_the_sdk_still_reads_what_the_console_lists(server, client):
     made = client.conversations.create(metadata={"source": "sdk"})
     listed = listing(server, KEYS["alpha"], id=made.id).json()["data"][0]
     assert {key: value for key, value in listed.items() if key != "project"} == client.conversations.retrieve(made.id).model_dump()
+
+
+# Items of every other kind a conversation can hold, each as a client would add it.
+MORE_ITEMS = [
+    {"type": "message", "role": "developer", "content": "Answer in *French*."},
+    {"type": "message", "role": "user", "content": "[run me](javascript:alert(1)) [page](data:text/html,<b>hi</b>) [mail](mailto:ops@example.com)"},
+    {"type": "message", "role": "assistant", "content": [{"type": "refusal", "refusal": "I cannot help with that."}]},
+    {"type": "custom_tool_call", "call_id": "call_patch", "name": "apply_patch", "input": "*** Begin Patch"},
+    {"type": "custom_tool_call_output", "call_id": "call_patch", "output": "applied"},
+    {"type": "mcp_list_tools", "id": "mcpl_1", "server_label": "forecasts", "tools": [{"name": "lookup", "description": "Weather by city", "input_schema": {"type": "object"}}]},
+    {"type": "mcp_approval_request", "id": "mcpr_1", "server_label": "forecasts", "name": "lookup", "arguments": '{"city": "Oslo"}'},
+    {"type": "mcp_approval_response", "approval_request_id": "mcpr_1", "approve": False, "reason": "not today"},
+    {"type": "file_search_call", "id": "fs_1", "status": "completed", "queries": ["umbrella policy"], "results": [{"file_id": "file-p", "filename": "policy.md", "score": 0.91, "text": "Umbrellas are lent at the desk."}]},
+    {"type": "web_search_call", "id": "ws_2", "status": "completed", "action": {"type": "open_page", "url": "https://weather.example/oslo"}},
+    {"type": "shell_call", "call_id": "call_shell", "action": {"commands": ["ls -la"]}, "status": "completed"},
+    {"type": "shell_call_output", "call_id": "call_shell", "output": [{"stdout": "README.md", "stderr": "", "outcome": {"type": "exit", "exit_code": 0}}]},
+    {"type": "local_shell_call", "id": "lsh_1", "call_id": "call_local", "status": "completed", "action": {"type": "exec", "command": ["uptime"], "env": {}}},
+    {"type": "local_shell_call_output", "id": "call_local", "output": "up 3 days"},
+]
+LABELS = [
+    "Developer", "User", "Assistant", "Custom tool call", "Custom tool output", "MCP tools listed", "MCP approval request",
+    "MCP approval response", "File search", "Web search", "Shell call", "Shell output", "Local shell call", "Local shell output",
+]
+
+
+def test_every_kind_of_item_is_labelled_and_links_only_go_to_the_web_or_mail(page, client):
+    conversation = client.conversations.create()
+    client.conversations.items.create(conversation.id, items=MORE_ITEMS[:10])
+    client.conversations.items.create(conversation.id, items=MORE_ITEMS[10:])
+
+    sign_in(page, KEYS["alpha"])
+    page.goto(f"/console/conversations/{conversation.id}")
+    items = page.get_by_test_id("item")
+    expect(items).to_have_count(len(MORE_ITEMS))
+    assert items.evaluate_all("items => items.map(item => item.dataset.itemType)") == [item["type"] for item in MORE_ITEMS]
+    assert [label.strip() for label in page.locator("[data-testid=item] .kind strong").all_inner_texts()] == LABELS
+
+    links = items.nth(1).locator("[data-testid=text]")
+    expect(links.get_by_role("link")).to_have_count(1)
+    expect(links.get_by_role("link", name="mail")).to_have_attribute("href", "mailto:ops@example.com")
+    expect(links).to_contain_text("[run me](javascript:alert(1))")
+    expect(items.nth(2).get_by_test_id("refusal")).to_contain_text("I cannot help with that.")
+    expect(items.nth(5).get_by_test_id("tools")).to_contain_text("lookup Weather by city")
+    expect(items.nth(7).get_by_test_id("decision")).to_contain_text("denied")
+    expect(items.nth(7).get_by_test_id("decision")).to_contain_text("not today")
+    expect(items.nth(8).get_by_test_id("results")).to_contain_text("policy.md score 0.910")
+    expect(items.nth(9).get_by_role("link", name="https://weather.example/oslo")).to_be_visible()
+    expect(items.nth(10).get_by_test_id("item-fields")).to_contain_text("ls -la")
+    expect(items.nth(11).get_by_test_id("item-fields")).to_contain_text("README.md")

@@ -67,7 +67,16 @@ def _markdown_renderer() -> MarkdownIt:
         token.attrSet("rel", "nofollow noopener noreferrer")
         return renderer.renderToken(tokens, index, options, env)
 
+    render_image = markdown.renderer.rules["image"]
+
+    def image(renderer, tokens, index, options, env):
+        # An image from another site learns nothing of the console's address.
+        tokens[index].attrSet("referrerpolicy", "no-referrer")
+        tokens[index].attrSet("loading", "lazy")
+        return render_image(tokens, index, options, env)
+
     markdown.add_render_rule("link_open", link_open)
+    markdown.add_render_rule("image", image)
     return markdown
 
 
