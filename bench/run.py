@@ -31,6 +31,8 @@ model and the load generator (bench/load.py) in processes of their own:
      and through POST /v1/responses/compact, on the scripted and the embedded model)
   12 WebSocket mode: bench/websocket.py (per-turn latency of the same 50-turn session over one
      WebSocket and over SSE, with the response stored and not)
+  13 console: bench/console.py (server time of a conversation's page in the web console, the
+     first 50 items of a 10,000-item conversation rendered, against a 100-item one)
 
 It prints a table (figure, value, baseline, ratio, target, met or missed by how much) and
 writes bench/results/benchmarks.json, PNG plots, flamegraph.svg and profile.txt.
@@ -102,6 +104,7 @@ FULL = {
     "retrieval": "reuse",
     "ws_sessions": 6, "ws_databases": "both",
     "compaction_turns": 120, "compaction_embedded": True,
+    "console_items": 10000, "console_requests": 60, "console_databases": "both",
 }
 QUICK = {
     "hey_seconds": 2.0,
@@ -116,6 +119,7 @@ QUICK = {
     "retrieval": "quick",
     "ws_sessions": 2, "ws_databases": "sqlite",
     "compaction_turns": 40, "compaction_embedded": False,
+    "console_items": 10000, "console_requests": 15, "console_databases": "sqlite",
 }
 
 
@@ -380,7 +384,7 @@ class Suite:
                 if key not in self.results["figures"]:
                     self.results["figures"][key] = {**figure, "from_earlier_run": earlier.get("machine", {}).get("at")}
             kept = [row for row in earlier["table"] if row["figure"] not in self.only]
-            order = {key: index for index, key in enumerate([*"0123456789", "10", "11", "12"])}
+            order = {key: index for index, key in enumerate([*"0123456789", "10", "11", "12", "13"])}
             self.table.rows = sorted(kept + self.table.rows, key=lambda row: order.get(row["figure"], 99))
             self.results["table"] = self.table.rows
             self.results["partial_reruns"] = earlier.get("partial_reruns", []) + [{"figures": sorted(self.only), "at": self.results["machine"]["at"]}]
@@ -418,6 +422,7 @@ class Suite:
                 ("7", self.embedded_model), ("8", self.peers), ("9", self.tool_loop), ("10", self.retrieval),
                 ("11", self.compaction),
                 ("12", self.websocket),
+                ("13", self.console),
             ]
             for key, step in steps:
                 if not self.wanted(key):
@@ -880,6 +885,27 @@ class Suite:
                 self.table.add("12", f"turn p50 of a {result['turns']}-turn session, {websocket} vs {sse} ({database})", round(value, 2), "ms",
                                baseline=round(baseline, 2), ratio=round(value / baseline, 2),
                                by=f"turns 41-50 p50 {kinds[websocket]['last_ten_p50_ms']:.2f} vs {kinds[sse]['last_ten_p50_ms']:.2f} ms")
+    # -- 13: the web console -----------------------------------------------------------------
+
+    def console(self) -> None:
+        """console: server time of a long conversation's page (its first 50 items rendered)"""
+        fig = self.figure("13")
+        s = self.settings
+        output = self.folder / "console.json"
+        command = [PYTHON, str(BENCH / "console.py"), "--items", str(s["console_items"]), "--requests", str(s["console_requests"]),
+                   "--database", s["console_databases"], "--output", str(output)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+        if not output.exists():  # it exits 1 when a target is missed, with its results written
+            raise RuntimeError(f"console.py failed: {done.stderr[-2000:]}")
+        result = json.loads(output.read_text())
+        result.pop("machine", None)
+        fig.update(result)
+        for database, found in result["databases"].items():
+            value, baseline = found["ms"]["first_page"]["p90"], found["ms"]["first_page_small"]["p90"]
+            self.table.add("13", f"console: first page of a {found['items']:,}-item conversation, p90 ({database})", round(value, 2), "ms",
+                           baseline=round(baseline, 2), ratio=round(value / baseline, 2), target="< 300 ms", met=found["pass"],
+                           by="" if found["pass"] else f"{value / 300:.1f}x the limit")
+
     # -- 10: file search ---------------------------------------------------------------------
 
     def retrieval(self) -> None:

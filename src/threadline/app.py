@@ -26,6 +26,7 @@ from threadline.api.uploads import FORM_ALLOWANCE_BYTES
 from threadline.backends.registry import Models
 from threadline.config import Settings
 from threadline.console import api as console_api
+from threadline.console import conversations as console_conversations
 from threadline.console import pages as console_pages
 from threadline.console import responses as console_responses
 from threadline.console.viewer import SignInRequired
@@ -167,6 +168,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(vector_store_routes.router)
     app.include_router(console_api.router)
     app.include_router(console_pages.router)
+    app.include_router(console_conversations.router)
     app.include_router(console_responses.router)
     app.mount("/console/static", console_pages.static_files, name="console-static")
     app.add_exception_handler(SignInRequired, console_pages.sign_in_redirect)

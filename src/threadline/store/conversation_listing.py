@@ -1,0 +1,62 @@
+"""The console's listing of conversations, which the public API lacks: a project's (or, for an
+admin, every project's), newest first, found by id prefix and by metadata values."""
+
+from __future__ import annotations
+
+from sqlalchemy import ColumnElement, cast, func, literal, select
+from sqlalchemy.dialects.postgresql import JSONB
+
+from threadline.store.conversations import conversation_object
+from threadline.store.database import Database
+from threadline.store.pagination import Page, read_page
+from threadline.store.tables import conversations
+
+
+async def list_conversations(
+    database: Database,
+    project: str | None,
+    *,
+    id_prefix: str | None = None,
+    metadata: dict[str, str] | None = None,
+    after: str | None = None,
+    limit: int = 20,
+) -> Page:
+    """Conversations of `project` (None: every project), newest first, each with its project.
+
+    `id_prefix` keeps those whose id starts with it (a whole id finds just that one);
+    `metadata` those whose metadata holds every one of its key-value pairs."""
+    query = select(conversations.c.id, conversations.c.project, conversations.c.created_at, conversations.c.metadata)
+    if project is not None:
+        query = query.where(conversations.c.project == project)
+    if id_prefix:
+        query = query.where(conversations.c.id.startswith(id_prefix, autoescape=True))
+    for key, value in (metadata or {}).items():
+        query = query.where(_metadata_holds(database, key, value))
+    async with database.read() as connection:
+        return await read_page(
+            connection,
+            query,
+            order_by=[conversations.c.created_at, conversations.c.id],
+            id_column=conversations.c.id,
+            after=after,
+            limit=limit,
+            order="desc",
+            noun="Conversation",
+            read=lambda row: {**conversation_object(row), "project": row.project},
+        )
+
+
+async def project_of(database: Database, conversation_id: str) -> str | None:
+    """The project a conversation belongs to, None when there is no such conversation: for an
+    admin, who then reads it through the services as that project."""
+    async with database.read() as connection:
+        return (await connection.execute(select(conversations.c.project).where(conversations.c.id == conversation_id))).scalar()
+
+
+def _metadata_holds(database: Database, key: str, value: str) -> ColumnElement[bool]:
+    """Metadata (a JSON object kept as text) has `key` set to `value`; any key, quotes included,
+    is passed as a bound value, never spliced into a JSON path."""
+    if database.is_sqlite:
+        pairs = func.json_each(conversations.c.metadata).table_valued("key", "value")
+        return select(literal(1)).select_from(pairs).where(pairs.c.key == key, pairs.c.value == value).exists()
+    return cast(conversations.c.metadata, JSONB)[key].astext == value
