@@ -26,7 +26,9 @@ from threadline.api.uploads import FORM_ALLOWANCE_BYTES
 from threadline.backends.registry import Models
 from threadline.config import Settings
 from threadline.console import api as console_api
+from threadline.console import health as console_health
 from threadline.console import pages as console_pages
+from threadline.console import playground as console_playground
 from threadline.console.viewer import SignInRequired
 from threadline.engine.prepare import Preparer
 from threadline.engine.prompts import PromptTemplates
@@ -164,6 +166,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(vector_store_routes.router)
     app.include_router(console_api.router)
     app.include_router(console_pages.router)
+    app.include_router(console_playground.router)
+    app.include_router(console_health.router)
     app.mount("/console/static", console_pages.static_files, name="console-static")
     app.add_exception_handler(SignInRequired, console_pages.sign_in_redirect)
     # Built on first request and kept; it documents answers as well as request bodies.
