@@ -25,11 +25,7 @@ from threadline.api.openapi import openapi_document
 from threadline.api.uploads import FORM_ALLOWANCE_BYTES
 from threadline.backends.registry import Models
 from threadline.config import Settings
-from threadline.console import api as console_api
-from threadline.console import conversations as console_conversations
-from threadline.console import pages as console_pages
-from threadline.console import responses as console_responses
-from threadline.console.viewer import SignInRequired
+from threadline.console.install import install_console
 from threadline.engine.prepare import Preparer
 from threadline.engine.prompts import PromptTemplates
 from threadline.engine.runner import Runner
@@ -166,12 +162,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(embedding_routes.router)
     app.include_router(file_routes.router)
     app.include_router(vector_store_routes.router)
-    app.include_router(console_api.router)
-    app.include_router(console_pages.router)
-    app.include_router(console_conversations.router)
-    app.include_router(console_responses.router)
-    app.mount("/console/static", console_pages.static_files, name="console-static")
-    app.add_exception_handler(SignInRequired, console_pages.sign_in_redirect)
+    install_console(app)
     # Built on first request and kept; it documents answers as well as request bodies.
     app.openapi = lambda: openapi_document(app)
 

@@ -96,6 +96,24 @@ class JobStore:
         async with self.database.read() as connection:
             return [(model, count, float(oldest)) for model, count, oldest in await connection.execute(query)]
 
+    async def running_by_model(self) -> list[tuple[str, int]]:
+        """Responses in progress, in any process, by model."""
+        query = select(responses.c.model, func.count()).where(responses.c.status == "in_progress").group_by(responses.c.model)
+        async with self.database.read() as connection:
+            return [(model, count) for model, count in await connection.execute(query)]
+
+    async def processes(self) -> list[tuple[str, float, int]]:
+        """Every process that heartbeats here: its id, when its lease runs out, and how many
+        responses it runs."""
+        running = (
+            select(func.count())
+            .where(responses.c.owner == workers.c.id, responses.c.status == "in_progress")
+            .scalar_subquery()
+        )
+        query = select(workers.c.id, workers.c.lease_expires_at, running).order_by(workers.c.id)
+        async with self.database.read() as connection:
+            return [(owner, float(expires_at), count) for owner, expires_at, count in await connection.execute(query)]
+
     async def cancel(self, response: dict, from_status: str) -> bool:
         """Store `response`, cancelled, in place of the response still `from_status`: a queued
         one leaves the queue and its log ends here, as nobody runs it. False, with nothing
