@@ -1,4 +1,5 @@
-"""The README's endpoint table lists every endpoint the server routes, and nothing else."""
+"""The README's endpoint tables list every endpoint the server routes, and nothing else: the
+API's in "Endpoints", the web console's JSON in "Web console"."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 from threadline.app import create_app
 from threadline.config import Settings
+from threadline.console.install import SECTIONS
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -16,8 +18,8 @@ def endpoint(method: str, path: str) -> tuple[str, str]:
     return method, re.sub(r"\{[^}]*\}", "{}", path)
 
 
-def readme_endpoints() -> set[tuple[str, str]]:
-    section = README.read_text().split("\n## Endpoints\n", 1)[1].split("\n## ", 1)[0]
+def readme_endpoints(heading: str = "Endpoints") -> set[tuple[str, str]]:
+    section = README.read_text().split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
     rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
     return {
         endpoint(method, path)
@@ -42,7 +44,24 @@ def routed_endpoints() -> set[tuple[str, str]]:
     return described | own
 
 
+def console_endpoints() -> set[tuple[str, str]]:
+    """The console's routes: its pages, and its JSON under /console/api."""
+    return {
+        endpoint(method, route.path)
+        for section in SECTIONS
+        for route in section.router.routes
+        for method in route.methods - {"HEAD"}
+    }
+
+
 def test_the_readme_lists_every_endpoint():
     routed = routed_endpoints()
     assert ("POST", "/v1/responses/{}/cancel") in routed
-    assert readme_endpoints() == routed
+    # The console is one row there: its pages are reached from /console.
+    assert readme_endpoints() == routed | {("GET", "/console")}
+
+
+def test_the_readme_lists_every_endpoint_of_the_console_api():
+    console_api = {(method, path) for method, path in console_endpoints() if path.startswith("/console/api/")}
+    assert ("GET", "/console/api/conversations") in console_api
+    assert readme_endpoints("Web console") == console_api
