@@ -56,6 +56,11 @@ def row(page, response_id: str):
     return page.locator(f"[data-testid=response-row][data-id='{response_id}']")
 
 
+def run(branch) -> list[str]:
+    """The ids of a tree branch's run of responses, in order."""
+    return branch.locator(":scope > [data-testid=tree-node]").evaluate_all("nodes => nodes.map(node => node.dataset.id)")
+
+
 # -- pages ------------------------------------------------------------------------------
 
 
@@ -147,14 +152,14 @@ def test_a_chains_tree_shows_its_branches_with_the_current_response_marked(page,
 
     tree = page.get_by_test_id("tree")
     node = lambda response_id: tree.locator(f"[data-testid=tree-node][data-id='{response_id}']")  # noqa: E731
-    children = lambda response_id: node(response_id).locator(":scope > ul > [data-testid=tree-node]")  # noqa: E731
-    expect(tree.locator(":scope > ul > [data-testid=tree-node]")).to_have_count(1)
-    expect(tree.locator(":scope > ul > [data-testid=tree-node]")).to_have_attribute("data-id", root.id)
-    expect(children(root.id)).to_have_count(2)
-    assert sorted(children(root.id).evaluate_all("nodes => nodes.map(node => node.dataset.id)")) == sorted([middle.id, branch.id])
-    expect(children(middle.id)).to_have_count(1)
-    expect(children(middle.id)).to_have_attribute("data-id", leaf.id)
-    expect(children(branch.id)).to_have_count(0)
+    # A branch is a run of responses, each continuing the one above; forks nest the branches.
+    trunk = tree.locator(":scope > ul > [data-testid=tree-branch]")
+    expect(trunk).to_have_count(1)
+    assert run(trunk) == [root.id]
+    forks = trunk.locator(":scope > ul > [data-testid=tree-branch]")
+    expect(forks).to_have_count(2)
+    assert sorted(run(fork) for fork in forks.all()) == sorted([[middle.id, leaf.id], [branch.id]])
+    expect(forks.locator("[data-testid=tree-branch]")).to_have_count(0)
     expect(node(unrelated.id)).to_have_count(0)
     expect(tree.locator("[aria-current=true]")).to_have_count(1)
     expect(tree.locator("[aria-current=true]")).to_have_attribute("data-id", middle.id)
@@ -166,6 +171,21 @@ def test_a_chains_tree_shows_its_branches_with_the_current_response_marked(page,
     page.wait_for_url(f"**/console/responses/{leaf.id}")
     expect(page.get_by_test_id("tree").locator("[aria-current=true]")).to_have_attribute("data-id", leaf.id)
     expect(page.get_by_test_id("tree").locator("[data-testid=tree-node]")).to_have_count(4)
+
+
+def test_a_long_chains_page_opens_with_the_chain_as_one_run(page, client):
+    """An agent's chain of hundreds of turns: one branch, in order, the current one marked."""
+    chain = [client.responses.create(model="scripted", input="turn 0").id]
+    for turn in range(1, 300):
+        chain.append(client.responses.create(model="scripted", input=f"turn {turn}", previous_response_id=chain[-1]).id)
+    sign_in(page, KEYS["alpha"])
+    answer = page.goto(f"/console/responses/{chain[150]}")
+    assert answer.status == 200
+    tree = page.get_by_test_id("tree")
+    expect(tree.locator("[data-testid=tree-branch]")).to_have_count(1)
+    assert run(tree.locator("[data-testid=tree-branch]")) == chain
+    expect(tree.locator("[aria-current=true]")).to_have_attribute("data-id", chain[150])
+    expect(tree.locator(f"[data-testid=tree-node][data-id='{chain[-1]}']")).to_contain_text("turn 299")
 
 
 def test_a_foreground_responses_stream_is_rebuilt_and_replayed(page, client):

@@ -206,7 +206,8 @@ async def response_page(request: Request, response_id: str, viewer: PageViewer, 
         input_items=[render_item(item) for item in inputs.data],
         more_inputs=inputs.has_more,
         output_items=[render_item(item) for item in response.get("output") or ()],
-        tree=nested(tree) if tree else None,
+        tree=tree_steps(tree) if tree else None,
+        tree_root=tree.root if tree else None,
         truncated=tree.truncated if tree else False,
         live=response["status"] in LIVE,
         cancellable=response["background"] and response["status"] in LIVE,
@@ -228,12 +229,29 @@ def request_field(name: str, value) -> tuple[str, str, str]:
     return name, "text", str(value)
 
 
-def nested(tree: Tree) -> dict:
-    """The tree's root with `children` on every node, oldest first, for the template's nested lists."""
+def tree_steps(tree: Tree) -> list[tuple[str, dict | None]]:
+    """The tree as the template writes it, in order: "branch" opens one, holding a run of
+    "node"s (each the only continuation of the one before); "fork" opens the branches that
+    continue a run's last node, "join" closes them; "end" closes a branch. Built without
+    recursion, and nested only where a chain forks: an agent's chain can be hundreds long."""
     children: dict[str | None, list[dict]] = {}
-    for node in tree.nodes:
+    for node in tree.nodes:  # oldest first
         children.setdefault(node["previous_response_id"], []).append(node)
-    by_id = {node["id"]: {**node, "children": []} for node in tree.nodes}
-    for node in by_id.values():
-        node["children"] = [by_id[child["id"]] for child in children.get(node["id"], ())]
-    return by_id[tree.root_id]
+    steps: list[tuple[str, dict | None]] = []
+    waiting: list[tuple[str, dict | None]] = [("branch", tree.root)]
+    while waiting:
+        step, node = waiting.pop()
+        if step != "branch":
+            steps.append((step, None))
+            continue
+        steps.append(("branch", None))
+        while len(following := children.get(node["id"], [])) == 1:
+            steps.append(("node", node))
+            node = following[0]
+        steps.append(("node", node))
+        waiting.append(("end", None))
+        if following:
+            steps.append(("fork", None))
+            waiting.append(("join", None))
+            waiting.extend(("branch", child) for child in reversed(following))
+    return steps

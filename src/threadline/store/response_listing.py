@@ -66,6 +66,10 @@ class Tree:
     nodes: list[dict]
     truncated: bool
 
+    @property
+    def root(self) -> dict:
+        return next(node for node in self.nodes if node["id"] == self.root_id)
+
 
 class ResponseListing:
     def __init__(self, database: Database) -> None:
