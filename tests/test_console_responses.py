@@ -308,6 +308,8 @@ def test_the_json_listing_filters_pages_and_holds_to_the_project(server, client,
         ({"background": "maybe"}, "background", "Invalid background 'maybe'"),
         ({"limit": "0"}, "limit", "Invalid limit '0'"),
         ({"limit": "ten"}, "limit", "Invalid limit 'ten'"),
+        ({"since": str(10**20)}, "since", f"Invalid since '{10**20}'"),
+        ({"until": str(-(10**20))}, "until", f"Invalid until '{-(10**20)}'"),
     ],
 )
 def test_a_bad_filter_is_a_400_in_openais_envelope(console, params, param, message):
@@ -315,6 +317,39 @@ def test_a_bad_filter_is_a_400_in_openais_envelope(console, params, param, messa
     assert answer.status_code == 400
     error = answer.json()["error"]
     assert error["type"] == "invalid_request_error" and error["param"] == param and error["message"].startswith(message)
+
+
+def test_a_model_no_response_can_have_lists_nothing(console, client):
+    client.responses.create(model="scripted", input="listed by its model")
+    answer = console.get("/responses", params={"model": "scripted\x00"})
+    assert answer.status_code == 200 and answer.json()["data"] == []
+
+
+def test_an_events_cursor_beyond_any_sequence_number_is_a_400(client, console):
+    background = client.responses.create(model="scripted", input="a short one", background=True)
+    wait_for(client, background.id)
+    answer = console.get(f"/responses/{background.id}/events", params={"after": str(10**20)})
+    assert answer.status_code == 400 and answer.json()["error"]["param"] == "after"
+
+
+def test_the_next_page_of_a_status_follows_a_response_that_has_left_it(client, console):
+    """The last response of a page of running ones ends before the next page is asked for:
+    that page still comes, after it."""
+    running = {client.responses.create(model="scripted", input=script({"delay": 60}), background=True).id for _ in range(2)}
+    for response_id in running:
+        wait_for(client, response_id, statuses=("in_progress",))
+    try:
+        first = console.get("/responses", params={"status": "in_progress", "limit": 1}).json()
+        ended = first["data"][0]["id"]
+        assert ended in running and first["has_more"] is True
+        client.responses.cancel(ended)
+        following = console.get("/responses", params={"status": "in_progress", "limit": 1, "after": ended})
+        assert following.status_code == 200, following.text
+        assert [entry["id"] for entry in following.json()["data"]] == list(running - {ended})
+    finally:
+        for response_id in running:
+            if client.responses.retrieve(response_id).status in ("queued", "in_progress"):
+                client.responses.cancel(response_id)
 
 
 def test_an_unknown_cursor_is_a_404(console):

@@ -34,6 +34,7 @@ MAX_LIMIT = 100
 INPUT_ITEMS_SHOWN = 500
 EVENTS_PER_READ = 1000
 LIVE = ("queued", "in_progress")
+LARGEST = 2**63 - 1
 # The request's fields a Response echoes, in the order the page shows them.
 REQUEST_FIELDS = (
     "model", "instructions", "tools", "tool_choice", "parallel_tool_calls", "max_tool_calls", "temperature", "top_p",
@@ -74,20 +75,25 @@ def filters_of(query: Mapping[str, str]) -> ResponseFilters:
     return ResponseFilters(
         model=query.get("model") or None,
         status=status,
-        since=_unix_time(query, "since"),
-        until=_unix_time(query, "until"),
+        since=whole_number(query, "since", "a Unix time in seconds, such as 1735689600"),
+        until=whole_number(query, "until", "a Unix time in seconds, such as 1735689600"),
         background=None if background is None else background == "true",
     )
 
 
-def _unix_time(query: Mapping[str, str], name: str) -> int | None:
+def whole_number(query: Mapping[str, str], name: str, expected: str) -> int | None:
+    """A number the database compares with a 64-bit column; a larger one is no time nor
+    sequence number, and no database would take it."""
     value = query.get(name) or None
     if value is None:
         return None
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
-        raise invalid(f"Invalid {name} '{value}': expected a Unix time in seconds, such as 1735689600.", param=name) from None
+        number = None
+    if number is None or abs(number) > LARGEST:
+        raise invalid(f"Invalid {name} '{value}': expected {expected}.", param=name)
+    return number
 
 
 def limit_of(query: Mapping[str, str], default: int) -> int:
@@ -98,13 +104,6 @@ def limit_of(query: Mapping[str, str], default: int) -> int:
         raise invalid(f"Invalid limit '{value}': expected a whole number from 1 to {MAX_LIMIT}.", param="limit")
     return int(value)
 
-
-def after_of(query: Mapping[str, str], name: str = "after") -> int:
-    value = query.get(name) or "-1"
-    try:
-        return int(value)
-    except ValueError:
-        raise invalid(f"Invalid {name} '{value}': expected an event's sequence number.", param=name) from None
 
 
 async def project_of(viewer: Viewer, responses: ResponseListing, response_id: str) -> str:
@@ -145,7 +144,8 @@ async def response_events(request: Request, response_id: str, viewer: ApiViewer,
     """The response's events after sequence number `after`: a background response's event log
     (read again, as it grows, while it runs), or for any other response its stream rebuilt
     from what was stored. `done` says no more will come."""
-    after = after_of(request.query_params)
+    after = whole_number(request.query_params, "after", "an event's sequence number")
+    after = -1 if after is None else after
     project = await project_of(viewer, responses, response_id)
     response = await service.retrieve(project, response_id, ())
     if response["background"]:
