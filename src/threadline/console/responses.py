@@ -105,7 +105,6 @@ def limit_of(query: Mapping[str, str], default: int) -> int:
     return int(value)
 
 
-
 async def project_of(viewer: Viewer, responses: ResponseListing, response_id: str) -> str:
     """The project to read a response in: the viewer's own, or for an admin the response's."""
     if not viewer.admin:
