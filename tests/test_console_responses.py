@@ -56,6 +56,11 @@ def row(page, response_id: str):
     return page.locator(f"[data-testid=response-row][data-id='{response_id}']")
 
 
+def run(branch) -> list[str]:
+    """The ids of a tree branch's run of responses, in order."""
+    return branch.locator(":scope > [data-testid=tree-node]").evaluate_all("nodes => nodes.map(node => node.dataset.id)")
+
+
 # -- pages ------------------------------------------------------------------------------
 
 
@@ -147,14 +152,14 @@ def test_a_chains_tree_shows_its_branches_with_the_current_response_marked(page,
 
     tree = page.get_by_test_id("tree")
     node = lambda response_id: tree.locator(f"[data-testid=tree-node][data-id='{response_id}']")  # noqa: E731
-    children = lambda response_id: node(response_id).locator(":scope > ul > [data-testid=tree-node]")  # noqa: E731
-    expect(tree.locator(":scope > ul > [data-testid=tree-node]")).to_have_count(1)
-    expect(tree.locator(":scope > ul > [data-testid=tree-node]")).to_have_attribute("data-id", root.id)
-    expect(children(root.id)).to_have_count(2)
-    assert sorted(children(root.id).evaluate_all("nodes => nodes.map(node => node.dataset.id)")) == sorted([middle.id, branch.id])
-    expect(children(middle.id)).to_have_count(1)
-    expect(children(middle.id)).to_have_attribute("data-id", leaf.id)
-    expect(children(branch.id)).to_have_count(0)
+    # A branch is a run of responses, each continuing the one above; forks nest the branches.
+    trunk = tree.locator(":scope > ul > [data-testid=tree-branch]")
+    expect(trunk).to_have_count(1)
+    assert run(trunk) == [root.id]
+    forks = trunk.locator(":scope > ul > [data-testid=tree-branch]")
+    expect(forks).to_have_count(2)
+    assert sorted(run(fork) for fork in forks.all()) == sorted([[middle.id, leaf.id], [branch.id]])
+    expect(forks.locator("[data-testid=tree-branch]")).to_have_count(0)
     expect(node(unrelated.id)).to_have_count(0)
     expect(tree.locator("[aria-current=true]")).to_have_count(1)
     expect(tree.locator("[aria-current=true]")).to_have_attribute("data-id", middle.id)
@@ -166,6 +171,21 @@ def test_a_chains_tree_shows_its_branches_with_the_current_response_marked(page,
     page.wait_for_url(f"**/console/responses/{leaf.id}")
     expect(page.get_by_test_id("tree").locator("[aria-current=true]")).to_have_attribute("data-id", leaf.id)
     expect(page.get_by_test_id("tree").locator("[data-testid=tree-node]")).to_have_count(4)
+
+
+def test_a_long_chains_page_opens_with_the_chain_as_one_run(page, client):
+    """An agent's chain of hundreds of turns: one branch, in order, the current one marked."""
+    chain = [client.responses.create(model="scripted", input="turn 0").id]
+    for turn in range(1, 300):
+        chain.append(client.responses.create(model="scripted", input=f"turn {turn}", previous_response_id=chain[-1]).id)
+    sign_in(page, KEYS["alpha"])
+    answer = page.goto(f"/console/responses/{chain[150]}")
+    assert answer.status == 200
+    tree = page.get_by_test_id("tree")
+    expect(tree.locator("[data-testid=tree-branch]")).to_have_count(1)
+    assert run(tree.locator("[data-testid=tree-branch]")) == chain
+    expect(tree.locator("[aria-current=true]")).to_have_attribute("data-id", chain[150])
+    expect(tree.locator(f"[data-testid=tree-node][data-id='{chain[-1]}']")).to_contain_text("turn 299")
 
 
 def test_a_foreground_responses_stream_is_rebuilt_and_replayed(page, client):
@@ -288,6 +308,8 @@ def test_the_json_listing_filters_pages_and_holds_to_the_project(server, client,
         ({"background": "maybe"}, "background", "Invalid background 'maybe'"),
         ({"limit": "0"}, "limit", "Invalid limit '0'"),
         ({"limit": "ten"}, "limit", "Invalid limit 'ten'"),
+        ({"since": str(10**20)}, "since", f"Invalid since '{10**20}'"),
+        ({"until": str(-(10**20))}, "until", f"Invalid until '{-(10**20)}'"),
     ],
 )
 def test_a_bad_filter_is_a_400_in_openais_envelope(console, params, param, message):
@@ -295,6 +317,39 @@ def test_a_bad_filter_is_a_400_in_openais_envelope(console, params, param, messa
     assert answer.status_code == 400
     error = answer.json()["error"]
     assert error["type"] == "invalid_request_error" and error["param"] == param and error["message"].startswith(message)
+
+
+def test_a_model_no_response_can_have_lists_nothing(console, client):
+    client.responses.create(model="scripted", input="listed by its model")
+    answer = console.get("/responses", params={"model": "scripted\x00"})
+    assert answer.status_code == 200 and answer.json()["data"] == []
+
+
+def test_an_events_cursor_beyond_any_sequence_number_is_a_400(client, console):
+    background = client.responses.create(model="scripted", input="a short one", background=True)
+    wait_for(client, background.id)
+    answer = console.get(f"/responses/{background.id}/events", params={"after": str(10**20)})
+    assert answer.status_code == 400 and answer.json()["error"]["param"] == "after"
+
+
+def test_the_next_page_of_a_status_follows_a_response_that_has_left_it(client, console):
+    """The last response of a page of running ones ends before the next page is asked for:
+    that page still comes, after it."""
+    running = {client.responses.create(model="scripted", input=script({"delay": 60}), background=True).id for _ in range(2)}
+    for response_id in running:
+        wait_for(client, response_id, statuses=("in_progress",))
+    try:
+        first = console.get("/responses", params={"status": "in_progress", "limit": 1}).json()
+        ended = first["data"][0]["id"]
+        assert ended in running and first["has_more"] is True
+        client.responses.cancel(ended)
+        following = console.get("/responses", params={"status": "in_progress", "limit": 1, "after": ended})
+        assert following.status_code == 200, following.text
+        assert [entry["id"] for entry in following.json()["data"]] == list(running - {ended})
+    finally:
+        for response_id in running:
+            if client.responses.retrieve(response_id).status in ("queued", "in_progress"):
+                client.responses.cancel(response_id)
 
 
 def test_an_unknown_cursor_is_a_404(console):

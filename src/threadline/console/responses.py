@@ -34,6 +34,7 @@ MAX_LIMIT = 100
 INPUT_ITEMS_SHOWN = 500
 EVENTS_PER_READ = 1000
 LIVE = ("queued", "in_progress")
+LARGEST = 2**63 - 1
 # The request's fields a Response echoes, in the order the page shows them.
 REQUEST_FIELDS = (
     "model", "instructions", "tools", "tool_choice", "parallel_tool_calls", "max_tool_calls", "temperature", "top_p",
@@ -74,20 +75,25 @@ def filters_of(query: Mapping[str, str]) -> ResponseFilters:
     return ResponseFilters(
         model=query.get("model") or None,
         status=status,
-        since=_unix_time(query, "since"),
-        until=_unix_time(query, "until"),
+        since=whole_number(query, "since", "a Unix time in seconds, such as 1735689600"),
+        until=whole_number(query, "until", "a Unix time in seconds, such as 1735689600"),
         background=None if background is None else background == "true",
     )
 
 
-def _unix_time(query: Mapping[str, str], name: str) -> int | None:
+def whole_number(query: Mapping[str, str], name: str, expected: str) -> int | None:
+    """A number the database compares with a 64-bit column; a larger one is no time nor
+    sequence number, and no database would take it."""
     value = query.get(name) or None
     if value is None:
         return None
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
-        raise invalid(f"Invalid {name} '{value}': expected a Unix time in seconds, such as 1735689600.", param=name) from None
+        number = None
+    if number is None or abs(number) > LARGEST:
+        raise invalid(f"Invalid {name} '{value}': expected {expected}.", param=name)
+    return number
 
 
 def limit_of(query: Mapping[str, str], default: int) -> int:
@@ -97,14 +103,6 @@ def limit_of(query: Mapping[str, str], default: int) -> int:
     if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
         raise invalid(f"Invalid limit '{value}': expected a whole number from 1 to {MAX_LIMIT}.", param="limit")
     return int(value)
-
-
-def after_of(query: Mapping[str, str], name: str = "after") -> int:
-    value = query.get(name) or "-1"
-    try:
-        return int(value)
-    except ValueError:
-        raise invalid(f"Invalid {name} '{value}': expected an event's sequence number.", param=name) from None
 
 
 async def project_of(viewer: Viewer, responses: ResponseListing, response_id: str) -> str:
@@ -145,7 +143,8 @@ async def response_events(request: Request, response_id: str, viewer: ApiViewer,
     """The response's events after sequence number `after`: a background response's event log
     (read again, as it grows, while it runs), or for any other response its stream rebuilt
     from what was stored. `done` says no more will come."""
-    after = after_of(request.query_params)
+    after = whole_number(request.query_params, "after", "an event's sequence number")
+    after = -1 if after is None else after
     project = await project_of(viewer, responses, response_id)
     response = await service.retrieve(project, response_id, ())
     if response["background"]:
@@ -206,7 +205,8 @@ async def response_page(request: Request, response_id: str, viewer: PageViewer, 
         input_items=[render_item(item) for item in inputs.data],
         more_inputs=inputs.has_more,
         output_items=[render_item(item) for item in response.get("output") or ()],
-        tree=nested(tree) if tree else None,
+        tree=tree_steps(tree) if tree else None,
+        tree_root=tree.root if tree else None,
         truncated=tree.truncated if tree else False,
         live=response["status"] in LIVE,
         cancellable=response["background"] and response["status"] in LIVE,
@@ -228,12 +228,29 @@ def request_field(name: str, value) -> tuple[str, str, str]:
     return name, "text", str(value)
 
 
-def nested(tree: Tree) -> dict:
-    """The tree's root with `children` on every node, oldest first, for the template's nested lists."""
+def tree_steps(tree: Tree) -> list[tuple[str, dict | None]]:
+    """The tree as the template writes it, in order: "branch" opens one, holding a run of
+    "node"s (each the only continuation of the one before); "fork" opens the branches that
+    continue a run's last node, "join" closes them; "end" closes a branch. Built without
+    recursion, and nested only where a chain forks: an agent's chain can be hundreds long."""
     children: dict[str | None, list[dict]] = {}
-    for node in tree.nodes:
+    for node in tree.nodes:  # oldest first
         children.setdefault(node["previous_response_id"], []).append(node)
-    by_id = {node["id"]: {**node, "children": []} for node in tree.nodes}
-    for node in by_id.values():
-        node["children"] = [by_id[child["id"]] for child in children.get(node["id"], ())]
-    return by_id[tree.root_id]
+    steps: list[tuple[str, dict | None]] = []
+    waiting: list[tuple[str, dict | None]] = [("branch", tree.root)]
+    while waiting:
+        step, node = waiting.pop()
+        if step != "branch":
+            steps.append((step, None))
+            continue
+        steps.append(("branch", None))
+        while len(following := children.get(node["id"], [])) == 1:
+            steps.append(("node", node))
+            node = following[0]
+        steps.append(("node", node))
+        waiting.append(("end", None))
+        if following:
+            steps.append(("fork", None))
+            waiting.append(("join", None))
+            waiting.extend(("branch", child) for child in reversed(following))
+    return steps

@@ -50,16 +50,20 @@ async def read_page(
     noun: str = "Item",
     read: Callable[[Row], dict] = stored_data,
     cursor_param: str = "after",
+    cursor_query: Select | None = None,
 ) -> Page:
     """Up to `limit` objects of `query` (a SELECT of the whole list), in `order` of the
     columns `order_by`, which together tell every object apart; after the object whose id
     (`id_column`) is `after`, when given.
 
     An `after` that names no object of the list is a 404 naming it (`noun` says what it is),
-    its param `cursor_param` (a page read backwards from `before` passes "before").
+    its param `cursor_param` (a page read backwards from `before` passes "before"). The
+    object is looked up in `cursor_query` when given: a wider list than `query`, for a
+    filter an object can leave (a status) without its place in the order being lost.
     """
     if after is not None:
-        cursor = (await connection.execute(query.with_only_columns(*order_by).where(id_column == after).limit(1))).first()
+        cursor_query = query if cursor_query is None else cursor_query
+        cursor = (await connection.execute(cursor_query.with_only_columns(*order_by).where(id_column == after).limit(1))).first()
         if cursor is None:
             raise not_found(noun, after, param=cursor_param)
         values = [literal(value, column.type) for value, column in zip(cursor, order_by)]

@@ -66,16 +66,23 @@ class Tree:
     nodes: list[dict]
     truncated: bool
 
+    @property
+    def root(self) -> dict:
+        return next(node for node in self.nodes if node["id"] == self.root_id)
+
 
 class ResponseListing:
     def __init__(self, database: Database) -> None:
         self.database = database
 
     async def list(self, project: str | None, filters: ResponseFilters, *, after: str | None, limit: int) -> Page:
-        """Summaries of the project's responses (every project's when None), newest first."""
-        query = _SUMMARY
-        if project is not None:
-            query = query.where(responses.c.project == project)
+        """Summaries of the project's responses (every project's when None), newest first.
+        `after` is looked up among all of them: a response that has left a status since its
+        page was read still marks where the next page starts."""
+        if filters.model is not None and "\x00" in filters.model:
+            return Page([], has_more=False)  # no model id has one (and PostgreSQL refuses a NUL in a query)
+        scope = _SUMMARY if project is None else _SUMMARY.where(responses.c.project == project)
+        query = scope
         if filters.model is not None:
             query = query.where(responses.c.model == filters.model)
         if filters.status is not None:
@@ -97,6 +104,7 @@ class ResponseListing:
                 order="desc",
                 noun="Response",
                 read=summary,
+                cursor_query=scope,
             )
             await _add_input_previews(connection, page.data)
         return page

@@ -63,7 +63,8 @@ responses = Table(
     # What a worker needs to run a queued background response.
     Column("job", Text, nullable=True),
     Index("ix_responses_status", "status"),
-    Index("ix_responses_project_created_at", "project", "created_at"),
+    Index("ix_responses_project_created_at", "project", "created_at", "id"),
+    Index("ix_responses_created_at", "created_at", "id"),
     Index("ix_responses_previous_response_id", "previous_response_id"),
 )
 
