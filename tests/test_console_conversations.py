@@ -435,3 +435,26 @@ def test_every_kind_of_item_is_labelled_and_links_only_go_to_the_web_or_mail(pag
     expect(items.nth(9).get_by_role("link", name="https://weather.example/oslo")).to_be_visible()
     expect(items.nth(10).get_by_test_id("item-fields")).to_contain_text("ls -la")
     expect(items.nth(11).get_by_test_id("item-fields")).to_contain_text("README.md")
+
+
+def test_searches_find_the_same_on_either_database(server, client):
+    """Quotes, unicode and LIKE's wildcards are plain characters; an id prefix is matched case and
+    all; a NUL, searched for or held by some conversation's metadata, is no server error."""
+    run = tag()
+    odd = client.conversations.create(metadata={"run": run, 'say "hi"': "it's", "city": "Zürich 東京", "share": "50%_off"})
+    nul = client.conversations.create(metadata={"run": run, "note": "a\x00b"})  # PostgreSQL's JSON refuses \u0000
+
+    def found(key: str = KEYS["alpha"], **params) -> list[str]:
+        answer = listing(server, key, **params)
+        assert answer.status_code == 200, answer.text
+        return [conversation["id"] for conversation in answer.json()["data"]]
+
+    assert set(found(metadata=f"run={run}")) == {odd.id, nul.id}
+    assert found(metadata=['say "hi"=it\'s', "city=Zürich 東京", "share=50%_off"]) == [odd.id]
+    assert found(metadata=[f"run={run}", "share=50%"]) == [] and found(metadata=[f"run={run}", "share=50__off"]) == []
+    assert found(metadata="note=a\x00b") == [nul.id]
+    assert found(metadata="no\x00te=a") == []
+    assert found(id=odd.id[:20]) == [odd.id]
+    assert found(id=odd.id[:20].upper()) == []
+    assert found(ADMIN_KEY, project="al\x00pha") == []
+
