@@ -458,3 +458,11 @@ def test_searches_find_the_same_on_either_database(server, client):
     assert found(id=odd.id[:20].upper()) == []
     assert found(ADMIN_KEY, project="al\x00pha") == []
 
+
+def test_signing_in_from_another_sites_page_is_refused(server):
+    """Another site's page cannot sign the browser in with a key of its choosing (login CSRF)."""
+    answer = httpx.post(
+        server.url + "/console/login", data={"key": KEYS["beta"], "next": "/console/conversations"}, headers={"Origin": "http://evil.example"}, timeout=30
+    )
+    assert answer.status_code == 403 and "set-cookie" not in answer.headers
+    assert answer.json()["error"]["code"] == "cross_origin_request"
