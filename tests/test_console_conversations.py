@@ -466,3 +466,35 @@ def test_signing_in_from_another_sites_page_is_refused(server):
     )
     assert answer.status_code == 403 and "set-cookie" not in answer.headers
     assert answer.json()["error"]["code"] == "cross_origin_request"
+
+
+def test_a_message_shows_each_of_its_parts_and_files_once(page, client):
+    conversation = client.conversations.create(
+        items=[
+            {
+                "type": "message",
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "First part."},
+                    {"type": "input_text", "text": "Second part."},
+                    {"type": "input_image", "file_id": "file-photo"},
+                    {"type": "input_file", "file_id": "file-contract"},
+                    {"type": "input_file", "filename": "notes.txt", "file_data": "data:text/plain;base64,aGVsbG8="},
+                    {"type": "input_file", "file_url": "https://files.example/report.pdf"},
+                ],
+            },
+            {"type": "reasoning", "summary": [], "encrypted_content": "gAAAAB-opaque"},
+            {"type": "compaction", "encrypted_content": "gAAAAB-compacted"},
+        ],
+    )
+    sign_in(page, KEYS["alpha"])
+    page.goto(f"/console/conversations/{conversation.id}")
+    message = page.locator("[data-testid=item][data-role=user]")
+    expect(message.get_by_test_id("text")).to_have_text(["First part.", "Second part."])
+    expect(message.get_by_test_id("image-file")).to_have_text("image: file file-photo")
+    expect(message.get_by_test_id("file")).to_have_text(
+        ["file: file-contract", "file: notes.txt (31 characters inline)", "file: https://files.example/report.pdf"]
+    )
+    expect(message.get_by_role("link", name="https://files.example/report.pdf")).to_have_attribute("href", "https://files.example/report.pdf")
+    expect(page.locator("[data-item-type=reasoning]")).to_contain_text("no summary")
+    expect(page.get_by_test_id("compaction")).to_contain_text("compacted")
