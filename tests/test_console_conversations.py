@@ -453,6 +453,7 @@ def test_searches_find_the_same_on_either_database(server, client):
     assert found(metadata=['say "hi"=it\'s', "city=Zürich 東京", "share=50%_off"]) == [odd.id]
     assert found(metadata=[f"run={run}", "share=50%"]) == [] and found(metadata=[f"run={run}", "share=50__off"]) == []
     assert found(metadata="note=a\x00b") == [nul.id]
+    assert found(metadata=["city=Oslo", "city=Zürich 東京"]) == []  # each term must hold, one key's twice too
     assert found(metadata="no\x00te=a") == []
     assert found(id=odd.id[:20]) == [odd.id]
     assert found(id=odd.id[:20].upper()) == []

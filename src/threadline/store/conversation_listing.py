@@ -3,6 +3,8 @@ admin, every project's), newest first, found by id prefix and by metadata values
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sqlalchemy import ColumnElement, cast, func, literal, select
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -17,21 +19,21 @@ async def list_conversations(
     project: str | None,
     *,
     id_prefix: str | None = None,
-    metadata: dict[str, str] | None = None,
+    metadata: Iterable[tuple[str, str]] = (),
     after: str | None = None,
     limit: int = 20,
 ) -> Page:
     """Conversations of `project` (None: every project), newest first, each with its project.
 
     `id_prefix` keeps those whose id starts with it (a whole id finds just that one);
-    `metadata` those whose metadata holds every one of its key-value pairs."""
+    `metadata` those whose metadata holds every one of these key-value pairs."""
     query = select(conversations.c.id, conversations.c.project, conversations.c.created_at, conversations.c.metadata)
     if project is not None:
         query = query.where(conversations.c.project == _without_nul(project))
     if id_prefix:
         # Not LIKE: SQLite's ignores case, PostgreSQL's does not.
         query = query.where(func.substr(conversations.c.id, 1, len(id_prefix), type_=conversations.c.id.type) == id_prefix)
-    for key, value in (metadata or {}).items():
+    for key, value in metadata:
         query = query.where(_metadata_holds(database, key, value))
     async with database.read() as connection:
         return await read_page(
