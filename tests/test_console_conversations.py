@@ -435,3 +435,67 @@ def test_every_kind_of_item_is_labelled_and_links_only_go_to_the_web_or_mail(pag
     expect(items.nth(9).get_by_role("link", name="https://weather.example/oslo")).to_be_visible()
     expect(items.nth(10).get_by_test_id("item-fields")).to_contain_text("ls -la")
     expect(items.nth(11).get_by_test_id("item-fields")).to_contain_text("README.md")
+
+
+def test_searches_find_the_same_on_either_database(server, client):
+    """Quotes, unicode and LIKE's wildcards are plain characters; an id prefix is matched case and
+    all; a NUL, searched for or held by some conversation's metadata, is no server error."""
+    run = tag()
+    odd = client.conversations.create(metadata={"run": run, 'say "hi"': "it's", "city": "Zürich 東京", "share": "50%_off"})
+    nul = client.conversations.create(metadata={"run": run, "note": "a\x00b"})  # PostgreSQL's JSON refuses \u0000
+
+    def found(key: str = KEYS["alpha"], **params) -> list[str]:
+        answer = listing(server, key, **params)
+        assert answer.status_code == 200, answer.text
+        return [conversation["id"] for conversation in answer.json()["data"]]
+
+    assert set(found(metadata=f"run={run}")) == {odd.id, nul.id}
+    assert found(metadata=['say "hi"=it\'s', "city=Zürich 東京", "share=50%_off"]) == [odd.id]
+    assert found(metadata=[f"run={run}", "share=50%"]) == [] and found(metadata=[f"run={run}", "share=50__off"]) == []
+    assert found(metadata="note=a\x00b") == [nul.id]
+    assert found(metadata=["city=Oslo", "city=Zürich 東京"]) == []  # each term must hold, one key's twice too
+    assert found(metadata="no\x00te=a") == []
+    assert found(id=odd.id[:20]) == [odd.id]
+    assert found(id=odd.id[:20].upper()) == []
+    assert found(ADMIN_KEY, project="al\x00pha") == []
+
+
+def test_signing_in_from_another_sites_page_is_refused(server):
+    """Another site's page cannot sign the browser in with a key of its choosing (login CSRF)."""
+    answer = httpx.post(
+        server.url + "/console/login", data={"key": KEYS["beta"], "next": "/console/conversations"}, headers={"Origin": "http://evil.example"}, timeout=30
+    )
+    assert answer.status_code == 403 and "set-cookie" not in answer.headers
+    assert answer.json()["error"]["code"] == "cross_origin_request"
+
+
+def test_a_message_shows_each_of_its_parts_and_files_once(page, client):
+    conversation = client.conversations.create(
+        items=[
+            {
+                "type": "message",
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "First part."},
+                    {"type": "input_text", "text": "Second part."},
+                    {"type": "input_image", "file_id": "file-photo"},
+                    {"type": "input_file", "file_id": "file-contract"},
+                    {"type": "input_file", "filename": "notes.txt", "file_data": "data:text/plain;base64,aGVsbG8="},
+                    {"type": "input_file", "file_url": "https://files.example/report.pdf"},
+                ],
+            },
+            {"type": "reasoning", "summary": [], "encrypted_content": "gAAAAB-opaque"},
+            {"type": "compaction", "encrypted_content": "gAAAAB-compacted"},
+        ],
+    )
+    sign_in(page, KEYS["alpha"])
+    page.goto(f"/console/conversations/{conversation.id}")
+    message = page.locator("[data-testid=item][data-role=user]")
+    expect(message.get_by_test_id("text")).to_have_text(["First part.", "Second part."])
+    expect(message.get_by_test_id("image-file")).to_have_text("image: file file-photo")
+    expect(message.get_by_test_id("file")).to_have_text(
+        ["file: file-contract", "file: notes.txt (31 characters inline)", "file: https://files.example/report.pdf"]
+    )
+    expect(message.get_by_role("link", name="https://files.example/report.pdf")).to_have_attribute("href", "https://files.example/report.pdf")
+    expect(page.locator("[data-item-type=reasoning]")).to_contain_text("no summary")
+    expect(page.get_by_test_id("compaction")).to_contain_text("compacted")

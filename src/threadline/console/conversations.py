@@ -45,14 +45,14 @@ async def project_for(request: Request, viewer: Viewer, conversation_id: str) ->
     return viewer.project
 
 
-def metadata_filter(values: list[str]) -> dict[str, str]:
+def metadata_filter(values: list[str]) -> list[tuple[str, str]]:
     """`key=value` search terms as the pairs the metadata must hold; 400 for a term without `=`."""
-    pairs = {}
+    pairs = []
     for value in values:
         key, equals, wanted = value.partition("=")
         if not equals or not key.strip():
             raise invalid(f"Invalid metadata filter '{value}': write it as key=value.", param="metadata")
-        pairs[key.strip()] = wanted.strip()
+        pairs.append((key.strip(), wanted.strip()))
     return pairs
 
 

@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from threadline import __version__
-from threadline.console.viewer import COOKIE, SignInRequired, Viewer, page_viewer, viewer_for
+from threadline.console.viewer import COOKIE, SignInRequired, Viewer, page_viewer, same_origin, viewer_for
 from threadline.errors import APIError
 
 PACKAGE = resources.files("threadline.console")
@@ -47,6 +47,7 @@ async def login_page(request: Request, next: str = "/console/conversations") -> 
 
 @router.post("/login")
 async def login(request: Request, key: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/console/conversations") -> Response:
+    same_origin(request)  # another site's page must not sign the browser in with a key of its choosing
     try:
         viewer_for(request.app.state.authenticator, "Bearer " + key.strip(), None)
     except APIError:
