@@ -26,7 +26,8 @@ conversations = Table(
     Column("metadata", Text, nullable=False),
     # The next item's position: appends take a range from it, which also serializes them.
     Column("next_position", BigInteger, nullable=False, server_default="0"),
-    Index("ix_conversations_project_created_at", "project", "created_at"),
+    Index("ix_conversations_project_created_at", "project", "created_at", "id"),
+    Index("ix_conversations_created_at", "created_at", "id"),
 )
 
 conversation_items = Table(

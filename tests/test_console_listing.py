@@ -1,6 +1,6 @@
-"""The console's reading of responses on both databases: a chain too large to show whole is
-cut, and says so, keeping the path from the root to the response asked for; the listing's
-pages are read from indexes; a database made before the console is upgraded to them."""
+"""The console's reading of responses and conversations on both databases: a chain too large to
+show whole is cut, and says so, keeping the path from the root to the response asked for; the
+listings' pages are read from indexes; a database made before the console is upgraded to them."""
 
 from __future__ import annotations
 
@@ -8,11 +8,16 @@ import pytest
 from alembic import command
 from sqlalchemy import event, insert, inspect, text
 
+from threadline.store.conversation_listing import list_conversations
 from threadline.store.database import Database
 from threadline.store.migrate import _alembic_config, migrate
-from threadline.store.response_listing import TREE_NODES, ResponseFilters, ResponseListing
+from threadline.store.response_listing import (
+    TREE_NODES,
+    ResponseFilters,
+    ResponseListing,
+)
 from threadline.store.responses import response_row
-from threadline.store.tables import responses
+from threadline.store.tables import conversations, responses
 
 pytestmark = pytest.mark.asyncio
 
@@ -69,7 +74,7 @@ async def test_a_database_at_revision_0006_is_upgraded_and_its_responses_listed(
         async with database.read() as connection:
             assert (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "0007"
             indexes = await connection.run_sync(lambda sync: {index["name"] for table in ("responses", "conversations") for index in inspect(sync).get_indexes(table)})
-        assert {"ix_responses_project_created_at", "ix_responses_created_at", "ix_responses_previous_response_id", "ix_conversations_project_created_at"} <= indexes
+        assert {"ix_responses_project_created_at", "ix_responses_created_at", "ix_responses_previous_response_id", "ix_conversations_project_created_at", "ix_conversations_created_at"} <= indexes
         listing = ResponseListing(database)
         assert [entry["id"] for entry in (await listing.list("alpha", ResponseFilters(), after=None, limit=10)).data] == ["resp_old_2", "resp_old_1"]
         assert [entry["id"] for entry in (await listing.list(None, ResponseFilters(), after="resp_old_2", limit=10)).data] == ["resp_old_1"]
@@ -80,37 +85,68 @@ async def test_a_database_at_revision_0006_is_upgraded_and_its_responses_listed(
 
 @pytest.mark.parametrize("project", ["alpha", None], ids=["a project", "an admin"])
 @pytest.mark.parametrize("filters", [ResponseFilters(), ResponseFilters(since=5, until=50)], ids=["all", "a time range"])
-async def test_each_page_of_the_listing_is_read_in_order_from_an_index(fresh_database_url, project, filters):
+async def test_each_page_of_the_responses_listing_is_read_in_order_from_an_index(fresh_database_url, project, filters):
     """No page reads the whole table: a project's responses and every project's (an admin's)
     are read newest first from an index, the first page and the ones after."""
     database = Database(fresh_database_url)
     await migrate(database)
     rows = [stored(f"resp_{n:04d}", None, n // 3, ("alpha", "beta", "gamma")[n % 3]) for n in range(300)]
+    listing = ResponseListing(database)
+
+    async def two_pages() -> None:
+        first = await listing.list(project, filters, after=None, limit=10)
+        await listing.list(project, filters, after=first.last_id, limit=10)
+
+    try:
+        await assert_pages_read_from_an_index(database, responses, rows, two_pages)
+    finally:
+        await database.dispose()
+
+
+@pytest.mark.parametrize("project", ["alpha", None], ids=["a project", "an admin"])
+async def test_each_page_of_the_conversations_listing_is_read_in_order_from_an_index(fresh_database_url, project):
+    database = Database(fresh_database_url)
+    await migrate(database)
+    rows = [
+        {"id": f"conv_{n:04d}", "project": ("alpha", "beta", "gamma")[n % 3], "created_at": n // 3, "metadata": "{}"}
+        for n in range(300)
+    ]
+
+    async def two_pages() -> None:
+        first = await list_conversations(database, project, limit=10)
+        await list_conversations(database, project, after=first.last_id, limit=10)
+
+    try:
+        await assert_pages_read_from_an_index(database, conversations, rows, two_pages)
+    finally:
+        await database.dispose()
+
+
+async def assert_pages_read_from_an_index(database: Database, table, rows: list[dict], read_two_pages) -> None:
+    """Stores `rows` in `table`, reads two pages of a listing, and checks that the database
+    planned each page's query on an index, in order, never reading or sorting the table."""
     async with database.write() as connection:
-        await connection.execute(insert(responses), rows)
+        await connection.execute(insert(table), rows)
         await connection.execute(text("ANALYZE"))
     pages: list[tuple[str, tuple]] = []
 
     def keep(connection, cursor, statement, parameters, context, executemany) -> None:
-        if statement.lstrip().startswith("SELECT") and "ORDER BY" in statement and "FROM responses" in statement:
+        if statement.lstrip().startswith("SELECT") and "ORDER BY" in statement and f"FROM {table.name}" in statement:
             pages.append((statement, parameters))
 
     event.listen(database.engine.sync_engine, "before_cursor_execute", keep)
-    listing = ResponseListing(database)
     try:
-        first = await listing.list(project, filters, after=None, limit=10)
-        await listing.list(project, filters, after=first.last_id, limit=10)
-        event.remove(database.engine.sync_engine, "before_cursor_execute", keep)
-        assert len(pages) == 2
-        async with database.read() as connection:
-            if not database.is_sqlite:
-                await connection.exec_driver_sql("SET enable_seqscan = off")  # a table this small is otherwise read whole
-            for statement, parameters in pages:
-                explain = "EXPLAIN QUERY PLAN " if database.is_sqlite else "EXPLAIN "
-                plan = "\n".join(str(row[-1]) for row in await connection.exec_driver_sql(explain + statement, parameters))
-                if database.is_sqlite:
-                    assert "USING INDEX" in plan and "TEMP B-TREE" not in plan, plan
-                else:  # PostgreSQL may sort the few rows an index range holds: never the table
-                    assert "Index" in plan and "Seq Scan" not in plan, plan
+        await read_two_pages()
     finally:
-        await database.dispose()
+        event.remove(database.engine.sync_engine, "before_cursor_execute", keep)
+    assert len(pages) == 2
+    async with database.read() as connection:
+        if not database.is_sqlite:
+            await connection.exec_driver_sql("SET enable_seqscan = off")  # a table this small is otherwise read whole
+        for statement, parameters in pages:
+            explain = "EXPLAIN QUERY PLAN " if database.is_sqlite else "EXPLAIN "
+            plan = "\n".join(str(row[-1]) for row in await connection.exec_driver_sql(explain + statement, parameters))
+            if database.is_sqlite:
+                assert "USING INDEX" in plan and "TEMP B-TREE" not in plan, plan
+            else:  # PostgreSQL may sort the few rows an index range holds: never the table
+                assert "Index" in plan and "Seq Scan" not in plan, plan
