@@ -140,6 +140,46 @@ def test_without_streaming_the_answer_comes_whole(playground, client):
     assert shown_usage(playground, 0) == (stored.usage.input_tokens, stored.usage.output_tokens, stored.usage.total_tokens)
 
 
+def test_reasoning_and_call_arguments_stream_into_the_page(playground):
+    add_function(playground, "get_weather", json.dumps(WEATHER_SCHEMA))
+    send(
+        playground,
+        script(
+            {"summary": "Plan: ask for the weather."}, {"delay": 3}, {"reasoning": "Paris is in France."}, {"delay": 3},
+            {"tool_call": {"name": "get_weather", "arguments": '{"city": "Paris"}', "call_id": "call_1", "chunks": 2}}, {"delay": 3},
+        ),
+    )  # fmt: skip
+    parts = {
+        "summary": '[data-type="reasoning"] [data-testid="item-text"]',
+        "reasoning": '[data-type="reasoning"] [data-testid="item-reasoning"]',
+        "arguments": '[data-type="function_call"] [data-testid="item-arguments"]',
+    }
+
+    def seen_once(part: str, whole: str) -> dict:
+        """One look at the page, taken as soon as `part` reads `whole`."""
+        return playground.wait_for_function(
+            """([parts, part, whole]) => {
+                const text = (selector) => {
+                    const element = document.querySelector(`[data-testid="turn"] ${selector}`);
+                    return element ? element.textContent : null;
+                };
+                if (text(parts[part]) !== whole) return null;
+                const seen = {status: text('[data-testid="status"]')};
+                for (const name of Object.keys(parts)) seen[name] = text(parts[name]);
+                return seen;
+            }""",
+            arg=[parts, part, whole],
+        ).json_value()
+
+    summary, reasoning, arguments = "Plan: ask for the weather.", "Paris is in France.", '{"city": "Paris"}'
+    assert seen_once("summary", summary) == {"status": "in_progress", "summary": summary, "reasoning": "", "arguments": None}
+    assert seen_once("reasoning", reasoning) == {"status": "in_progress", "summary": summary, "reasoning": reasoning, "arguments": None}
+    assert seen_once("arguments", arguments) == {"status": "in_progress", "summary": summary, "reasoning": reasoning, "arguments": arguments}
+    wait_until_ended(playground, 0)
+    assert turn(playground, 0).get_by_test_id("status").inner_text() == "completed"
+    assert turn(playground, 0).get_by_test_id("function-output-form").is_visible()
+
+
 @pytest.mark.slow
 def test_the_embedded_model_streams_into_the_page(browser, embedded):
     with new_page(browser, embedded.url) as page:
