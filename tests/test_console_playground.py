@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from tests.browser import chromium, new_page, sign_in
+from tests.browser import new_page, sign_in
 from tests.conftest import FAST_WORKERS, KEYS
 from tests.helpers import sse_events
 from tests.mcp_servers import run_mcp_server
@@ -41,14 +41,6 @@ def server(start_server, upstream):
             "workers": FAST_WORKERS,
         }
     )
-
-
-@pytest.fixture(scope="module")
-def browser(server):
-    """Chromium, started after the module's server: its database is made (and dropped) outside
-    Playwright's event loop."""
-    with chromium() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
