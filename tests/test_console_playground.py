@@ -327,6 +327,22 @@ def test_a_response_that_fails_shows_why(playground):
     assert "The scripted model broke down." in playground.get_by_test_id("error").inner_text()
 
 
+def test_file_search_offers_only_the_projects_vector_stores(playground, client, beta_client):
+    ours = client.vector_stores.create(name="Alpha handbook")
+    theirs = beta_client.vector_stores.create(name="Beta handbook")
+    playground.reload()
+    playground.wait_for_selector("body[data-playground-ready]")
+    offered = [box.get_attribute("value") for box in playground.get_by_test_id("vector-store").all()]
+    assert ours.id in offered and theirs.id not in offered
+    assert "Beta handbook" not in playground.get_by_test_id("file-search").inner_text()
+
+    playground.locator(f'[data-testid="vector-store"][value="{ours.id}"]').check()
+    send(playground, "Hello")
+    wait_until_ended(playground, 0)
+    stored = client.responses.retrieve(response_id(playground, 0))
+    assert [(tool.type, tool.vector_store_ids) for tool in stored.tools] == [("file_search", [ours.id])]
+
+
 # --- the JSON endpoint ------------------------------------------------------------------------
 
 
@@ -352,6 +368,32 @@ def test_the_endpoint_refuses_a_body_that_is_not_json(quick_http):
     console = quick_http.post(ENDPOINT, content=b'{"model": ', headers={"Content-Type": "application/json"})
     v1 = quick_http.post("/v1/responses", content=b'{"model": ', headers={"Content-Type": "application/json"})
     assert console.status_code == v1.status_code == 400 and console.json() == v1.json()
+
+
+def test_the_endpoint_refuses_another_projects_objects(quick_http, beta_client):
+    """Beta's response, conversation and vector store are, to alpha, as if they did not exist."""
+    response = beta_client.responses.create(model="scripted", input="hi")
+    conversation = beta_client.conversations.create()
+    store = beta_client.vector_stores.create(name="Beta handbook")
+    for fields in (
+        {"previous_response_id": response.id},
+        {"conversation": conversation.id},
+        {"tools": [{"type": "file_search", "vector_store_ids": [store.id]}]},
+    ):
+        body = {"model": "scripted", "input": "hi", **fields}
+        console, v1 = quick_http.post(ENDPOINT, json=body), quick_http.post("/v1/responses", json=body)
+        assert console.status_code == v1.status_code and console.status_code in (400, 404)
+        assert console.json() == v1.json() and "not found" in console.json()["error"]["message"]
+
+
+def test_cookie_borne_posts_from_another_origin_are_refused(server):
+    """The sign-in cookie sent by another site's page creates nothing; from the console's own pages it works."""
+    requests = ((ENDPOINT, {"model": "scripted", "input": "hi"}), ("/console/api/playground/conversations", None))
+    with httpx.Client(base_url=server.url, cookies={"threadline_console": KEYS["alpha"]}) as browser_like:
+        for path, body in requests:
+            refused = browser_like.post(path, json=body, headers={"Origin": "http://elsewhere.example"})
+            assert refused.status_code == 403 and refused.json()["error"]["code"] == "cross_origin_request"
+            assert browser_like.post(path, json=body, headers={"Origin": server.url}).status_code == 200
 
 
 def test_the_endpoint_needs_a_key(server):
