@@ -317,6 +317,8 @@ def test_an_api_error_is_shown_in_the_page(playground, client):
         client.responses.create(model="scripted", input="hello", conversation="conv_missing")
     assert playground.get_by_test_id("error").inner_text() == refused.value.body["message"]
     assert turn(playground, 0).get_by_test_id("status").inner_text() == "error"
+    # The message refused is back in the box, to be sent again once the id is put right.
+    assert playground.get_by_test_id("input").input_value() == "hello"
 
 
 def test_a_response_that_fails_shows_why(playground):

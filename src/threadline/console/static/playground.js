@@ -127,12 +127,15 @@
         showConversation(state.conversationId);
       }
       const turn = newTurn(shownInput);
-      if (input[0].type === "message") byTestId("input").value = "";
+      const message = input[0].type === "message" ? input[0].content : null;
+      if (message !== null) byTestId("input").value = "";
       try {
         if (body.stream) await threadline.stream(ENDPOINT, body, (event) => onEvent(turn, event));
         else finish(turn, await threadline.api(ENDPOINT, { method: "POST", body }));
       } catch (error) {
         byTestId("status", turn.element).textContent = "error";
+        // A message that did not get through goes back in the box, to be sent again.
+        if (message !== null && !byTestId("input").value) byTestId("input").value = message;
         throw error;
       }
     } catch (error) {
