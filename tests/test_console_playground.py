@@ -329,6 +329,17 @@ def test_a_response_that_fails_shows_why(playground):
     assert "The scripted model broke down." in playground.get_by_test_id("error").inner_text()
 
 
+def test_an_incomplete_response_says_why_and_can_be_continued(playground, client):
+    send(playground, script({"text": "Cut sh", "chunks": 2}, {"finish": "length"}))
+    wait_until_ended(playground, 0)
+    assert turn(playground, 0).get_by_test_id("status").inner_text() == "incomplete"
+    assert turn(playground, 0).locator(".assistant [data-testid='item-text']").inner_text() == "Cut sh"
+    assert "Incomplete: max_output_tokens" in turn(playground, 0).locator(".turn-foot").inner_text()
+    send(playground, "Go on")
+    wait_until_ended(playground, 1)
+    assert client.responses.retrieve(response_id(playground, 1)).previous_response_id == response_id(playground, 0)
+
+
 def test_file_search_offers_only_the_projects_vector_stores(playground, client, beta_client):
     ours = client.vector_stores.create(name="Alpha handbook")
     theirs = beta_client.vector_stores.create(name="Beta handbook")
