@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from tests.browser import chromium, sign_in
+from tests.browser import sign_in
 from tests.conftest import FAST_WORKERS, KEYS
 from tests.spec_check import checked_client
 
@@ -34,14 +34,6 @@ def processes(start_server):
 @pytest.fixture(scope="module")
 def server(processes):
     return processes[0]
-
-
-@pytest.fixture(scope="module")
-def browser(server):
-    """Chromium, started after the module's server: its database is made (and dropped) outside
-    Playwright's event loop."""
-    with chromium() as running:
-        yield running
 
 
 def health(server) -> dict:

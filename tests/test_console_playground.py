@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from tests.browser import chromium, new_page, sign_in
+from tests.browser import new_page, sign_in
 from tests.conftest import FAST_WORKERS, KEYS
 from tests.helpers import sse_events
 from tests.mcp_servers import run_mcp_server
@@ -41,14 +41,6 @@ def server(start_server, upstream):
             "workers": FAST_WORKERS,
         }
     )
-
-
-@pytest.fixture(scope="module")
-def browser(server):
-    """Chromium, started after the module's server: its database is made (and dropped) outside
-    Playwright's event loop."""
-    with chromium() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +130,46 @@ def test_without_streaming_the_answer_comes_whole(playground, client):
     stored = client.responses.retrieve(response_id(playground, 0))
     assert stored.instructions == "Be brief." and stored.output_text == "Reply to: Hello there"
     assert shown_usage(playground, 0) == (stored.usage.input_tokens, stored.usage.output_tokens, stored.usage.total_tokens)
+
+
+def test_reasoning_and_call_arguments_stream_into_the_page(playground):
+    add_function(playground, "get_weather", json.dumps(WEATHER_SCHEMA))
+    send(
+        playground,
+        script(
+            {"summary": "Plan: ask for the weather."}, {"delay": 3}, {"reasoning": "Paris is in France."}, {"delay": 3},
+            {"tool_call": {"name": "get_weather", "arguments": '{"city": "Paris"}', "call_id": "call_1", "chunks": 2}}, {"delay": 3},
+        ),
+    )  # fmt: skip
+    parts = {
+        "summary": '[data-type="reasoning"] [data-testid="item-text"]',
+        "reasoning": '[data-type="reasoning"] [data-testid="item-reasoning"]',
+        "arguments": '[data-type="function_call"] [data-testid="item-arguments"]',
+    }
+
+    def seen_once(part: str, whole: str) -> dict:
+        """One look at the page, taken as soon as `part` reads `whole`."""
+        return playground.wait_for_function(
+            """([parts, part, whole]) => {
+                const text = (selector) => {
+                    const element = document.querySelector(`[data-testid="turn"] ${selector}`);
+                    return element ? element.textContent : null;
+                };
+                if (text(parts[part]) !== whole) return null;
+                const seen = {status: text('[data-testid="status"]')};
+                for (const name of Object.keys(parts)) seen[name] = text(parts[name]);
+                return seen;
+            }""",
+            arg=[parts, part, whole],
+        ).json_value()
+
+    summary, reasoning, arguments = "Plan: ask for the weather.", "Paris is in France.", '{"city": "Paris"}'
+    assert seen_once("summary", summary) == {"status": "in_progress", "summary": summary, "reasoning": "", "arguments": None}
+    assert seen_once("reasoning", reasoning) == {"status": "in_progress", "summary": summary, "reasoning": reasoning, "arguments": None}
+    assert seen_once("arguments", arguments) == {"status": "in_progress", "summary": summary, "reasoning": reasoning, "arguments": arguments}
+    wait_until_ended(playground, 0)
+    assert turn(playground, 0).get_by_test_id("status").inner_text() == "completed"
+    assert turn(playground, 0).get_by_test_id("function-output-form").is_visible()
 
 
 @pytest.mark.slow
@@ -285,6 +317,8 @@ def test_an_api_error_is_shown_in_the_page(playground, client):
         client.responses.create(model="scripted", input="hello", conversation="conv_missing")
     assert playground.get_by_test_id("error").inner_text() == refused.value.body["message"]
     assert turn(playground, 0).get_by_test_id("status").inner_text() == "error"
+    # The message refused is back in the box, to be sent again once the id is put right.
+    assert playground.get_by_test_id("input").input_value() == "hello"
 
 
 def test_a_response_that_fails_shows_why(playground):
@@ -293,6 +327,33 @@ def test_a_response_that_fails_shows_why(playground):
     assert turn(playground, 0).get_by_test_id("status").inner_text() == "failed"
     assert turn(playground, 0).get_by_test_id("response-error").inner_text() == "The scripted model broke down."
     assert "The scripted model broke down." in playground.get_by_test_id("error").inner_text()
+
+
+def test_an_incomplete_response_says_why_and_can_be_continued(playground, client):
+    send(playground, script({"text": "Cut sh", "chunks": 2}, {"finish": "length"}))
+    wait_until_ended(playground, 0)
+    assert turn(playground, 0).get_by_test_id("status").inner_text() == "incomplete"
+    assert turn(playground, 0).locator(".assistant [data-testid='item-text']").inner_text() == "Cut sh"
+    assert "Incomplete: max_output_tokens" in turn(playground, 0).locator(".turn-foot").inner_text()
+    send(playground, "Go on")
+    wait_until_ended(playground, 1)
+    assert client.responses.retrieve(response_id(playground, 1)).previous_response_id == response_id(playground, 0)
+
+
+def test_file_search_offers_only_the_projects_vector_stores(playground, client, beta_client):
+    ours = client.vector_stores.create(name="Alpha handbook")
+    theirs = beta_client.vector_stores.create(name="Beta handbook")
+    playground.reload()
+    playground.wait_for_selector("body[data-playground-ready]")
+    offered = [box.get_attribute("value") for box in playground.get_by_test_id("vector-store").all()]
+    assert ours.id in offered and theirs.id not in offered
+    assert "Beta handbook" not in playground.get_by_test_id("file-search").inner_text()
+
+    playground.locator(f'[data-testid="vector-store"][value="{ours.id}"]').check()
+    send(playground, "Hello")
+    wait_until_ended(playground, 0)
+    stored = client.responses.retrieve(response_id(playground, 0))
+    assert [(tool.type, tool.vector_store_ids) for tool in stored.tools] == [("file_search", [ours.id])]
 
 
 # --- the JSON endpoint ------------------------------------------------------------------------
@@ -320,6 +381,32 @@ def test_the_endpoint_refuses_a_body_that_is_not_json(quick_http):
     console = quick_http.post(ENDPOINT, content=b'{"model": ', headers={"Content-Type": "application/json"})
     v1 = quick_http.post("/v1/responses", content=b'{"model": ', headers={"Content-Type": "application/json"})
     assert console.status_code == v1.status_code == 400 and console.json() == v1.json()
+
+
+def test_the_endpoint_refuses_another_projects_objects(quick_http, beta_client):
+    """Beta's response, conversation and vector store are, to alpha, as if they did not exist."""
+    response = beta_client.responses.create(model="scripted", input="hi")
+    conversation = beta_client.conversations.create()
+    store = beta_client.vector_stores.create(name="Beta handbook")
+    for fields in (
+        {"previous_response_id": response.id},
+        {"conversation": conversation.id},
+        {"tools": [{"type": "file_search", "vector_store_ids": [store.id]}]},
+    ):
+        body = {"model": "scripted", "input": "hi", **fields}
+        console, v1 = quick_http.post(ENDPOINT, json=body), quick_http.post("/v1/responses", json=body)
+        assert console.status_code == v1.status_code and console.status_code in (400, 404)
+        assert console.json() == v1.json() and "not found" in console.json()["error"]["message"]
+
+
+def test_cookie_borne_posts_from_another_origin_are_refused(server):
+    """The sign-in cookie sent by another site's page creates nothing; from the console's own pages it works."""
+    requests = ((ENDPOINT, {"model": "scripted", "input": "hi"}), ("/console/api/playground/conversations", None))
+    with httpx.Client(base_url=server.url, cookies={"threadline_console": KEYS["alpha"]}) as browser_like:
+        for path, body in requests:
+            refused = browser_like.post(path, json=body, headers={"Origin": "http://elsewhere.example"})
+            assert refused.status_code == 403 and refused.json()["error"]["code"] == "cross_origin_request"
+            assert browser_like.post(path, json=body, headers={"Origin": server.url}).status_code == 200
 
 
 def test_the_endpoint_needs_a_key(server):

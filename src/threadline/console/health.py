@@ -82,24 +82,15 @@ def queue_rows(queue: dict) -> list[dict]:
 
 
 async def model_status(models: Models, model_id: str) -> dict:
-    """A model's row: an upstream is asked for its model list, bounded by PROBE_S; a model
-    served in this process (embedded, scripted) was loaded at start and is ready."""
+    """A model's row: an upstream is asked for its model list; a model served in this process
+    (embedded, scripted) was loaded at start and is ready. Its status and context window are
+    asked at once, so the row waits PROBE_S at most."""
     settings = models.settings[model_id]
     backend = models.get(model_id)
-    status, detail = "ready", None
-    if isinstance(backend, UpstreamBackend):
-        try:
-            answer = await asyncio.wait_for(backend.metadata("GET", f"{backend.base_url}/models"), PROBE_S)
-        except TimeoutError:
-            answer = None
-        if answer is None:
-            status, detail = "unreachable", f"no answer from {backend.base_url}"
-        elif answer[0] >= 400:
-            status, detail = "error", f"{backend.base_url}/models answered HTTP {answer[0]}"
-    try:
-        context_window = await asyncio.wait_for(backend.resolve_context_window(), PROBE_S)
-    except TimeoutError:
-        context_window = settings.context_window
+    (status, detail), context_window = await asyncio.gather(
+        reachability(backend),
+        within_probe(backend.resolve_context_window(), settings.context_window),
+    )
     return {
         "id": model_id,
         "provider": settings.provider,
@@ -108,3 +99,23 @@ async def model_status(models: Models, model_id: str) -> dict:
         "status": status,
         "detail": detail,
     }
+
+
+async def reachability(backend) -> tuple[str, str | None]:
+    """ready, unreachable or error, and why when it is not ready."""
+    if not isinstance(backend, UpstreamBackend):
+        return "ready", None
+    answer = await within_probe(backend.metadata("GET", f"{backend.base_url}/models"), None)
+    if answer is None:
+        return "unreachable", f"no answer from {backend.base_url}"
+    if answer[0] >= 400:
+        return "error", f"{backend.base_url}/models answered HTTP {answer[0]}"
+    return "ready", None
+
+
+async def within_probe(awaitable, fallback):
+    """What `awaitable` gives within PROBE_S, else `fallback`."""
+    try:
+        return await asyncio.wait_for(awaitable, PROBE_S)
+    except TimeoutError:
+        return fallback

@@ -9,6 +9,16 @@
   const el = (...args) => threadline.el(...args);
   const byTestId = (id, root = document) => root.querySelector(`[data-testid="${id}"]`);
 
+  // Each event that streams a piece of an item, and the part of the item's rendering it extends.
+  const DELTA_TARGETS = {
+    "response.output_text.delta": "item-text",
+    "response.refusal.delta": "item-text",
+    "response.reasoning_summary_text.delta": "item-text",
+    "response.reasoning_text.delta": "item-reasoning",
+    "response.function_call_arguments.delta": "item-arguments",
+    "response.mcp_call_arguments.delta": "item-arguments",
+  };
+
   // What the next request continues from.
   const state = { previousResponseId: null, conversationId: null, busy: false };
 
@@ -117,12 +127,15 @@
         showConversation(state.conversationId);
       }
       const turn = newTurn(shownInput);
-      if (input[0].type === "message") byTestId("input").value = "";
+      const message = input[0].type === "message" ? input[0].content : null;
+      if (message !== null) byTestId("input").value = "";
       try {
         if (body.stream) await threadline.stream(ENDPOINT, body, (event) => onEvent(turn, event));
         else finish(turn, await threadline.api(ENDPOINT, { method: "POST", body }));
       } catch (error) {
         byTestId("status", turn.element).textContent = "error";
+        // A message that did not get through goes back in the box, to be sent again.
+        if (message !== null && !byTestId("input").value) byTestId("input").value = message;
         throw error;
       }
     } catch (error) {
@@ -191,15 +204,10 @@
       case "response.output_item.done":
         placeItem(turn, event.output_index, event.item);
         break;
-      case "response.output_text.delta":
-      case "response.refusal.delta": {
-        const item = turn.items.get(event.output_index);
-        const text = item && byTestId("item-text", item);
-        if (text) text.append(event.delta);
-        turn.deltas += 1;
-        turn.element.dataset.deltas = String(turn.deltas);
+      case "response.reasoning_summary_part.added":
+        // The summary's paragraphs are shown apart, as they are once the item is done.
+        if (event.summary_index > 0) extend(turn, event.output_index, "item-text", "\n\n");
         break;
-      }
       case "response.completed":
       case "response.failed":
       case "response.incomplete":
@@ -208,8 +216,20 @@
       case "error":
         throw new Error(event.message || (event.error && event.error.message) || "The stream ended with an error.");
       default:
+        if (event.type in DELTA_TARGETS) {
+          extend(turn, event.output_index, DELTA_TARGETS[event.type], event.delta);
+          turn.deltas += 1;
+          turn.element.dataset.deltas = String(turn.deltas);
+        }
         break;
     }
+  }
+
+  // Appends streamed text to the part of the item at `index` that it belongs to.
+  function extend(turn, index, testId, text) {
+    const item = turn.items.get(index);
+    const part = item && byTestId(testId, item);
+    if (part) part.append(text);
   }
 
   function placeItem(turn, index, item) {
@@ -291,8 +311,9 @@
           citations.length ? el("ul", { class: "citations" }, citations) : null);
       }
       case "reasoning":
-        return box("reasoning", el("div", { class: "text muted", "data-testid": "item-text" },
-          (item.summary || []).map((part) => part.text).join("\n\n") || "(no summary)"));
+        return box("reasoning",
+          el("div", { class: "text", "data-testid": "item-text" }, (item.summary || []).map((part) => part.text).join("\n\n")),
+          el("div", { class: "text muted", "data-testid": "item-reasoning" }, (item.content || []).map((part) => part.text).join("")));
       case "function_call":
         return box(`function call · ${item.name} · ${item.call_id}`, pre(item.arguments, "item-arguments"));
       case "function_call_output":
