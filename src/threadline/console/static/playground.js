@@ -132,6 +132,7 @@
       try {
         if (body.stream) await threadline.stream(ENDPOINT, body, (event) => onEvent(turn, event));
         else finish(turn, await threadline.api(ENDPOINT, { method: "POST", body }));
+        if (!turn.finished) throw new Error("The stream ended before the response did: its page shows how it ended.");
       } catch (error) {
         byTestId("status", turn.element).textContent = "error";
         // A message that did not get through goes back in the box, to be sent again.
@@ -148,7 +149,9 @@
   function setBusy(busy) {
     state.busy = busy;
     byTestId("send").disabled = busy;
-    for (const button of document.querySelectorAll(".actions button")) button.disabled = busy;
+    // Nor may the exchange be started over under an answer still arriving.
+    const controls = document.querySelectorAll('.actions button, [name="conversation_mode"], [data-testid="start-over"]');
+    for (const control of controls) control.disabled = busy;
   }
 
   function showError(message) {
@@ -182,7 +185,7 @@
       el("div", { class: "output", "data-testid": "output" }),
       el("div", { class: "turn-foot" }));
     byTestId("transcript").append(element);
-    return { element, items: new Map(), deltas: 0 };
+    return { element, items: new Map(), deltas: 0, finished: false };
   }
 
   function showResponse(turn, response) {
@@ -242,6 +245,7 @@
 
   // The response as it ended: its items, usage, any error, and what the user may answer.
   function finish(turn, response) {
+    turn.finished = true;
     showResponse(turn, response);
     response.output.forEach((item, index) => placeItem(turn, index, item));
     const foot = turn.element.querySelector(".turn-foot");
