@@ -207,10 +207,11 @@ class ResponseStore:
         checked: list[tuple[str, KeptResponse]] = []  # kept responses from response_id back, checked in this read
         ended = False  # the chain ends after the last of them (it starts there, or the next one is gone)
         head = self.chains.get(previous_response_id)
+        reach = head.reach if head else 0  # how far the last turn from here read: the first check covers that
         read = 0
         while response_id is not None:
             if len(checked) < batch and not ended:
-                checked, ended = await self._kept_chain(project, response_id, batch, head.reach if head else 0)
+                checked, ended = await self._kept_chain(project, response_id, batch, reach)
             if checked or ended:
                 chain, checked = checked[:batch], checked[batch:]
             else:
