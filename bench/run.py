@@ -670,7 +670,7 @@ class Suite:
             # The mock counts a token per 16 bytes of request: how much history each turn carries to the model.
             sent = f"{result['input_tokens'][str(depth)] * 16 / 1024:.0f} KiB to the model, against {result['input_tokens']['1'] * 16 / 1024:.1f} KiB at turn 1"
             self.table.add("4", f"turn {depth} of a chain, p50", round(value, 2), "ms", baseline=round(base, 2), ratio=r, target=target, met=met,
-                           by=f"{r / 1.3:.1f}x the limit; the window's history is read and sent every turn: {sent}" if met is False else "")
+                           by=f"{r / 1.3:.1f}x the limit; the window's history is checked, converted and sent every turn: {sent}" if met is False else "")
 
     # -- 5: conversation growth --------------------------------------------------------------
 

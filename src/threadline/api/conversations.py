@@ -33,7 +33,7 @@ class CreateItemsBody(Tolerant):
     items: Annotated[list[InputItem], Field(min_length=1, max_length=20)]
 
 
-def service(request: Request) -> ConversationsService:
+async def service(request: Request) -> ConversationsService:
     return request.app.state.conversations
 
 

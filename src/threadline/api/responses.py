@@ -21,7 +21,7 @@ from threadline.spec.request import INT64_MAX, CreateResponseBody
 router = APIRouter(prefix="/v1/responses", tags=["Responses"], route_class=JSONRoute)
 
 
-def service(request: Request) -> ResponsesService:
+async def service(request: Request) -> ResponsesService:
     return request.app.state.responses
 
 

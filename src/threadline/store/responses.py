@@ -14,14 +14,33 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from threadline.errors import APIError, not_found
 from threadline.spec.response import with_status
+from threadline.store.chain_cache import ChainCache, KeptResponse
 from threadline.store.conversations import append_items
 from threadline.store.database import Database, Inserts
 from threadline.store.pagination import Page, read_page
 from threadline.store.tables import ObjectId, approval_claims, response_events, response_items, responses
 
 # A response and at most :responses - 1 of its ancestors through previous_response_id, newest
-# first, with their items newest first: one batch of a history read backwards.
+# first, with their items newest first: one batch of a history read backwards. A response
+# with no items is one row, with no data.
 CHAIN_ITEMS = text(
+    """
+    WITH RECURSIVE chain(id, previous_response_id, status, depth) AS (
+        SELECT id, previous_response_id, status, 0 FROM responses WHERE id = :response_id AND project = :project
+        UNION ALL
+        SELECT r.id, r.previous_response_id, r.status, chain.depth + 1
+        FROM responses r JOIN chain ON r.id = chain.previous_response_id
+        WHERE r.project = :project AND chain.depth + 1 < :responses
+    )
+    SELECT chain.id AS id, chain.previous_response_id AS previous_response_id, chain.status AS status, response_items.data AS data
+    FROM chain LEFT JOIN response_items ON response_items.response_id = chain.id
+    ORDER BY chain.depth, response_items.position DESC
+    """
+).bindparams(bindparam("response_id", type_=ObjectId(80)))
+
+# How many of a response and its ancestors, up to :responses, still exist: the chain's walk
+# by primary key, without its items (a chain kept in memory is checked with it before use).
+CHAIN_LENGTH = text(
     """
     WITH RECURSIVE chain(id, previous_response_id, depth) AS (
         SELECT id, previous_response_id, 0 FROM responses WHERE id = :response_id AND project = :project
@@ -30,11 +49,12 @@ CHAIN_ITEMS = text(
         FROM responses r JOIN chain ON r.id = chain.previous_response_id
         WHERE r.project = :project AND chain.depth + 1 < :responses
     )
-    SELECT chain.previous_response_id AS previous_response_id, chain.depth AS depth, response_items.data AS data
-    FROM chain LEFT JOIN response_items ON response_items.response_id = chain.id
-    ORDER BY chain.depth, response_items.position DESC
+    SELECT count(*) FROM chain
     """
 ).bindparams(bindparam("response_id", type_=ObjectId(80)))
+
+# A response in these states may still get items; in any other its items are final.
+UNFINISHED_STATUSES = ("queued", "in_progress")
 
 # Responses in the first batch of a chain read backwards; then as many as the reader asks for.
 CHAIN_BATCH = 64
@@ -61,6 +81,7 @@ CHECKPOINT_RESPONSE = (
 class ResponseStore:
     def __init__(self, database: Database) -> None:
         self.database = database
+        self.chains = ChainCache()  # chains read or stored by this process (store/chain_cache.py)
 
     async def begin(
         self,
@@ -115,7 +136,18 @@ class ResponseStore:
 
         # Written here whole: plain inserts, which share their statements with the other writes waiting.
         inserts = () if begun else response_inserts(project, response, input_items, response["output"], events, owner=None, job=None)
-        return await self.database.write_together(write, inserts)
+        stored = await self.database.write_together(write, inserts)
+        if stored and response.get("previous_response_id"):
+            self._keep(project, response, input_items)
+        return stored
+
+    def _keep(self, project: str, response: dict, input_items: list[dict]) -> None:
+        """Keep in memory a response just stored that continues a chain, its items as they
+        would be read back (decoded from their JSON, so nothing shares the caller's objects)."""
+        stored = orjson.dumps((input_items + response["output"])[::-1])
+        previous = self.chains.get(response["previous_response_id"])
+        reach = previous.reach + 1 if previous else 0
+        self.chains.keep(response["id"], KeptResponse(project, response["previous_response_id"], orjson.loads(stored), len(stored), reach))
 
     async def checkpoint(self, response: dict, owner: str) -> bool:
         """Store a running response as it stands (its owner's, still in progress); False if
@@ -161,21 +193,30 @@ class ResponseStore:
                 raise not_found("Response", response_id)
             await connection.execute(delete(response_items).where(response_items.c.response_id == response_id))
             await connection.execute(delete(response_events).where(response_events.c.response_id == response_id))
+        self.chains.forget(response_id)
 
     async def chain_items(self, project: str, previous_response_id: str) -> AsyncGenerator[list[dict], int | None]:
         """The items of a response and its ancestors, newest first, a batch of responses at a time.
 
         A batch is read only when asked for, so a caller that stops early never moves the rest
         of a long chain; `asend(n)` asks for about n items next, else the batch doubles. An
-        ancestor deleted meanwhile ends the chain there.
+        ancestor deleted meanwhile ends the chain there. A batch this process keeps in memory
+        (store/chain_cache.py) is only checked against the database, and is the same batch.
         """
         response_id, batch = previous_response_id, CHAIN_BATCH
+        checked: list[tuple[str, KeptResponse]] = []  # kept responses from response_id back, checked in this read
+        ended = False  # the chain ends after the last of them (it starts there, or the next one is gone)
+        head = self.chains.get(previous_response_id)
+        reach = head.reach if head else 0  # how far the last turn from here read: the first check covers that
+        read = 0
         while response_id is not None:
-            async with self.database.read() as connection:
-                rows = (
-                    await connection.execute(CHAIN_ITEMS, {"response_id": response_id, "project": project, "responses": batch})
-                ).all()
-            if not rows:
+            if len(checked) < batch and not ended:
+                checked, ended = await self._kept_chain(project, response_id, batch, reach)
+            if checked or ended:
+                chain, checked = checked[:batch], checked[batch:]
+            else:
+                chain = await self._read_chain(project, response_id, batch)
+            if not chain:
                 if response_id == previous_response_id:
                     raise APIError(
                         400,
@@ -184,12 +225,51 @@ class ResponseStore:
                         code="previous_response_not_found",
                     )
                 return
-            items_wanted = yield [orjson.loads(row.data) for row in rows if row.data is not None]
-            oldest = rows[-1]
+            read += len(chain)
+            if head is not None:
+                head.reach = read
+            items_wanted = yield [item for _, kept in chain for item in kept.items]
             # Fewer responses than asked for: the chain starts (or an ancestor is gone) here.
-            response_id = oldest.previous_response_id if oldest.depth == batch - 1 else None
-            # The items per response so far tell how many responses hold the items wanted.
-            batch = items_wanted * (oldest.depth + 1) // len(rows) + 1 if items_wanted else batch * 2
+            response_id = chain[-1][1].previous_response_id if len(chain) == batch else None
+            # The items per response so far tell how many responses hold the items wanted
+            # (a response without items counts as one, as its row does).
+            rows = sum(len(kept.items) or 1 for _, kept in chain)
+            batch = items_wanted * len(chain) // rows + 1 if items_wanted else batch * 2
+
+    async def _kept_chain(self, project: str, response_id: str, batch: int, reach: int) -> tuple[list[tuple[str, KeptResponse]], bool]:
+        """The chain from `response_id` back as this process keeps it (at least `batch`
+        responses, or all to its start; `reach` if kept), up to its first response deleted since
+        by any process; and whether the chain ends after them. Nothing if too little is kept."""
+        kept = self.chains.chain(project, response_id, at_least=batch, at_most=max(batch, reach))
+        if kept is None:
+            return [], False
+        # A response's ancestor never changes: the chain still stored is the kept one, as far as it reaches.
+        async with self.database.read() as connection:
+            stored = (await connection.execute(CHAIN_LENGTH, {"response_id": response_id, "project": project, "responses": len(kept)})).scalar_one()
+        if stored < len(kept):
+            self.chains.forget(kept[stored][0])
+            return kept[:stored], True
+        return kept, kept[-1][1].previous_response_id is None
+
+    async def _read_chain(self, project: str, response_id: str, responses: int) -> list[tuple[str, KeptResponse]]:
+        """At most `responses` of the chain from `response_id` back, read from the database;
+        those that ended are kept in memory for the next turn."""
+        async with self.database.read() as connection:
+            rows = (await connection.execute(CHAIN_ITEMS, {"response_id": response_id, "project": project, "responses": responses})).all()
+        # Each response's rows are together, its items newest first (a row without data: no items).
+        read: list[tuple[str, str | None, str, list[str]]] = []
+        for row in rows:
+            if not read or read[-1][0] != row.id:
+                read.append((row.id, row.previous_response_id, row.status, []))
+            if row.data is not None:
+                read[-1][3].append(row.data)
+        chain = []
+        for read_id, previous_id, status, data in read:
+            kept = KeptResponse(project, previous_id, [orjson.loads(text) for text in data], sum(map(len, data)))
+            if status not in UNFINISHED_STATUSES:
+                self.chains.keep(read_id, kept)
+            chain.append((read_id, kept))
+        return chain
 
     async def list_input_items(
         self, project: str, response_id: str, *, after: str | None, limit: int, order: Literal["asc", "desc"]
