@@ -11,13 +11,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from threadline import __version__
 from threadline.console.viewer import COOKIE, SignInRequired, Viewer, page_viewer, same_origin, viewer_for
 from threadline.errors import APIError
 
 PACKAGE = resources.files("threadline.console")
 templates = Jinja2Templates(directory=str(PACKAGE / "templates"))
-templates.env.globals["version"] = __version__
 static_files = StaticFiles(directory=str(PACKAGE / "static"))
 
 router = APIRouter(prefix="/console", include_in_schema=False)
