@@ -12,6 +12,7 @@ import json
 import httpx
 import openai
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser import new_page, sign_in
 from tests.conftest import FAST_WORKERS, KEYS
@@ -214,6 +215,8 @@ def test_a_function_call_answered_by_hand_continues_the_response(playground, cli
     assert [m for m in mock.requests[1]["messages"] if m["role"] == "tool"] == [{"role": "tool", "tool_call_id": "call_paris", "content": "sunny, 24 °C"}]
     assert mock.requests[1]["tools"][0]["function"]["parameters"] == WEATHER_SCHEMA
     assert client.responses.retrieve(response_id(playground, 1)).previous_response_id == response_id(playground, 0)
+    # The call is answered: its form takes no second answer.
+    expect(turn(playground, 0).get_by_test_id("send-function-output")).to_be_disabled()
 
 
 def test_an_mcp_call_is_approved_in_the_page(playground, client, mock, mcp_server):
@@ -241,6 +244,8 @@ def test_an_mcp_call_is_approved_in_the_page(playground, client, mock, mcp_serve
     assert mcp_server.state.increments == before + 1
     stored = client.responses.retrieve(response_id(playground, 1))
     assert [item.type for item in stored.output] == ["mcp_call", "message"] and stored.previous_response_id == response_id(playground, 0)
+    expect(turn(playground, 0).get_by_test_id("approve")).to_be_disabled()
+    expect(turn(playground, 0).get_by_test_id("deny")).to_be_disabled()
 
 
 def test_a_denied_mcp_call_is_not_run(playground, mock, mcp_server):

@@ -139,6 +139,7 @@
         if (message !== null && !byTestId("input").value) byTestId("input").value = message;
         throw error;
       }
+      return true;
     } catch (error) {
       showError(error.message);
     } finally {
@@ -284,7 +285,7 @@
         type: "function_call_output", call_id: call.call_id,
         output: form.querySelector(`[data-call-id="${CSS.escape(call.call_id)}"]`).value,
       }));
-      send(outputs, outputs);
+      send(outputs, outputs).then((sent) => sent && retire(form));
     });
     return form;
   }
@@ -292,12 +293,19 @@
   function approvalButtons(request) {
     const answer = (approve) => () => {
       const response = { type: "mcp_approval_response", approval_request_id: request.id, approve };
-      send([response], [response]);
+      send([response], [response]).then((sent) => sent && retire(buttons));
     };
-    return el("div", { class: "actions", "data-testid": "approval" },
+    const buttons = el("div", { class: "actions", "data-testid": "approval" },
       `${request.server_label} · ${request.name}: `,
       el("button", { type: "button", class: "primary", "data-testid": "approve", onclick: answer(true) }, "Approve"), " ",
       el("button", { type: "button", "data-testid": "deny", onclick: answer(false) }, "Deny"));
+    return buttons;
+  }
+
+  // An answer sent is final: its form or buttons no longer take another.
+  function retire(actions) {
+    actions.classList.remove("actions");
+    for (const control of actions.querySelectorAll("button, textarea")) control.disabled = true;
   }
 
   // -- items, as plain escaped DOM --------------------------------------------------------------
