@@ -320,10 +320,11 @@ def test_an_api_error_is_shown_in_the_page(playground, client):
     send(playground, "hello")
     with pytest.raises(openai.NotFoundError) as refused:
         client.responses.create(model="scripted", input="hello", conversation="conv_missing")
-    assert playground.get_by_test_id("error").inner_text() == refused.value.body["message"]
-    assert turn(playground, 0).get_by_test_id("status").inner_text() == "error"
+    # The page's request may still be on its way: wait for what it shows.
+    expect(playground.get_by_test_id("error")).to_have_text(refused.value.body["message"])
+    expect(turn(playground, 0).get_by_test_id("status")).to_have_text("error")
     # The message refused is back in the box, to be sent again once the id is put right.
-    assert playground.get_by_test_id("input").input_value() == "hello"
+    expect(playground.get_by_test_id("input")).to_have_value("hello")
 
 
 def test_a_response_that_fails_shows_why(playground):
