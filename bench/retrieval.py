@@ -1,7 +1,7 @@
 """File search quality and speed on the Python documentation's known items (bench/python_docs.py).
 
     .venv/bin/python bench/retrieval.py [--quick] [--database sqlite,pgvector,postgresql]
-        [--latency-chunks 100000] [--latency-queries 200] [--output FILE]
+        [--latency-chunks 100000] [--latency-queries 200] [--output FILE] [--profile]
 
 No public retrieval data set with its data ships in a package registry this machine can install
 from, so the set is built from a real corpus Debian ships: the reStructuredText sources of the
@@ -39,7 +39,9 @@ PostgreSQL at 127.0.0.1:5432, which has no pgvector, so Threadline compares the 
    bytes), then a `threadline serve` on it. Timed: POST /v1/vector_stores/{id}/search over
    HTTP (one keep-alive connection, after warm-up; queries are known items' headings), hybrid
    and each mode; and Searcher.search in-process per mode. The server's RSS after start,
-   after warm-up and at the end.
+   after warm-up and at the end. With --profile, py-spy then watches the server through a few
+   seconds of hybrid searches: flamegraph_file_search_<database>.svg and its collapsed stacks,
+   beside the results.
 
 Results: bench/results/retrieval.json (or --output).
 """
@@ -52,6 +54,8 @@ import contextlib
 import json
 import math
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -104,6 +108,8 @@ DEPTH = 200  # candidate lists taken for the fusion analysis
 HTTP_CHECKS = 200  # known items also searched over HTTP, to check the replay gives what a user gets
 
 FULL = {"every_nth_page": 1, "latency_chunks": 100_000, "latency_queries": 100, "mode_queries": 50, "warmup": 10, "databases": "sqlite,pgvector"}
+PROFILE_SECONDS = 12
+PY_SPY = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
 QUICK = {"every_nth_page": 15, "latency_chunks": 5_000, "latency_queries": 40, "mode_queries": 20, "warmup": 5, "databases": "sqlite"}
 
 
@@ -565,10 +571,44 @@ def latency_part(kind: str, url: str, config: Path, sections: list[Section], ite
         log(f"{kind}: timing {settings['latency_queries']} searches over HTTP")
         http = asyncio.run(http_latency(server.url, vector_store_id, queries, settings["warmup"], settings["mode_queries"]))
         rss_end = rss_mib(server)
+        profiled = profile_searches(kind, server, vector_store_id, queries, settings["profile"]) if settings["profile"] else None
     log(f"{kind}: HTTP " + ", ".join(f"{mode} p50 {v['p50']:.1f} / p99 {v['p99']:.1f} ms" for mode, v in http.items()))
     in_process = asyncio.run(in_process_latency(url, vector_store_id, queries[: settings["warmup"] + settings["mode_queries"]], settings["warmup"]))
     log(f"{kind}: in-process " + ", ".join(f"{mode} p50 {v['p50']:.1f} / p99 {v['p99']:.1f} ms" for mode, v in in_process.items() if mode in MODES))
-    return {**filled, "http_ms": http, "in_process_ms": in_process, "server_rss_mib": {"after_start": rss_start, "after_searches": rss_end}}
+    return {**filled, "http_ms": http, "in_process_ms": in_process, "server_rss_mib": {"after_start": rss_start, "after_searches": rss_end},
+            **({"profile": profiled} if profiled else {})}
+
+
+def profile_searches(kind: str, server: ThreadlineServer, vector_store_id: str, queries: list[str], folder: Path) -> dict:
+    """py-spy on the server during hybrid searches over HTTP, one after another for about
+    PROFILE_SECONDS: flamegraph_file_search_<kind>.svg and the collapsed stacks beside it
+    (profile_file_search_<kind>.raw), which run.py summarizes when the latency target is missed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    svg, raw = folder / f"flamegraph_file_search_{kind}.svg", folder / f"profile_file_search_{kind}.raw"
+    # Without --gil: SQLite works with the GIL released, and that time is what is looked for.
+    common = ["--pid", str(server.process.pid), "--duration", str(PROFILE_SECONDS), "--rate", "200", "--nolineno", "--nonblocking"]
+    recorders = [subprocess.Popen([PY_SPY, "record", *common, "--format", form, "--output", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for form, path in (("flamegraph", svg), ("raw", raw))]
+    log(f"{kind}: profiling hybrid searches for {PROFILE_SECONDS} s")
+    time.sleep(1.0)  # py-spy attaches
+    cpu_before, began = cpu_s(server), time.monotonic()
+    searches = asyncio.run(hybrid_searches(server.url, vector_store_id, queries, PROFILE_SECONDS - 2))
+    seconds, cpu = time.monotonic() - began, cpu_s(server) - cpu_before
+    for recorder in recorders:
+        recorder.wait(timeout=60)
+    return {"flamegraph": svg.name, "raw": raw.name, "searches": searches, "searches_per_s": round(searches / seconds, 2),
+            "cpu_ms_per_search": round(cpu * 1000 / max(1, searches), 2)}
+
+
+async def hybrid_searches(base: str, vector_store_id: str, queries: list[str], seconds: float) -> int:
+    """Hybrid searches one after another for `seconds`; how many were made."""
+    done, deadline = 0, time.monotonic() + seconds
+    async with httpx.AsyncClient(base_url=base, timeout=600) as http:
+        while time.monotonic() < deadline:
+            answer = await http.post(f"/v1/vector_stores/{vector_store_id}/search", json={"query": queries[done % len(queries)], "max_num_results": 10})
+            answer.raise_for_status()
+            done += 1
+    return done
 
 
 def subset(sections: list[Section], every_nth_page: int) -> list[Section]:
@@ -585,8 +625,10 @@ def main() -> int:
     parser.add_argument("--latency-queries", type=int, default=None)
     parser.add_argument("--parts", default="quality,latency", help="quality (steps 1-3), latency (step 4), or both")
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--profile", action="store_true", help="py-spy on the server during hybrid searches of the latency part (files beside --output)")
     args = parser.parse_args()
-    settings = dict(QUICK if args.quick else FULL, parts=args.parts)
+    path = args.output or RESULTS / ("retrieval_quick.json" if args.quick else "retrieval.json")
+    settings = dict(QUICK if args.quick else FULL, parts=args.parts, profile=path.parent if args.profile else None)
     for name in ("database", "latency_chunks", "latency_queries"):
         if getattr(args, name) is not None:
             settings["databases" if name == "database" else name] = getattr(args, name)
@@ -623,7 +665,7 @@ def main() -> int:
         verdicts[kind] = {part: all(quality["hybrid"][part][m] > quality[mode][part][m] for mode in ("keyword", "vector") for m in ("recall@10", "ndcg@10"))
                           for part in ("all", "test")}
     results["hybrid_beats_both"] = verdicts
-    path = args.output or RESULTS / ("retrieval_quick.json" if args.quick else "retrieval.json")
+    results["settings"]["profile"] = bool(args.profile)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n")
     print()

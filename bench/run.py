@@ -62,6 +62,7 @@ BENCH = Path(__file__).resolve().parent
 FIGURES = BENCH / "figures"  # the plots of the last full run, shown by bench/README.md
 sys.path.insert(0, str(BENCH))
 
+import flamegraph  # noqa: E402
 from common import REPO, RESULTS, ThreadlineServer, database_url, machine, summarize  # noqa: E402
 from load import Client, cpu_model  # noqa: E402
 from mock_upstream import MockUpstream  # noqa: E402
@@ -102,7 +103,7 @@ FULL = {
     "lat_rounds": 2, "lat_seconds": 5.0, "lat_warmup": 1.5, "lat_databases": ["sqlite", "postgresql"],
     "stream_seconds": 15.0, "stream_warmup": 5.0, "stream_profile": True, "stream_processes": [1, 2],
     "sat_processes": [1, 2, 3, 4], "sat_concurrency": [16, 64], "sat_seconds": 10.0, "sat_warmup": 3.0, "profile_seconds": 12.0,
-    "chain_depths": [1, 10, 100, 1000], "chain_samples": 15, "chain_profile": True,
+    "chain_depths": [1, 10, 100, 1000], "chain_samples": 15, "chain_profile": True, "memory_profile": True,
     "conversation_sizes": [10, 1000, 10000], "conversation_samples": 20,
     "open_streams": 1000, "embedded": "run",
     # (database, processes): one process, and the best count of figure 3.
@@ -118,7 +119,7 @@ QUICK = {
     "lat_rounds": 1, "lat_seconds": 2.0, "lat_warmup": 1.0, "lat_databases": ["sqlite"],
     "stream_seconds": 8.0, "stream_warmup": 1.0, "stream_profile": False, "stream_processes": [1],  # measures the ramp-up too
     "sat_processes": [1], "sat_concurrency": [64], "sat_seconds": 4.0, "sat_warmup": 1.5, "profile_seconds": 5.0,
-    "chain_depths": [1, 10, 100, 300], "chain_samples": 5, "chain_profile": False,
+    "chain_depths": [1, 10, 100, 300], "chain_samples": 5, "chain_profile": False, "memory_profile": False,
     "conversation_sizes": [10, 1000, 10000], "conversation_samples": 5,
     "open_streams": 500, "embedded": "reuse",
     "peer_requests": 300, "peer_fleets": [("sqlite", 1)],
@@ -758,9 +759,25 @@ class Suite:
                     "curve": [(n, round(r / 2**20, 2)) for n, r in curve]})
         kib = per_stream / 1024
         met = kib <= IDLE_STREAM_KIB and waiting >= count
+        largest = self.memory_profile(count) if kib > IDLE_STREAM_KIB and self.settings["memory_profile"] else ""
         self.table.add("6", f"RSS per idle open stream ({waiting:,} open)", round(kib, 1), "KiB", baseline=f"RSS {base_rss / 2**20:.1f} MiB before",
                        target=f"<= {IDLE_STREAM_KIB} KiB", met=met,
-                       by="" if met else (f"{kib / IDLE_STREAM_KIB:.2f}x the limit" if kib > IDLE_STREAM_KIB else f"only {waiting:,} of {count:,} streams opened"))
+                       by="" if met else (f"{kib / IDLE_STREAM_KIB:.2f}x the limit{largest}" if kib > IDLE_STREAM_KIB else f"only {waiting:,} of {count:,} streams opened"))
+
+    def memory_profile(self, count: int) -> str:
+        """What an idle stream keeps, by the stack that allocated it (stream_memory.py, tracemalloc):
+        flamegraph_memory.svg and profile_memory.txt."""
+        stacks = OUT / "profile_memory.raw"
+        done = subprocess.run([PYTHON, str(BENCH / "stream_memory.py"), "--streams", str(count), "--output", str(stacks)],
+                              capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            raise RuntimeError(f"stream_memory.py failed: {done.stderr[-2000:]}")
+        (OUT / "profile_memory.txt").write_text(done.stdout)
+        collapsed = flamegraph.read_collapsed(stacks.read_text())
+        (OUT / "flamegraph_memory.svg").write_text(flamegraph.render(collapsed, f"What an idle stream keeps ({count:,} streams, tracemalloc)", "bytes"))
+        kept = sum(amount for _, amount in collapsed) / 1024
+        self.figure("6")["tracemalloc_kib_per_stream"] = round(kept, 1)
+        return f"; tracemalloc sees {kept:.1f} KiB a stream (flamegraph_memory.svg, profile_memory.txt)"
 
     # -- 7: embedded model -------------------------------------------------------------------
 
@@ -935,7 +952,7 @@ class Suite:
         reused = self.settings["retrieval"] == "reuse" and full.exists()
         path = full if reused or self.settings["retrieval"] == "reuse" else OUT / "retrieval_quick.json"
         if not reused:
-            command = [PYTHON, str(BENCH / "retrieval.py"), "--output", str(path)] + (["--quick"] if self.settings["retrieval"] == "quick" else [])
+            command = [PYTHON, str(BENCH / "retrieval.py"), "--output", str(path)] + (["--quick"] if self.settings["retrieval"] == "quick" else ["--profile"])
             done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
             if done.returncode != 0:
                 raise RuntimeError(f"retrieval.py failed: {done.stderr[-2000:]}")
@@ -959,11 +976,25 @@ class Suite:
                 http = latency["http_ms"]["hybrid"]
                 judged = kind == "sqlite" and latency["chunks"] >= SEARCH_TARGET_CHUNKS
                 met = http["p50"] <= SEARCH_P50_MS if judged else None
+                heaviest = self.search_profile(kind, latency, path.parent) if met is False else ""
                 self.table.add("10", f"hybrid search p50 over HTTP, {kind}, {latency['chunks']:,} chunks", http["p50"], "ms",
                                target=f"<= {SEARCH_P50_MS} ms at {SEARCH_TARGET_CHUNKS:,} chunks" if judged else "", met=met,
                                by=f"p99 {http['p99']:.0f} ms; in-process p50 {latency['in_process_ms']['hybrid']['p50']:.0f} ms; "
                                   f"server RSS {latency['server_rss_mib']['after_searches']} MiB"
-                                  + (f"; {http['p50'] / SEARCH_P50_MS:.1f}x the limit" if met is False else ""))
+                                  + (f"; {http['p50'] / SEARCH_P50_MS:.1f}x the limit" if met is False else "") + heaviest)
+
+    def search_profile(self, kind: str, latency: dict, folder: Path) -> str:
+        """What stands in the way of a missed search target: retrieval.py's profile of the server during
+        hybrid searches, as flamegraph_file_search.svg and profile_file_search.txt."""
+        profiled = latency.get("profile")
+        if not profiled or not (folder / profiled["raw"]).exists():
+            return ""
+        shutil.copyfile(folder / profiled["flamegraph"], OUT / "flamegraph_file_search.svg")
+        summary, text = summarize_profile(folder / profiled["raw"], profiled["cpu_ms_per_search"], profiled["searches_per_s"],
+                                          f"hybrid file searches over HTTP, {kind}, {latency['chunks']:,} chunks (per response = per search)", gil=False)
+        (OUT / "profile_file_search.txt").write_text(text)
+        self.figure("10")["profile_file_search"] = summary
+        return "; heaviest packages in the profile: " + ", ".join(f"{part['package']} {part['ms']:.1f} ms" for part in summary["self_by_package"][:3])
 
     # -- plots -------------------------------------------------------------------------------
 
@@ -1149,7 +1180,7 @@ def task_root(frames: list[str]) -> str:
     return frames[0] if frames else "?"
 
 
-def summarize_profile(raw: Path, cpu_ms_per_response: float, rps: float, what: str = "stored non-streaming responses") -> tuple[dict, str]:
+def summarize_profile(raw: Path, cpu_ms_per_response: float, rps: float, what: str = "stored non-streaming responses", gil: bool = True) -> tuple[dict, str]:
     stacks = []
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -1171,9 +1202,9 @@ def summarize_profile(raw: Path, cpu_ms_per_response: float, rps: float, what: s
         return round(share * cpu_ms_per_response, 3)
 
     lines = [
-        f"Where a Threadline process spends CPU: {what} (py-spy, GIL-holding samples)",
+        f"Where a Threadline process spends CPU: {what} (py-spy, {'GIL-holding samples' if gil else 'samples of every thread not waiting'})",
         f"{total} samples; the process used {cpu_ms_per_response:.2f} ms of CPU per response at {rps:.0f} responses/s.",
-        "Shares are of the samples that held the GIL; ms = share x CPU per response.",
+        f"Shares are of the samples {'that held the GIL' if gil else 'of threads not waiting, C code without the GIL included'}; ms = share x CPU per response.",
         "",
         "Self time by package:",
     ]
