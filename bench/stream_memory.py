@@ -142,11 +142,11 @@ def report(measured: dict, output: Path | None) -> None:
     for stat in measured["open"].compare_to(measured["before"], "traceback"):
         if stat.size_diff:
             frames = from_the_task(stat.traceback)
-            stacks[";".join(frame_name(f.filename, f.lineno) for f in frames) or "(loop)"] += stat.size_diff / streams
+            stacks[";".join(frame_name(f.filename, f.lineno) for f in frames) or "(event loop)"] += stat.size_diff / streams
             areas[area(frames)] += stat.size_diff / streams
     traced = sum(areas.values())
     rss = (measured["rss_open"] - measured["rss_before"]) / streams
-    print(f"{measured['streams']:,} streams open: RSS {rss / 1024:.1f} KiB per stream, of which tracemalloc sees {traced / 1024:.1f} KiB:")
+    print(f"{measured['streams']:,} streams open: {traced / 1024:.1f} KiB per stream allocated by Python (RSS {rss / 1024:.1f} KiB, tracemalloc's own records included):")
     for name, size in sorted(areas.items(), key=lambda item: -item[1]):
         print(f"  {size / 1024:7.1f} KiB  {name}")
     if output:
@@ -163,6 +163,10 @@ def from_the_task(traceback: tracemalloc.Traceback) -> list[tracemalloc.Frame]:
 
 
 def area(frames: list[tracemalloc.Frame]) -> str:
+    if any("threadline/jobs/" in frame.filename for frame in frames):
+        return "job worker (its heartbeat's reads: not the streams')"
+    if not frames:
+        return "event loop (uvloop's transports and handles)"
     for frame in reversed(frames):
         path = frame.filename.replace(os.sep, "/")
         for name, markers in AREAS:
