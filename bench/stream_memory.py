@@ -19,6 +19,7 @@ import ast
 import functools
 import gc
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -40,12 +41,13 @@ from mock_upstream import MockUpstream  # noqa: E402
 from run import CONTEXT_WINDOW, HOLD, INSTANT, PYTHON, run_load  # noqa: E402
 from tests.servers import free_port, write_config  # noqa: E402
 
+STDLIB = re.compile(r"^.*/lib/python3\.\d+/(?!site-packages/)")  # a standard module is named from its package
 # Frames below these are the event loop's and the command's: the same for every stack.
 LOOP_FILES = ("asyncio/runners.py", "asyncio/base_events.py", "asyncio/events.py")
 # Each allocation counts for the area of the innermost frame that names one (else "other").
 AREAS = (
     ("upstream aiohttp", ("/aiohttp/", "/yarl/", "/multidict/", "/aiohappyeyeballs/", "threadline/backends/")),
-    ("StreamingResponse+anyio", ("starlette/responses.py", "/anyio/", "threadline/api/sse.py")),
+    ("streaming response (its task group or listener)", ("starlette/responses.py", "/anyio/", "threadline/api/sse.py")),
     ("uvicorn connection", ("/uvicorn/", "/httptools/", "/h11/")),
     ("events", ("threadline/spec/stream.py", "threadline/spec/response.py", "threadline/engine/client_stream.py")),
     ("run state", ("threadline/engine/", "threadline/services/", "threadline/spec/", "threadline/store/", "threadline/ops/metrics.py")),
@@ -177,8 +179,8 @@ def area(frames: list[tracemalloc.Frame]) -> str:
 
 def frame_name(filename: str, lineno: int) -> str:
     """`package/module.py:function:line`, the path cut to where the package starts."""
-    path = filename.replace(os.sep, "/")
-    for marker in ("/site-packages/", "/src/", "/lib/python3"):
+    path = STDLIB.sub("", filename.replace(os.sep, "/"))
+    for marker in ("/site-packages/", "/src/"):
         if marker in path:
             path = path.split(marker, 1)[1]
             break
