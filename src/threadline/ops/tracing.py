@@ -106,8 +106,18 @@ def untraced(scope) -> bool:
 # -- responses, model calls and tool calls ---------------------------------------------
 
 
-async def response_span(run, running: Coroutine[Any, Any, None]) -> None:
-    """Run a response (an engine.runner.ResponseRun) in its `invoke_agent` span."""
+def response_span(run, running: Coroutine[Any, Any, None]) -> Coroutine[Any, Any, None]:
+    """Run a response (an engine.runner.ResponseRun) in its `invoke_agent` span; `running`
+    itself when no tracer provider is set, as every span would be a no-op: a run held open
+    for minutes (a stream waiting for its model) then keeps no span and no context."""
+    return _traced_response(run, running) if _spans_recorded() else running
+
+
+def _spans_recorded() -> bool:
+    return not isinstance(trace.get_tracer_provider(), (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
+
+
+async def _traced_response(run, running: Coroutine[Any, Any, None]) -> None:
     response = run.response
     attributes = {
         "gen_ai.operation.name": "invoke_agent",

@@ -199,10 +199,13 @@ async def _result(run: ResponseRun, client_gone: ClientGone | None) -> dict:
 
 
 async def _prepend(first: list[dict], rest: AsyncIterator[list[dict]]) -> Events:
+    # What was passed on is not kept while the next events are awaited: a stream may wait minutes.
     yield first
+    del first
     async with contextlib.aclosing(rest):
         async for batch in rest:
             yield batch
+            del batch
 
 
 async def _rebuilt(response: dict) -> Events:

@@ -201,7 +201,5 @@ async def present_events(
     Closing it closes `events` at once, so that their producer learns nobody reads them."""
     async with contextlib.aclosing(events):
         async for event in events:
-            if isinstance(event, list):
-                yield [present_event(each, include) for each in event]
-            else:
-                yield present_event(event, include)
+            yield [present_event(each, include) for each in event] if isinstance(event, list) else present_event(event, include)
+            del event  # passed on: not kept while the next is awaited (a stream may wait minutes)
