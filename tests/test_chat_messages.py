@@ -3,12 +3,17 @@ or the embedded model, whose prompt says the same messages in text."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from threadline.backends.base import BackendError, ModelRequest
 from threadline.backends.chat_messages import chat_messages
+from threadline.backends.estimate import estimate_item_tokens
 from threadline.backends.llama_cpp.output_plan import plan_output
 from threadline.backends.llama_cpp.prompt import prompt_messages
+from threadline.engine.file_inputs import file_parts
+from threadline.items.ended import EndedItem
 
 IMAGE = {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}
 CONVERSATION = [
@@ -113,3 +118,58 @@ def test_the_embedded_model_leaves_out_every_image_and_file_and_joins_text_parts
         {"role": "tool", "content": "Look here.", "tool_call_id": "call_1"},
         {"role": "assistant", "content": "Seen"},
     ]
+
+
+# --- Items of ended responses, whose conversions are kept with them (items/ended.py) ---------
+
+ENDED_CONVERSATION = [
+    *CONVERSATION,
+    {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Calling."}]},
+    {"type": "custom_tool_call", "call_id": "call_2", "name": "shell", "input": "ls -l"},
+    {"type": "custom_tool_call_output", "call_id": "call_2", "output": "a.txt"},
+    {"type": "message", "role": "user", "content": "Thanks."},
+]
+
+
+def ended(items: list[dict]) -> list[dict]:
+    return [EndedItem(copy.deepcopy(item)) for item in items]
+
+
+@pytest.mark.parametrize("text_only", [False, True])
+def test_an_ended_items_chat_messages_are_those_of_the_same_items_unkept(text_only):
+    plain = ModelRequest(model="m", instructions="Be brief.", input=copy.deepcopy(ENDED_CONVERSATION))
+    kept = ModelRequest(model="m", instructions="Be brief.", input=ended(ENDED_CONVERSATION))
+    expected = chat_messages(plain, text_only=text_only)
+    assert chat_messages(kept, text_only=text_only) == expected  # worked out, and kept
+    assert chat_messages(kept, text_only=text_only) == expected  # from what was kept
+    assert kept.input == ENDED_CONVERSATION  # the items themselves are left as they were
+
+
+def test_changing_the_messages_given_changes_nothing_kept():
+    request = ModelRequest(model="m", input=ended(ENDED_CONVERSATION))
+    expected = chat_messages(request)
+    for message in chat_messages(request):
+        message["content"] = "changed"
+        message.setdefault("tool_calls", []).append({"id": "call_x"})
+        message["extra"] = True
+    first = chat_messages(request)
+    first[1]["content"][1]["image_url"]["url"] = "changed"
+    first[1]["content"].append({"type": "text", "text": "changed"})
+    assert chat_messages(request) == expected
+    assert chat_messages(request, text_only=True) == chat_messages(ModelRequest(model="m", input=ENDED_CONVERSATION), text_only=True)
+
+
+def test_an_ended_item_chat_cannot_carry_is_refused_every_time():
+    request = ModelRequest(model="m", input=ended([{"type": "web_search_call", "id": "ws_1", "status": "completed"}]))
+    for _ in range(2):
+        with pytest.raises(BackendError) as refused:
+            chat_messages(request)
+        assert "'web_search_call'" in refused.value.message
+
+
+def test_an_ended_items_estimate_and_file_parts_are_those_of_the_same_item_unkept():
+    item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "See"}, {"type": "input_file", "file_id": "file-1"}, IMAGE]}
+    kept = EndedItem(copy.deepcopy(item))
+    for _ in range(2):
+        assert estimate_item_tokens(kept) == estimate_item_tokens(item)
+        assert list(file_parts([item, kept])) == [(0, "content", 1, item["content"][1]), (1, "content", 1, item["content"][1])]

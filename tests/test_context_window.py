@@ -153,6 +153,8 @@ def test_a_chain_whose_ancestor_was_deleted_ends_there(client, model_requests):
 class CountingModel:
     """A backend that counts `tokens_per_item` a item; its window is `window`."""
 
+    counts_tokens = True
+
     def __init__(self, window: int | None, tokens_per_item: float = 3) -> None:
         self.context_window = window
         self.tokens_per_item = tokens_per_item

@@ -163,6 +163,9 @@ class Backend(Protocol):
     id: str
     context_window: int | None
     settings: ModelSettings  # as configured: its output bound and on_disconnect are read from here
+    # False once it is known to have no tokenizer to ask (count_tokens answers None), so
+    # callers go by the estimate without building what it would count.
+    counts_tokens: bool
 
     def generate(self, request: ModelRequest) -> AsyncIterator[ModelEvent]: ...
 

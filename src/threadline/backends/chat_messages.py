@@ -20,10 +20,12 @@ The policy:
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
 from threadline.backends.base import BackendError, ModelRequest
+from threadline.items.ended import derived
 
 ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
 TEXT_PARTS = ("input_text", "output_text", "text")
@@ -42,19 +44,50 @@ def chat_messages(request: ModelRequest, *, text_only: bool = False) -> list[dic
     messages: list[dict] = []
     if request.instructions:
         messages.append({"role": "system", "content": request.instructions})
+    form_of = CHAT_FORMS[text_only]
     for item in request.input:
-        kind = item.get("type") or ("message" if "role" in item else None)
-        if kind == "message":
-            messages.append(chat_message(item, text_only))
-        elif kind == "function_call":
-            add_tool_call(messages, item["call_id"], item["name"], item.get("arguments") or "{}")
-        elif kind == "custom_tool_call":
-            add_tool_call(messages, item["call_id"], item["name"], custom_arguments(item.get("input") or ""))
-        elif kind in ("function_call_output", "custom_tool_call_output"):
-            messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": tool_output_text(item.get("output"), text_only)})
-        elif kind != "reasoning":
-            raise cannot_send(f"Input items of type '{kind}' cannot be sent to this model.")
+        form = derived(item, form_of, form_of)
+        if type(form) is tuple:
+            add_tool_call(messages, *form)
+        elif form is not None:
+            messages.append(handed_out(form))
     return messages
+
+
+def chat_form(item: dict, text_only: bool) -> dict | tuple[str, str, str] | None:
+    """What the item is in chat: a message; a tool call, (call_id, name, arguments), which
+    joins the assistant message before it; or None, left out. The same for the same item, so
+    an ended one's is kept with it (items/ended.py)."""
+    kind = item.get("type") or ("message" if "role" in item else None)
+    if kind == "message":
+        return chat_message(item, text_only)
+    if kind == "function_call":
+        return item["call_id"], item["name"], item.get("arguments") or "{}"
+    if kind == "custom_tool_call":
+        return item["call_id"], item["name"], custom_arguments(item.get("input") or "")
+    if kind in ("function_call_output", "custom_tool_call_output"):
+        return {"role": "tool", "tool_call_id": item["call_id"], "content": tool_output_text(item.get("output"), text_only)}
+    if kind != "reasoning":
+        raise cannot_send(f"Input items of type '{kind}' cannot be sent to this model.")
+    return None
+
+
+def chat_form_of_any_model(item: dict) -> dict | tuple[str, str, str] | None:
+    return chat_form(item, text_only=False)
+
+
+def chat_form_of_text_model(item: dict) -> dict | tuple[str, str, str] | None:
+    return chat_form(item, text_only=True)
+
+
+# Each is its own key for the form kept with an ended item.
+CHAT_FORMS = {False: chat_form_of_any_model, True: chat_form_of_text_model}
+
+
+def handed_out(message: dict) -> dict:
+    """A message of its own for the caller to change: a kept form stays as it was."""
+    content = message["content"]
+    return {**message, "content": copy.deepcopy(content)} if isinstance(content, list) else {**message}
 
 
 def add_tool_call(messages: list[dict], call_id: str, name: str, arguments: str) -> None:

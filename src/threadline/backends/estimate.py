@@ -10,6 +10,7 @@ import math
 import orjson
 
 from threadline.backends.base import ModelRequest
+from threadline.items.ended import derived
 
 CHARACTERS_PER_TOKEN = 4
 # A token's worth of characters per item, for its role and separators.
@@ -21,6 +22,10 @@ TEXT_FIELDS = ("content", "arguments", "output", "input", "encrypted_content")
 
 
 def estimate_item_tokens(item: dict) -> int:
+    return derived(item, estimate_item_tokens, item_tokens)
+
+
+def item_tokens(item: dict) -> int:
     characters = CHARACTERS_PER_ITEM + len(item.get("name") or "")
     attachments = 0
     for key in TEXT_FIELDS:

@@ -285,6 +285,10 @@ class OpenAIChatBackend(UpstreamBackend):
 
     # --- Token counts -------------------------------------------------------------------
 
+    @property
+    def counts_tokens(self) -> bool:
+        return self._tokenize_exists is not False
+
     async def count_tokens(self, request: ModelRequest) -> int | None:
         if self._tokenize_exists is False:
             return None

@@ -330,6 +330,10 @@ class OpenAIResponsesBackend(UpstreamBackend):
 
     # --- Token counts -------------------------------------------------------------------
 
+    @property
+    def counts_tokens(self) -> bool:
+        return self._input_tokens_served is not False
+
     async def count_tokens(self, request: ModelRequest) -> int | None:
         if self._input_tokens_served is False:
             return None

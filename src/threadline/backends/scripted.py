@@ -52,6 +52,8 @@ SCRIPT_PREFIX = "#script "
 
 
 class ScriptedBackend:
+    counts_tokens = True
+
     def __init__(self, settings: ModelSettings) -> None:
         self.id = settings.id
         self.settings = settings

@@ -110,6 +110,10 @@ async def stop_at_compaction(batches: AsyncGenerator[list[dict], int | None] | N
                 batch = await batches.asend(wanted)
             except StopAsyncIteration:
                 return
+            # Most batches hold neither kind: one look, and they go on as they are.
+            if not any(item.get("type") in COMPACTION_TYPES for item in batch):
+                wanted = yield batch
+                continue
             for index, item in enumerate(batch):
                 if item.get("type") != "compaction":
                     continue

@@ -134,5 +134,7 @@ async def fit_to_window(
 
 async def count_tokens(backend: Backend, request: ModelRequest, estimate: int, view: Callable[[list[dict]], list[dict]] = list) -> int:
     """The model's count of the request as `view` shows it, or the estimate when it has no tokenizer to ask."""
+    if not backend.counts_tokens:
+        return estimate  # nor is the model's view worth building
     counted = await backend.count_tokens(dataclasses.replace(request, input=view(request.input)))
     return estimate if counted is None else counted

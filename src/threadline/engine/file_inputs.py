@@ -26,6 +26,7 @@ from collections.abc import Iterator
 
 from threadline.backends.base import Backend
 from threadline.errors import invalid
+from threadline.items.ended import derived
 from threadline.store.files import FileStore
 
 FILE_PARTS = ("input_file", "input_image")
@@ -39,13 +40,21 @@ def file_parts(items: list[dict]) -> Iterator[tuple[int, str, int, dict]]:
     """(item index, list key, part index, part) of every part that names a file by id and
     carries it in no other form."""
     for index, item in enumerate(items):
-        for key in PART_LISTS:
-            parts = item.get(key)
-            if not isinstance(parts, list):
-                continue
-            for position, part in enumerate(parts):
-                if isinstance(part, dict) and part.get("type") in FILE_PARTS and by_id_only(part):
-                    yield index, key, position, part
+        for key, position, part in derived(item, file_parts, parts_by_id):
+            yield index, key, position, part
+
+
+def parts_by_id(item: dict) -> tuple[tuple[str, int, dict], ...]:
+    """(list key, part index, part) of the item's parts that name a file by id only."""
+    found = []
+    for key in PART_LISTS:
+        parts = item.get(key)
+        if not isinstance(parts, list):
+            continue
+        for position, part in enumerate(parts):
+            if isinstance(part, dict) and part.get("type") in FILE_PARTS and by_id_only(part):
+                found.append((key, position, part))
+    return tuple(found)
 
 
 def by_id_only(part: dict) -> bool:

@@ -18,6 +18,7 @@ decoding its items.
 
 Kept items are shared with every turn that reads them, never copied: the engine builds new
 items and does not change those it is given (WebSocket mode's connection cache relies on it too).
+They are EndedItems (items/ended.py), which keep what each turn works out from them.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ MAX_BYTES = 4 * 1024 * 1024
 class KeptResponse:
     project: str
     previous_response_id: str | None
-    items: list[dict]  # newest first, as stored
+    items: list[dict]  # newest first, as stored (EndedItems)
     size: int  # of the items' stored JSON, in bytes
     # How many responses of its chain (itself first) the last turn continuing it read: about
     # how far the next one will read, which its first check then covers.

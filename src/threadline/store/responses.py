@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from threadline.errors import APIError, not_found
+from threadline.items.ended import EndedItem
 from threadline.spec.response import with_status
 from threadline.store.chain_cache import ChainCache, KeptResponse
 from threadline.store.conversations import append_items
@@ -143,11 +144,12 @@ class ResponseStore:
 
     def _keep(self, project: str, response: dict, input_items: list[dict]) -> None:
         """Keep in memory a response just stored that continues a chain, its items as they
-        would be read back (decoded from their JSON, so nothing shares the caller's objects)."""
+        would be read back (decoded from their JSON, so nothing shares the caller's objects),
+        as the items of an ended response (items/ended.py)."""
         stored = orjson.dumps((input_items + response["output"])[::-1])
         previous = self.chains.get(response["previous_response_id"])
         reach = previous.reach + 1 if previous else 0
-        self.chains.keep(response["id"], KeptResponse(project, response["previous_response_id"], orjson.loads(stored), len(stored), reach))
+        self.chains.keep(response["id"], KeptResponse(project, response["previous_response_id"], [EndedItem(item) for item in orjson.loads(stored)], len(stored), reach))
 
     async def checkpoint(self, response: dict, owner: str) -> bool:
         """Store a running response as it stands (its owner's, still in progress); False if
@@ -265,8 +267,10 @@ class ResponseStore:
                 read[-1][3].append(row.data)
         chain = []
         for read_id, previous_id, status, data in read:
-            kept = KeptResponse(project, previous_id, [orjson.loads(text) for text in data], sum(map(len, data)))
-            if status not in UNFINISHED_STATUSES:
+            ended = status not in UNFINISHED_STATUSES
+            items = [EndedItem(orjson.loads(text)) if ended else orjson.loads(text) for text in data]
+            kept = KeptResponse(project, previous_id, items, sum(map(len, data)))
+            if ended:
                 self.chains.keep(read_id, kept)
             chain.append((read_id, kept))
         return chain

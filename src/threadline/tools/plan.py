@@ -311,6 +311,8 @@ def approved_calls(items: list[dict], new_input: list[dict], plan: ToolPlan) -> 
     model's first turn (`items`: everything the model reads, history and new input). An
     answer to no request, or to one of a server not among the tools, is a 400; a call
     already run is not run again."""
+    if not any(item.get("type") == "mcp_approval_response" for item in new_input):
+        return []  # the usual case: nothing to look up in the history
     requests = {plan.sent_ids.get(item["id"], item["id"]): item for item in items if item.get("type") == "mcp_approval_request"}
     ran = {item.get("approval_request_id") for item in items if item.get("type") == "mcp_call"}
     approved = []

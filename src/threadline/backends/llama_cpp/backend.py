@@ -57,6 +57,8 @@ class _Job:
 
 
 class LlamaCppBackend:
+    counts_tokens = True
+
     def __init__(self, settings: ModelSettings) -> None:
         self.id = settings.id
         self.settings = settings
