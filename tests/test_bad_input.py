@@ -203,6 +203,23 @@ def test_json_with_a_charset_or_a_json_suffix_is_json(http):
         assert response.status_code == 200 and response.json()["metadata"] == {"via": "suffix"}, response.text
 
 
+def test_a_response_is_created_alike_whichever_way_its_body_is_read(http):
+    # POST /v1/responses reads a plain application/json body on a lighter path than FastAPI's
+    # (api/direct.py), and any other JSON type FastAPI's way: the answers must not differ.
+    body = b'{"model": "scripted", "input": "hello", "metadata": {"via": "type"}, "instructions": "be brief"}'
+    answers = [post_raw(http, "/v1/responses", body, content_type) for content_type in ("application/json", "application/json; charset=utf-8")]
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+    plain, charset = (answer.json() for answer in answers)
+    varying = {"id", "created_at", "completed_at", "output"}
+    assert {key: value for key, value in plain.items() if key not in varying} == {key: value for key, value in charset.items() if key not in varying}
+    assert [item["content"] for item in plain["output"]] == [item["content"] for item in charset["output"]]
+    assert [set(answer.headers) for answer in answers][0] == set(answers[1].headers)
+    bad = b'{"model": "scripted", "input": "hello", "temperature": "hot"}'
+    errors = [post_raw(http, "/v1/responses", bad, content_type).json() for content_type in ("application/json", "application/json; charset=utf-8")]
+    assert errors[0] == errors[1] and errors[0]["error"]["param"] == "temperature"
+
+
 def test_an_empty_body(http, unchanged):
     conversation = unchanged["conversation"]
     assert_error(post_raw(http, f"/v1/conversations/{conversation}", b""), 400, "'metadata'", param="metadata")

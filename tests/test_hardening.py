@@ -318,6 +318,14 @@ def test_headers_that_never_end_lose_their_connection(hardened):
     closed_by_server(sock, drip=b"X-Slow: 1\r\n")
 
 
+def test_a_later_request_whose_headers_never_end_loses_its_connection(hardened):
+    # The first request is answered; the second one's headers have their own time limit.
+    sock = connect(hardened)
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: threadline\r\n\r\nGET /health HTTP/1.1\r\nHost: threadline\r\n")
+    answer = closed_by_server(sock, drip=b"X-Slow: 1\r\n")
+    assert answer.startswith(b"HTTP/1.1 200") and answer.count(b"HTTP/1.1") == 1, answer
+
+
 def test_a_body_that_never_ends_is_a_408(hardened):
     sock = connect(hardened)
     sock.sendall(b"POST /v1/conversations HTTP/1.1\r\nHost: threadline\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")

@@ -106,16 +106,25 @@ class HeaderTimeout(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self.header_timeout_s = header_timeout_s
         self._header_timer: asyncio.TimerHandle | None = None
+        self._awaiting_headers = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._start_header_timer()
 
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # A request's headers nearly always arrive in the bytes that begin it: the timer is
+        # started only for headers still incomplete once these bytes are parsed.
+        if self._awaiting_headers:
+            self._start_header_timer()
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._start_header_timer()
+        self._awaiting_headers = True
 
     def on_headers_complete(self) -> None:
+        self._awaiting_headers = False
         self._stop_header_timer()
         super().on_headers_complete()
 

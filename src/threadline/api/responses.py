@@ -7,12 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request
 
 from threadline.api.auth import project
+from threadline.api.direct import DirectRoute
 from threadline.api.json import JSON, JSONRoute
 from threadline.api.openapi import CompactedResponse, InputTokens, ItemList, ResponseDeleted, answers
 from threadline.api.openapi import Response as ResponseObject
 from threadline.api.schemas import Order, include_values
 from threadline.api.sse import event_stream
-from threadline.errors import invalid
+from threadline.errors import APIError, invalid
 from threadline.services.idempotency import KeyedRequest
 from threadline.services.responses import ResponsesService
 from threadline.spec.compact import CompactBody
@@ -30,26 +31,46 @@ Project = Annotated[str, Depends(project)]
 Include = Annotated[list[str], Depends(include_values)]
 
 
+IDEMPOTENCY_KEY_MAX = 255
 IdempotencyKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
-        max_length=255,
+        max_length=IDEMPOTENCY_KEY_MAX,
         description="A repeated request with the same key gets the first one's answer instead of running again.",
     ),
 ]
 
 
-@router.post(
-    "",
-    summary="Create a model response",
-    responses=answers(ResponseObject, 400, 404, 409, 413, 422, 429, stream=True, description="The Response, or its events when `stream` is true."),
-)
 async def create_response(body: CreateResponseBody, project: Project, responses: Responses, request: Request, key: IdempotencyKey = None):
     # An empty header names no key.
     keyed = KeyedRequest.of(key, await request.body()) if key else None
     answer = await responses.create(project, body, keyed=keyed, client_gone=lambda: _disconnected(request))
     return JSON(answer) if isinstance(answer, dict) else event_stream(answer)
+
+
+class CreateRoute(DirectRoute):
+    """`POST /v1/responses`, every agent's turn: its arguments built without FastAPI's dependency solving."""
+
+    async def arguments(self, request: Request, body: CreateResponseBody) -> dict | None:
+        key = request.headers.get("idempotency-key")
+        if key is not None and len(key) > IDEMPOTENCY_KEY_MAX:
+            return None
+        try:
+            caller = await project(request)
+        except APIError:
+            return None
+        return {"body": body, "project": caller, "responses": await service(request), "request": request, "key": key}
+
+
+router.add_api_route(
+    "",
+    create_response,
+    methods=["POST"],
+    route_class_override=CreateRoute,
+    summary="Create a model response",
+    responses=answers(ResponseObject, 400, 404, 409, 413, 422, 429, stream=True, description="The Response, or its events when `stream` is true."),
+)
 
 
 async def _disconnected(request: Request) -> None:
