@@ -27,11 +27,12 @@ from typing import Any, Literal
 
 import numpy as np
 import orjson
-from sqlalchemy import Select, and_, cast, func, literal, literal_column, select, table, text, tuple_
+from sqlalchemy import Select, and_, cast, func, literal, literal_column, or_, select, table, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from threadline.errors import invalid
 from threadline.retrieval.embedders import Embedder
+from threadline.retrieval.embedding_cache import EmbeddingCache, StoreEmbeddings
 from threadline.retrieval.filters import ComparisonFilter, CompoundFilter, Filter, parse_filters
 from threadline.retrieval.index import PGVECTOR, SQLITE_VEC, ChunkIndex, Vector, vector_literal
 from threadline.store.database import Database
@@ -54,6 +55,8 @@ MAX_NUM_RESULTS = 50
 RANKERS = ("none", "auto", "default-2024-11-15")
 # A query's words beyond these are left out of its keyword search.
 MAX_TERMS = 64
+# SQLite's keyword matches ranked over the whole index, of which the scope's are kept.
+TOP_MATCHES = 400
 # (vector store, file) pairs bound in one statement, well within SQLite's 32766 variables.
 PAIRS_PER_STATEMENT = 1000
 # Embeddings read at a time when they are compared here.
@@ -139,6 +142,7 @@ class Searcher:
         self.database = database
         self.embedder = embedder
         self.index = index
+        self.embeddings = EmbeddingCache()
         self.default_weights = EMBEDDED_WEIGHTS if embedder.name.startswith("embedded/") else UPSTREAM_WEIGHTS
 
     async def search(
@@ -187,6 +191,11 @@ class Searcher:
         terms = keyword_terms(query)
         if not terms:
             return []
+        if self.database.is_sqlite:
+            match = " OR ".join(f'"{term}"' for term in terms)
+            ranked = await _sqlite_best_matches(connection, scope, match)
+            if ranked is not None:
+                return ranked
         found: list[tuple[float, int]] = []  # (rank, id), lower is better
         for where in scope.conditions():
             if self.database.is_sqlite:
@@ -195,7 +204,7 @@ class Searcher:
                 statement = (
                     select(rank, chunks.c.id)
                     .select_from(fts.join(chunks, chunks.c.id == literal_column("chunks_fts.rowid")))
-                    .where(text("chunks_fts MATCH :match").bindparams(match=" OR ".join(f'"{term}"' for term in terms)))
+                    .where(text("chunks_fts MATCH :match").bindparams(match=match))
                 )
             else:
                 tsquery = func.websearch_to_tsquery(literal_column("'english'::regconfig"), " or ".join(terms))
@@ -209,6 +218,11 @@ class Searcher:
         """For each query, chunk ids best first by cosine similarity, at most CANDIDATES."""
         dimensions = query_vectors.shape[1]
         mode = await self.index.mode(connection)
+        if mode != PGVECTOR:
+            stores = await self.embeddings.get(connection, scope.vector_store_ids, dimensions)
+            if stores is not None:
+                rows = {vector_store_id: await _searchable_rows(connection, scope, vector_store_id, entry) for vector_store_id, entry in stores.items()}
+                return await asyncio.to_thread(_best_in_stores, query_vectors, [(stores[key], chosen) for key, chosen in rows.items()])
         if mode in (PGVECTOR, SQLITE_VEC):
             return [await _nearest(connection, scope, *_distance(mode, vector)) for vector in query_vectors]
         # Compared here, a block of rows at a time, keeping each query's best so far.
@@ -221,6 +235,70 @@ class Searcher:
             async for block in result.partitions(ROWS_PER_READ):
                 best = await asyncio.to_thread(_best_in_block, query_vectors, block, best)
         return [[chunk_id for _, chunk_id in ranked] for ranked in best]
+
+
+async def _sqlite_best_matches(connection: AsyncConnection, scope: Scope, match: str) -> list[int] | None:
+    """The scope's CANDIDATES best keyword matches, taken from the whole index's TOP_MATCHES best
+    (joining every match to its file first took most of the time); None when fewer than
+    CANDIDATES of those are in the scope while more matched, so the scope's own may lie deeper."""
+    rows = await connection.execute(
+        text("SELECT bm25(chunks_fts), rowid FROM chunks_fts WHERE chunks_fts MATCH :match ORDER BY 1, 2 LIMIT :limit"),
+        {"match": match, "limit": TOP_MATCHES},
+    )
+    ranks = {chunk_id: rank for rank, chunk_id in rows}
+    if not ranks:
+        return []
+    in_scope: list[int] = []
+    for where in scope.conditions():
+        statement = scope.restrict(select(chunks.c.id), where).where(chunks.c.id.in_(list(ranks)))
+        in_scope.extend((await connection.execute(statement)).scalars())
+    if len(in_scope) < CANDIDATES and len(ranks) == TOP_MATCHES:
+        return None
+    return sorted(in_scope, key=lambda chunk_id: (ranks[chunk_id], chunk_id))[:CANDIDATES]
+
+
+async def _searchable_rows(connection: AsyncConnection, scope: Scope, vector_store_id: str, entry: StoreEmbeddings) -> np.ndarray | None:
+    """The rows of a store's cached embeddings the scope lets a search return (None: all): a
+    filter's files, else all but those of files not completed (or, by a store shared across
+    projects, of another project's)."""
+    if scope.pairs is not None:
+        allowed = {file_id for store, file_id in scope.pairs if store == vector_store_id}
+    else:
+        rows = await connection.execute(
+            select(vector_store_files.c.file_id).where(
+                vector_store_files.c.vector_store_id == vector_store_id,
+                or_(vector_store_files.c.project != scope.project, vector_store_files.c.status != "completed"),
+            )
+        )
+        excluded = set(rows.scalars())
+        if not excluded.intersection(entry.file_ids):
+            return None
+        allowed = set(entry.file_ids) - excluded
+    files_allowed = np.fromiter((file_id in allowed for file_id in entry.file_ids), dtype=bool, count=len(entry.file_ids))
+    return np.flatnonzero(files_allowed[entry.file_of_row])
+
+
+def _best_in_stores(query_vectors: np.ndarray, stores: list[tuple[StoreEmbeddings, np.ndarray | None]]) -> list[list[int]]:
+    """Each query's CANDIDATES chunk ids by (-similarity, chunk id) over the stores' chosen rows."""
+    similarities, ids = [], []
+    for entry, chosen in stores:
+        if chosen is None:
+            similarities.append(query_vectors @ entry.matrix.T)
+            ids.append(entry.ids)
+        elif len(chosen):
+            similarities.append(query_vectors @ entry.matrix[chosen].T)
+            ids.append(entry.ids[chosen])
+    if not ids:
+        return [[] for _ in query_vectors]
+    every_id = np.concatenate(ids)
+    ranked = []
+    for row in np.concatenate(similarities, axis=1):
+        negated, candidates = -row, every_id
+        if len(negated) > CANDIDATES:
+            kept = np.flatnonzero(negated <= np.partition(negated, CANDIDATES - 1)[CANDIDATES - 1])  # ties at the edge included
+            negated, candidates = negated[kept], candidates[kept]
+        ranked.append(candidates[np.lexsort((candidates, negated))[:CANDIDATES]].tolist())
+    return ranked
 
 
 def _distance(mode: str, vector: np.ndarray) -> tuple[Any, Any]:

@@ -223,3 +223,12 @@ chunks = Table(
     ),
     Index("ix_chunks_vector_store_id_file_id", "vector_store_id", "file_id", "position"),
 )
+
+# Moved on by triggers (migration 0008) whenever a vector store's chunks change: what tells a
+# process that its cached copy of the store's embeddings is still current. No row: version 0.
+chunk_versions = Table(
+    "chunk_versions",
+    metadata,
+    Column("vector_store_id", ObjectId(80), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+)
