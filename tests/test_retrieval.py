@@ -33,6 +33,7 @@ from threadline.retrieval.index import IN_PROCESS, PGVECTOR, SQLITE_VEC, ChunkIn
 from threadline.retrieval.search import Searcher
 from threadline.store.database import Database
 from threadline.store.migrate import migrate
+from threadline.store.vector_stores import FILE_STATUSES
 from threadline.store.tables import chunks, files, vector_store_files, vector_stores
 
 MACHINE_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
@@ -592,3 +593,7 @@ async def test_sqlite_keywords_beyond_the_whole_index_best_are_found(database, s
     monkeypatch.setattr(search_module, "TOP_MATCHES", 1)
     assert await searcher.search("alpha", [vector_store_id], ["cats ocean revenue"], max_num_results=50, mode="keyword") == found
     assert {result.vector_store_id for result in found} == {vector_store_id} != {other_store}
+
+
+async def test_every_status_but_completed_keeps_a_files_chunks_out_of_search():
+    assert set(search_module.NOT_SEARCHABLE) == set(FILE_STATUSES) - {"completed"}

@@ -7,7 +7,9 @@ chunk added or removed by another process is seen by the next search here. The v
 before the chunks: a change committed in between makes the copy look older than it is, never newer.
 
 Which of the copied chunks a search may return (completed files of the project, those a filter
-lets through) is decided per search: a file's status changes without its chunks changing.
+lets through) is decided per search: a file's status changes without its chunks changing. Its
+project does not change (a file attached anew to another project's store would be a new row,
+its chunks new chunks), so it is copied with them.
 Least recently used stores leave first when the copies would take more than BUDGET_BYTES; a
 store larger than that alone is not kept (the searcher compares it as it streams by).
 """
@@ -19,10 +21,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from threadline.store.tables import chunk_versions, chunks
+from threadline.store.tables import chunk_versions, chunks, vector_store_files
 
 BUDGET_BYTES = 512 * 2**20
 ROWS_PER_READ = 4096
@@ -35,6 +37,7 @@ class StoreEmbeddings:
     version: int
     ids: np.ndarray  # int64 chunk ids
     file_ids: list[str]  # the distinct files
+    file_projects: list[str]  # each file's project, as vector_store_files has it
     file_of_row: np.ndarray  # each row's file, an index into file_ids
     matrix: np.ndarray  # float32, a row per chunk
 
@@ -75,7 +78,15 @@ class EmbeddingCache:
         if count * (4 * dimensions + 12) > self.budget_bytes:
             return None
         blocks = []
-        result = await connection.stream(select(chunks.c.id, chunks.c.file_id, chunks.c.embedding).where(*comparable))
+        result = await connection.stream(
+            select(chunks.c.id, chunks.c.file_id, vector_store_files.c.project, chunks.c.embedding)
+            .join_from(
+                chunks,
+                vector_store_files,
+                and_(vector_store_files.c.vector_store_id == chunks.c.vector_store_id, vector_store_files.c.file_id == chunks.c.file_id),
+            )
+            .where(*comparable)
+        )
         async for block in result.partitions(ROWS_PER_READ):
             blocks.append(block)
         return await asyncio.to_thread(_assembled, [row for block in blocks for row in block], dimensions, version)
@@ -93,11 +104,18 @@ class EmbeddingCache:
 
 def _assembled(rows: list, dimensions: int, version: int) -> StoreEmbeddings:
     files: dict[str, int] = {}
-    file_of_row = np.fromiter((files.setdefault(row[1], len(files)) for row in rows), dtype=np.int32, count=len(rows))
+    projects: list[str] = []
+    file_of_row = np.empty(len(rows), dtype=np.int32)
+    for number, (_, file_id, project, _) in enumerate(rows):
+        if file_id not in files:
+            files[file_id] = len(files)
+            projects.append(project)
+        file_of_row[number] = files[file_id]
     return StoreEmbeddings(
         version=version,
         ids=np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows)),
         file_ids=list(files),
+        file_projects=projects,
         file_of_row=file_of_row,
-        matrix=np.frombuffer(b"".join(row[2] for row in rows), dtype=np.float32).reshape(len(rows), dimensions),
+        matrix=np.frombuffer(b"".join(row[3] for row in rows), dtype=np.float32).reshape(len(rows), dimensions),
     )

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 import orjson
-from sqlalchemy import Select, and_, cast, func, literal, literal_column, or_, select, table, text, tuple_
+from sqlalchemy import Select, and_, cast, func, literal, literal_column, select, table, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from threadline.errors import invalid
@@ -57,6 +57,8 @@ RANKERS = ("none", "auto", "default-2024-11-15")
 MAX_TERMS = 64
 # SQLite's keyword matches ranked over the whole index, of which the scope's are kept.
 TOP_MATCHES = 400
+# A file's statuses other than "completed" (read through an index on the store and status).
+NOT_SEARCHABLE = ("in_progress", "failed", "cancelled")
 # (vector store, file) pairs bound in one statement, well within SQLite's 32766 variables.
 PAIRS_PER_STATEMENT = 1000
 # Embeddings read at a time when they are compared here.
@@ -259,23 +261,21 @@ async def _sqlite_best_matches(connection: AsyncConnection, scope: Scope, match:
 
 async def _searchable_rows(connection: AsyncConnection, scope: Scope, vector_store_id: str, entry: StoreEmbeddings) -> np.ndarray | None:
     """The rows of a store's cached embeddings the scope lets a search return (None: all): a
-    filter's files, else all but those of files not completed (or, by a store shared across
-    projects, of another project's)."""
+    filter's files, else the project's files but those not completed."""
     if scope.pairs is not None:
         allowed = {file_id for store, file_id in scope.pairs if store == vector_store_id}
+        files_allowed = [file_id in allowed for file_id in entry.file_ids]
     else:
         rows = await connection.execute(
             select(vector_store_files.c.file_id).where(
-                vector_store_files.c.vector_store_id == vector_store_id,
-                or_(vector_store_files.c.project != scope.project, vector_store_files.c.status != "completed"),
+                vector_store_files.c.vector_store_id == vector_store_id, vector_store_files.c.status.in_(NOT_SEARCHABLE)
             )
         )
-        excluded = set(rows.scalars())
-        if not excluded.intersection(entry.file_ids):
+        not_completed = set(rows.scalars())
+        files_allowed = [project == scope.project and file_id not in not_completed for file_id, project in zip(entry.file_ids, entry.file_projects)]
+        if all(files_allowed):
             return None
-        allowed = set(entry.file_ids) - excluded
-    files_allowed = np.fromiter((file_id in allowed for file_id in entry.file_ids), dtype=bool, count=len(entry.file_ids))
-    return np.flatnonzero(files_allowed[entry.file_of_row])
+    return np.flatnonzero(np.array(files_allowed, dtype=bool)[entry.file_of_row])
 
 
 def _best_in_stores(query_vectors: np.ndarray, stores: list[tuple[StoreEmbeddings, np.ndarray | None]]) -> list[list[int]]:

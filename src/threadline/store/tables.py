@@ -189,6 +189,7 @@ vector_store_files = Table(
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("retry_at", Float, nullable=True),
     Index("ix_vector_store_files_status", "status"),
+    Index("ix_vector_store_files_vector_store_id_status", "vector_store_id", "status"),  # migration 0008
     Index("ix_vector_store_files_batch_id", "batch_id"),
 )
 

@@ -6,6 +6,9 @@ Triggers keep it, so every path that changes chunks (ingestion, removal, a casca
 deleted vector store, vector store file or File) moves it: per row on SQLite, per statement on
 PostgreSQL (one upsert per batch written). A store with no row is at version 0.
 
+With it, an index on vector store files by store and status: a search reads the few files of
+a store that are not completed without reading all the others.
+
 Revision ID: 0008
 Revises: 0007
 """
@@ -48,6 +51,7 @@ def upgrade() -> None:
         sa.Column("vector_store_id", sa.String(80), primary_key=True),
         sa.Column("version", sa.BigInteger, nullable=False),
     )
+    op.create_index("ix_vector_store_files_vector_store_id_status", "vector_store_files", ["vector_store_id", "status"])
     if op.get_bind().dialect.name == "sqlite":
         op.execute(f"CREATE TRIGGER chunk_versions_insert AFTER INSERT ON chunks BEGIN {SQLITE_BUMP.format(row='new')} END")
         op.execute(f"CREATE TRIGGER chunk_versions_delete AFTER DELETE ON chunks BEGIN {SQLITE_BUMP.format(row='old')} END")
@@ -78,4 +82,5 @@ def downgrade() -> None:
     if op.get_bind().dialect.name != "sqlite":
         op.execute("DROP FUNCTION bump_chunk_versions()")
         op.execute("DROP FUNCTION bump_updated_chunk_versions()")
+    op.drop_index("ix_vector_store_files_vector_store_id_status", "vector_store_files")
     op.drop_table("chunk_versions")
