@@ -38,6 +38,7 @@ class StoreEmbeddings:
     ids: np.ndarray  # int64 chunk ids
     file_ids: list[str]  # the distinct files
     file_projects: list[str]  # each file's project, as vector_store_files has it
+    projects: frozenset[str]  # all of them, to see at once when every file is of the project searching
     file_of_row: np.ndarray  # each row's file, an index into file_ids
     matrix: np.ndarray  # float32, a row per chunk
 
@@ -116,6 +117,7 @@ def _assembled(rows: list, dimensions: int, version: int) -> StoreEmbeddings:
         ids=np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows)),
         file_ids=list(files),
         file_projects=projects,
+        projects=frozenset(projects),
         file_of_row=file_of_row,
         matrix=np.frombuffer(b"".join(row[3] for row in rows), dtype=np.float32).reshape(len(rows), dimensions),
     )

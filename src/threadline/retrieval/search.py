@@ -251,8 +251,13 @@ async def _sqlite_best_matches(connection: AsyncConnection, scope: Scope, match:
     if not ranks:
         return []
     in_scope: list[int] = []
+    # The unary plus keeps SQLite from reading the stores' every chunk by its index on the
+    # store, when these few are found by their ids.
+    same_file = and_(
+        vector_store_files.c.vector_store_id == literal_column("+chunks.vector_store_id"), vector_store_files.c.file_id == chunks.c.file_id
+    )
     for where in scope.conditions():
-        statement = scope.restrict(select(chunks.c.id), where).where(chunks.c.id.in_(list(ranks)))
+        statement = select(chunks.c.id).join_from(chunks, vector_store_files, same_file).where(where, chunks.c.id.in_(list(ranks)))
         in_scope.extend((await connection.execute(statement)).scalars())
     if len(in_scope) < CANDIDATES and len(ranks) == TOP_MATCHES:
         return None
@@ -272,6 +277,8 @@ async def _searchable_rows(connection: AsyncConnection, scope: Scope, vector_sto
             )
         )
         not_completed = set(rows.scalars())
+        if not not_completed and entry.projects <= {scope.project}:
+            return None
         files_allowed = [project == scope.project and file_id not in not_completed for file_id, project in zip(entry.file_ids, entry.file_projects)]
         if all(files_allowed):
             return None
