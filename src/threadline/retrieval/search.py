@@ -256,8 +256,10 @@ async def _sqlite_best_matches(connection: AsyncConnection, scope: Scope, match:
     same_file = and_(
         vector_store_files.c.vector_store_id == literal_column("+chunks.vector_store_id"), vector_store_files.c.file_id == chunks.c.file_id
     )
+    # The ids as one JSON parameter: SQLAlchemy took milliseconds to bind 400 of them one by one.
+    found = func.json_each(orjson.dumps(list(ranks)).decode()).table_valued("value")
     for where in scope.conditions():
-        statement = select(chunks.c.id).join_from(chunks, vector_store_files, same_file).where(where, chunks.c.id.in_(list(ranks)))
+        statement = select(chunks.c.id).join_from(chunks, vector_store_files, same_file).where(where, chunks.c.id.in_(select(found.c.value)))
         in_scope.extend((await connection.execute(statement)).scalars())
     if len(in_scope) < CANDIDATES and len(ranks) == TOP_MATCHES:
         return None
