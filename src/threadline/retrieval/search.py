@@ -2,8 +2,9 @@
 
 For each query the chunks are ranked twice, by the database's full-text search over an OR
 of the query's words (SQLite FTS5's bm25, PostgreSQL's ts_rank) and by the cosine of their
-embeddings to the query's (inside the database where it can: pgvector in PostgreSQL,
-sqlite-vec in SQLite; else numpy here, exactly over the same chunks). A chunk's fused score
+embeddings to the query's (inside PostgreSQL where it has pgvector; else in numpy here, exactly,
+over each store's embeddings kept in memory (retrieval/embedding_cache.py), or, for a store too
+large to keep, by sqlite-vec inside SQLite or numpy as the rows stream by). A chunk's fused score
 sums weight / (RRF_K + rank) over every list it is in, and is divided by what a chunk first in
 every list would get, so it falls in 0..1. Weights come from ranking_options.hybrid_search
 (embedding_weight, text_weight); without them they depend on the embedder (EMBEDDED_WEIGHTS, UPSTREAM_WEIGHTS).
