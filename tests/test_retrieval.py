@@ -26,6 +26,7 @@ from tests.pgvector.server import has_pgvector, pgvector_server, run_statement
 from threadline.errors import APIError
 from threadline.retrieval import search as search_module
 from threadline.retrieval import sqlite_vectors
+from threadline.retrieval import embedding_cache
 from threadline.retrieval.embedding_cache import EmbeddingCache
 from threadline.retrieval.embedders import WordLlamaEmbedder
 from threadline.retrieval.filters import parse_filters
@@ -597,3 +598,14 @@ async def test_sqlite_keywords_beyond_the_whole_index_best_are_found(database, s
 
 async def test_every_status_but_completed_keeps_a_files_chunks_out_of_search():
     assert set(search_module.NOT_SEARCHABLE) == set(FILE_STATUSES) - {"completed"}
+
+
+async def test_a_copy_of_embeddings_takes_chunks_added_or_removed_while_it_was_read():
+    rows = [(chunk_id, f"file_{chunk_id % 2}", "alpha", np.array([chunk_id, -chunk_id], dtype=np.float32).tobytes()) for chunk_id in range(1, 4)]
+    for counted in (1, 3, 5):
+        copy = embedding_cache._Copy(counted, 2)
+        copy.add(rows[:2])
+        copy.add(rows[2:])
+        entry = copy.done(version=7)
+        assert entry.ids.tolist() == [1, 2, 3] and entry.file_ids == ["file_1", "file_0"] and entry.file_of_row.tolist() == [0, 1, 0]
+        assert entry.matrix.tolist() == [[1, -1], [2, -2], [3, -3]] and entry.version == 7

@@ -16,7 +16,6 @@ store larger than that alone is not kept (the searcher compares it as it streams
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -78,7 +77,6 @@ class EmbeddingCache:
         count = (await connection.execute(select(func.count()).select_from(chunks).where(*comparable))).scalar_one()
         if count * (4 * dimensions + 12) > self.budget_bytes:
             return None
-        blocks = []
         result = await connection.stream(
             select(chunks.c.id, chunks.c.file_id, vector_store_files.c.project, chunks.c.embedding)
             .join_from(
@@ -88,9 +86,10 @@ class EmbeddingCache:
             )
             .where(*comparable)
         )
+        copy = _Copy(count, dimensions)
         async for block in result.partitions(ROWS_PER_READ):
-            blocks.append(block)
-        return await asyncio.to_thread(_assembled, [row for block in blocks for row in block], dimensions, version)
+            copy.add(block)
+        return copy.done(version)
 
     def _keep(self, key: tuple[str, int], entry: StoreEmbeddings) -> None:
         old = self._entries.pop(key, None)
@@ -103,21 +102,40 @@ class EmbeddingCache:
         self._size += entry.nbytes
 
 
-def _assembled(rows: list, dimensions: int, version: int) -> StoreEmbeddings:
-    files: dict[str, int] = {}
-    projects: list[str] = []
-    file_of_row = np.empty(len(rows), dtype=np.int32)
-    for number, (_, file_id, project, _) in enumerate(rows):
-        if file_id not in files:
-            files[file_id] = len(files)
-            projects.append(project)
-        file_of_row[number] = files[file_id]
-    return StoreEmbeddings(
-        version=version,
-        ids=np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows)),
-        file_ids=list(files),
-        file_projects=projects,
-        projects=frozenset(projects),
-        file_of_row=file_of_row,
-        matrix=np.frombuffer(b"".join(row[3] for row in rows), dtype=np.float32).reshape(len(rows), dimensions),
-    )
+class _Copy:
+    """A store's embeddings filled in a block of rows at a time, into arrays of the size counted
+    (grown if chunks came in meanwhile), so the rows read are not all held at once."""
+
+    def __init__(self, count: int, dimensions: int) -> None:
+        self.ids = np.empty(count, dtype=np.int64)
+        self.file_of_row = np.empty(count, dtype=np.int32)
+        self.matrix = np.empty((count, dimensions), dtype=np.float32)
+        self.rows = 0
+        self.files: dict[str, int] = {}
+        self.projects: list[str] = []
+
+    def add(self, block: list) -> None:
+        end = self.rows + len(block)
+        if end > len(self.ids):
+            self.ids, self.file_of_row = np.resize(self.ids, end), np.resize(self.file_of_row, end)
+            self.matrix = np.resize(self.matrix, (end, self.matrix.shape[1]))
+        for number, (chunk_id, file_id, project, _) in enumerate(block, self.rows):
+            if file_id not in self.files:
+                self.files[file_id] = len(self.files)
+                self.projects.append(project)
+            self.ids[number] = chunk_id
+            self.file_of_row[number] = self.files[file_id]
+        self.matrix[self.rows : end] = np.frombuffer(b"".join(row[3] for row in block), dtype=np.float32).reshape(len(block), -1)
+        self.rows = end
+
+    def done(self, version: int) -> StoreEmbeddings:
+        rows = self.rows  # fewer than counted when chunks went meanwhile
+        return StoreEmbeddings(
+            version=version,
+            ids=self.ids[:rows].copy(),
+            file_ids=list(self.files),
+            file_projects=self.projects,
+            projects=frozenset(self.projects),
+            file_of_row=self.file_of_row[:rows].copy(),
+            matrix=self.matrix[:rows] if rows == len(self.matrix) else self.matrix[:rows].copy(),
+        )
