@@ -24,13 +24,17 @@ from sqlalchemy import delete, func, insert, select, text
 from tests.conftest import DATABASES
 from tests.pgvector.server import has_pgvector, pgvector_server, run_statement
 from threadline.errors import APIError
+from threadline.retrieval import search as search_module
 from threadline.retrieval import sqlite_vectors
+from threadline.retrieval import embedding_cache
+from threadline.retrieval.embedding_cache import EmbeddingCache
 from threadline.retrieval.embedders import WordLlamaEmbedder
 from threadline.retrieval.filters import parse_filters
 from threadline.retrieval.index import IN_PROCESS, PGVECTOR, SQLITE_VEC, ChunkIndex
 from threadline.retrieval.search import Searcher
 from threadline.store.database import Database
 from threadline.store.migrate import migrate
+from threadline.store.vector_stores import FILE_STATUSES
 from threadline.store.tables import chunks, files, vector_store_files, vector_stores
 
 MACHINE_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
@@ -551,3 +555,57 @@ async def test_malformed_filters_are_refused(searcher, condition):
     with pytest.raises(APIError) as refused:
         await searcher.search("alpha", ["vs_any"], ["query"], filters=condition)
     assert refused.value.param == "filters"
+
+
+async def test_a_search_sees_the_chunks_another_process_changed(database, database_kind, searcher):
+    """A process keeps a store's embeddings between searches: chunks another process adds or
+    removes (here another engine, with connections of its own) are in the next search's ranking."""
+    vector_store_id = await add_corpus(database, searcher.index)
+    query = ["whales singing in the sea"]
+    before = await searcher.search("alpha", [vector_store_id], query, max_num_results=50, mode="vector")
+    other = Database(database_kind[1])
+    other_index = ChunkIndex(other)
+    try:
+        added = await add_file(other, other_index, vector_store_id, "songs.txt", ["Humpback whales sing long songs to each other in the sea."])
+        after_adding = await searcher.search("alpha", [vector_store_id], query, max_num_results=50, mode="vector")
+        assert after_adding[0].filename == "songs.txt"
+        assert after_adding == await Searcher(database, EMBEDDER, searcher.index).search("alpha", [vector_store_id], query, max_num_results=50, mode="vector")
+        async with other.write() as connection:
+            await other_index.remove(connection, vector_store_id, added)
+        assert await searcher.search("alpha", [vector_store_id], query, max_num_results=50, mode="vector") == before
+    finally:
+        await other.dispose()
+
+
+async def test_a_store_too_large_to_keep_is_ranked_as_it_streams_by(database, searcher):
+    vector_store_id = await add_corpus(database, searcher.index)
+    unkept = Searcher(database, EMBEDDER, searcher.index)
+    unkept.embeddings = EmbeddingCache(budget_bytes=1)
+    for filters in (None, {"type": "eq", "key": "category", "value": "animals"}):
+        kept = await searcher.search("alpha", [vector_store_id], ["sea creatures"], filters=filters, max_num_results=50)
+        assert kept == await unkept.search("alpha", [vector_store_id], ["sea creatures"], filters=filters, max_num_results=50)
+
+
+async def test_sqlite_keywords_beyond_the_whole_index_best_are_found(database, searcher, monkeypatch):
+    """When the scope has fewer of the whole index's best matches than a ranking needs, its own are ranked."""
+    vector_store_id = await add_corpus(database, searcher.index)
+    other_store = await add_corpus(database, searcher.index)
+    found = await searcher.search("alpha", [vector_store_id], ["cats ocean revenue"], max_num_results=50, mode="keyword")
+    monkeypatch.setattr(search_module, "TOP_MATCHES", 1)
+    assert await searcher.search("alpha", [vector_store_id], ["cats ocean revenue"], max_num_results=50, mode="keyword") == found
+    assert {result.vector_store_id for result in found} == {vector_store_id} != {other_store}
+
+
+async def test_every_status_but_completed_keeps_a_files_chunks_out_of_search():
+    assert set(search_module.NOT_SEARCHABLE) == set(FILE_STATUSES) - {"completed"}
+
+
+async def test_a_copy_of_embeddings_takes_chunks_added_or_removed_while_it_was_read():
+    rows = [(chunk_id, f"file_{chunk_id % 2}", "alpha", np.array([chunk_id, -chunk_id], dtype=np.float32).tobytes()) for chunk_id in range(1, 4)]
+    for counted in (1, 3, 5):
+        copy = embedding_cache._Copy(counted, 2)
+        copy.add(rows[:2])
+        copy.add(rows[2:])
+        entry = copy.done(version=7)
+        assert entry.ids.tolist() == [1, 2, 3] and entry.file_ids == ["file_1", "file_0"] and entry.file_of_row.tolist() == [0, 1, 0]
+        assert entry.matrix.tolist() == [[1, -1], [2, -2], [3, -3]] and entry.version == 7

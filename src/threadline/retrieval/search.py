@@ -2,8 +2,9 @@
 
 For each query the chunks are ranked twice, by the database's full-text search over an OR
 of the query's words (SQLite FTS5's bm25, PostgreSQL's ts_rank) and by the cosine of their
-embeddings to the query's (inside the database where it can: pgvector in PostgreSQL,
-sqlite-vec in SQLite; else numpy here, exactly over the same chunks). A chunk's fused score
+embeddings to the query's (inside PostgreSQL where it has pgvector; else in numpy here, exactly,
+over each store's embeddings kept in memory (retrieval/embedding_cache.py), or, for a store too
+large to keep, by sqlite-vec inside SQLite or numpy as the rows stream by). A chunk's fused score
 sums weight / (RRF_K + rank) over every list it is in, and is divided by what a chunk first in
 every list would get, so it falls in 0..1. Weights come from ranking_options.hybrid_search
 (embedding_weight, text_weight); without them they depend on the embedder (EMBEDDED_WEIGHTS, UPSTREAM_WEIGHTS).
@@ -32,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from threadline.errors import invalid
 from threadline.retrieval.embedders import Embedder
+from threadline.retrieval.embedding_cache import EmbeddingCache, StoreEmbeddings
 from threadline.retrieval.filters import ComparisonFilter, CompoundFilter, Filter, parse_filters
 from threadline.retrieval.index import PGVECTOR, SQLITE_VEC, ChunkIndex, Vector, vector_literal
 from threadline.store.database import Database
@@ -54,6 +56,10 @@ MAX_NUM_RESULTS = 50
 RANKERS = ("none", "auto", "default-2024-11-15")
 # A query's words beyond these are left out of its keyword search.
 MAX_TERMS = 64
+# SQLite's keyword matches ranked over the whole index, of which the scope's are kept.
+TOP_MATCHES = 400
+# A file's statuses other than "completed" (read through an index on the store and status).
+NOT_SEARCHABLE = ("in_progress", "failed", "cancelled")
 # (vector store, file) pairs bound in one statement, well within SQLite's 32766 variables.
 PAIRS_PER_STATEMENT = 1000
 # Embeddings read at a time when they are compared here.
@@ -139,6 +145,7 @@ class Searcher:
         self.database = database
         self.embedder = embedder
         self.index = index
+        self.embeddings = EmbeddingCache()
         self.default_weights = EMBEDDED_WEIGHTS if embedder.name.startswith("embedded/") else UPSTREAM_WEIGHTS
 
     async def search(
@@ -187,6 +194,11 @@ class Searcher:
         terms = keyword_terms(query)
         if not terms:
             return []
+        if self.database.is_sqlite:
+            match = " OR ".join(f'"{term}"' for term in terms)
+            ranked = await _sqlite_best_matches(connection, scope, match)
+            if ranked is not None:
+                return ranked
         found: list[tuple[float, int]] = []  # (rank, id), lower is better
         for where in scope.conditions():
             if self.database.is_sqlite:
@@ -195,7 +207,7 @@ class Searcher:
                 statement = (
                     select(rank, chunks.c.id)
                     .select_from(fts.join(chunks, chunks.c.id == literal_column("chunks_fts.rowid")))
-                    .where(text("chunks_fts MATCH :match").bindparams(match=" OR ".join(f'"{term}"' for term in terms)))
+                    .where(text("chunks_fts MATCH :match").bindparams(match=match))
                 )
             else:
                 tsquery = func.websearch_to_tsquery(literal_column("'english'::regconfig"), " or ".join(terms))
@@ -209,6 +221,11 @@ class Searcher:
         """For each query, chunk ids best first by cosine similarity, at most CANDIDATES."""
         dimensions = query_vectors.shape[1]
         mode = await self.index.mode(connection)
+        if mode != PGVECTOR:
+            stores = await self.embeddings.get(connection, scope.vector_store_ids, dimensions)
+            if stores is not None:
+                rows = {vector_store_id: await _searchable_rows(connection, scope, vector_store_id, entry) for vector_store_id, entry in stores.items()}
+                return await asyncio.to_thread(_best_in_stores, query_vectors, [(stores[key], chosen) for key, chosen in rows.items()])
         if mode in (PGVECTOR, SQLITE_VEC):
             return [await _nearest(connection, scope, *_distance(mode, vector)) for vector in query_vectors]
         # Compared here, a block of rows at a time, keeping each query's best so far.
@@ -221,6 +238,77 @@ class Searcher:
             async for block in result.partitions(ROWS_PER_READ):
                 best = await asyncio.to_thread(_best_in_block, query_vectors, block, best)
         return [[chunk_id for _, chunk_id in ranked] for ranked in best]
+
+
+async def _sqlite_best_matches(connection: AsyncConnection, scope: Scope, match: str) -> list[int] | None:
+    """The scope's CANDIDATES best keyword matches, taken from the whole index's TOP_MATCHES best
+    (joining every match to its file first took most of the time); None when fewer than
+    CANDIDATES of those are in the scope while more matched, so the scope's own may lie deeper."""
+    rows = await connection.execute(
+        text("SELECT bm25(chunks_fts), rowid FROM chunks_fts WHERE chunks_fts MATCH :match ORDER BY 1, 2 LIMIT :limit"),
+        {"match": match, "limit": TOP_MATCHES},
+    )
+    ranks = {chunk_id: rank for rank, chunk_id in rows}
+    if not ranks:
+        return []
+    in_scope: list[int] = []
+    # The unary plus keeps SQLite from reading the stores' every chunk by its index on the
+    # store, when these few are found by their ids.
+    same_file = and_(
+        vector_store_files.c.vector_store_id == literal_column("+chunks.vector_store_id"), vector_store_files.c.file_id == chunks.c.file_id
+    )
+    # The ids as one JSON parameter: SQLAlchemy took milliseconds to bind 400 of them one by one.
+    found = func.json_each(orjson.dumps(list(ranks)).decode()).table_valued("value")
+    for where in scope.conditions():
+        statement = select(chunks.c.id).join_from(chunks, vector_store_files, same_file).where(where, chunks.c.id.in_(select(found.c.value)))
+        in_scope.extend((await connection.execute(statement)).scalars())
+    if len(in_scope) < CANDIDATES and len(ranks) == TOP_MATCHES:
+        return None
+    return sorted(in_scope, key=lambda chunk_id: (ranks[chunk_id], chunk_id))[:CANDIDATES]
+
+
+async def _searchable_rows(connection: AsyncConnection, scope: Scope, vector_store_id: str, entry: StoreEmbeddings) -> np.ndarray | None:
+    """The rows of a store's cached embeddings the scope lets a search return (None: all): a
+    filter's files, else the project's files but those not completed."""
+    if scope.pairs is not None:
+        allowed = {file_id for store, file_id in scope.pairs if store == vector_store_id}
+        files_allowed = [file_id in allowed for file_id in entry.file_ids]
+    else:
+        rows = await connection.execute(
+            select(vector_store_files.c.file_id).where(
+                vector_store_files.c.vector_store_id == vector_store_id, vector_store_files.c.status.in_(NOT_SEARCHABLE)
+            )
+        )
+        not_completed = set(rows.scalars())
+        if not not_completed and entry.projects <= {scope.project}:
+            return None
+        files_allowed = [project == scope.project and file_id not in not_completed for file_id, project in zip(entry.file_ids, entry.file_projects)]
+        if all(files_allowed):
+            return None
+    return np.flatnonzero(np.array(files_allowed, dtype=bool)[entry.file_of_row])
+
+
+def _best_in_stores(query_vectors: np.ndarray, stores: list[tuple[StoreEmbeddings, np.ndarray | None]]) -> list[list[int]]:
+    """Each query's CANDIDATES chunk ids by (-similarity, chunk id) over the stores' chosen rows."""
+    similarities, ids = [], []
+    for entry, chosen in stores:
+        if chosen is None:
+            similarities.append(query_vectors @ entry.matrix.T)
+            ids.append(entry.ids)
+        elif len(chosen):
+            similarities.append(query_vectors @ entry.matrix[chosen].T)
+            ids.append(entry.ids[chosen])
+    if not ids:
+        return [[] for _ in query_vectors]
+    every_id = np.concatenate(ids)
+    ranked = []
+    for row in np.concatenate(similarities, axis=1):
+        negated, candidates = -row, every_id
+        if len(negated) > CANDIDATES:
+            kept = np.flatnonzero(negated <= np.partition(negated, CANDIDATES - 1)[CANDIDATES - 1])  # ties at the edge included
+            negated, candidates = negated[kept], candidates[kept]
+        ranked.append(candidates[np.lexsort((candidates, negated))[:CANDIDATES]].tolist())
+    return ranked
 
 
 def _distance(mode: str, vector: np.ndarray) -> tuple[Any, Any]:

@@ -171,9 +171,7 @@ class VectorStoresService:
         """The chunks that best answer the queries, best first; the search makes the store active.
         The searcher checks `filters` and `ranking_options` (a 400 before anything is written);
         an embedder that fails makes it a 502, as /v1/embeddings answers."""
-        vector_store = await self.store.get(project, vector_store_id)
-        if vector_store["status"] == "expired":
-            raise invalid(f"Vector store {vector_store_id} is expired. Create a new vector store and try again.", param="vector_store_id")
+        await self.store.check_searchable(project, vector_store_id)
         try:
             results = await self.searcher.search(
                 project, [vector_store_id], queries, filters=filters, max_num_results=max_num_results, ranking_options=ranking_options

@@ -189,6 +189,7 @@ vector_store_files = Table(
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("retry_at", Float, nullable=True),
     Index("ix_vector_store_files_status", "status"),
+    Index("ix_vector_store_files_vector_store_id_status", "vector_store_id", "status"),  # migration 0008
     Index("ix_vector_store_files_batch_id", "batch_id"),
 )
 
@@ -222,4 +223,13 @@ chunks = Table(
         ondelete="CASCADE",
     ),
     Index("ix_chunks_vector_store_id_file_id", "vector_store_id", "file_id", "position"),
+)
+
+# Moved on by triggers (migration 0008) whenever a vector store's chunks change: what tells a
+# process that its cached copy of the store's embeddings is still current. No row: version 0.
+chunk_versions = Table(
+    "chunk_versions",
+    metadata,
+    Column("vector_store_id", ObjectId(80), primary_key=True),
+    Column("version", BigInteger, nullable=False),
 )

@@ -187,15 +187,20 @@ class VectorStoreStore:
             await connection.execute(delete(vector_store_file_batches).where(vector_store_file_batches.c.vector_store_id == vector_store_id))
             await connection.execute(delete(vector_stores).where(vector_stores.c.id == vector_store_id))
 
-    async def touch(self, project: str, vector_store_id: str, *, searchable: bool = False) -> dict:
-        """Mark the vector store active now (which moves its expiry on); its object. An
-        expired store stays expired: with `searchable`, that is a 400."""
+    async def check_searchable(self, project: str, vector_store_id: str) -> None:
+        """A 404 unless the project has the vector store, a 400 if it is expired (its files
+        are not counted: a search does not show them)."""
+        async with self.database.read() as connection:
+            _not_expired(await _vector_store_row(connection, project, vector_store_id))
+
+    async def touch(self, project: str, vector_store_id: str, *, searchable: bool = False) -> None:
+        """Mark the vector store active now (which moves its expiry on). An expired store
+        stays expired: with `searchable`, that is a 400."""
         async with self.database.write() as connection:
             row = await _vector_store_row(connection, project, vector_store_id)
             if searchable:
                 _not_expired(row)
             await _touch(connection, row, int(time.time()))
-            return await _vector_store(connection, project, vector_store_id)
 
     # -- files ---------------------------------------------------------------------------
 
