@@ -7,7 +7,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from tests.helpers import recorded_from_now
+from tests.helpers import database_rows, recorded_from_now, wait_for
 from tests.servers import ThreadlineServer, write_config
 
 pytestmark = pytest.mark.slow
@@ -85,3 +85,46 @@ def test_the_newest_response_deleted_by_another_process_is_not_found(fresh_datab
         expected = ["turn 1", "Reply to: turn 1", "turn 2", "Reply to: turn 2", "turn 3", "Reply to: turn 3", "one more"]
         assert seen_by_model(a, record, ids[-2]) == expected
         assert seen_by_model(b, record, ids[-2]) == expected
+
+
+def chain_version(database_url: str) -> int:
+    """The version every process checks its kept chains against (migration 0009)."""
+    ((version,),) = database_rows(database_url, "SELECT version FROM chain_version WHERE id = 1")
+    return version
+
+
+def test_responses_stored_any_way_leave_the_chain_version_and_deletes_move_it(fresh_database_url, config, record):
+    with ThreadlineServer(fresh_database_url, config) as server:
+        client = sdk(server)
+        ids = chain(client, 3)
+        with client.responses.stream(model="scripted", input="streamed", previous_response_id=ids[-1]) as stream:
+            streamed = stream.get_final_response()
+        queued = client.responses.create(model="scripted", input="in the background", previous_response_id=streamed.id, background=True)
+        wait_for(client, queued.id)
+        seen_by_model(client, record, queued.id)
+        assert chain_version(fresh_database_url) == 0
+        client.responses.delete(ids[0])
+        assert chain_version(fresh_database_url) > 0
+
+
+def test_a_response_deleted_deep_in_a_chain_checked_and_trusted_ends_it_there(fresh_database_url, config, record):
+    with ThreadlineServer(fresh_database_url, config) as first, ThreadlineServer(fresh_database_url, config) as second:
+        a, b = sdk(first), sdk(second)
+        ids = chain(a, 8)
+        other = chain(b, 2)
+        everything = [text for turn in range(1, 9) for text in (f"turn {turn}", f"Reply to: turn {turn}")] + ["one more"]
+        assert seen_by_model(a, record, ids[-1]) == everything
+        # A delete elsewhere: the first process checks its chain once more, then trusts it again.
+        b.responses.delete(other[0])
+        assert seen_by_model(a, record, ids[-1]) == everything
+        assert seen_by_model(a, record, ids[-1]) == everything
+        b.responses.delete(ids[1])
+        after_delete = everything[4:]
+        assert seen_by_model(a, record, ids[-1]) == after_delete
+        assert seen_by_model(b, record, ids[-1]) == after_delete  # read from the database alone
+        assert seen_by_model(a, record, ids[-1]) == after_delete
+        b.responses.delete(ids[-1])
+        with pytest.raises(openai.BadRequestError) as refused:
+            a.responses.create(model="scripted", input="one more", previous_response_id=ids[-1])
+        assert refused.value.body["code"] == "previous_response_not_found"
+        assert seen_by_model(a, record, ids[-2]) == after_delete[:-3] + ["one more"]

@@ -72,7 +72,7 @@ async def test_a_database_at_revision_0006_is_upgraded_and_its_responses_listed(
             await connection.execute(insert(responses), [stored("resp_old_1", None, 1), stored("resp_old_2", "resp_old_1", 2), stored("resp_old_3", None, 3, "beta")])
         await migrate(database)
         async with database.read() as connection:
-            assert (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "0008"
+            assert (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "0009"
             indexes = await connection.run_sync(lambda sync: {index["name"] for table in ("responses", "conversations") for index in inspect(sync).get_indexes(table)})
         assert {"ix_responses_project_created_at", "ix_responses_created_at", "ix_responses_previous_response_id", "ix_conversations_project_created_at", "ix_conversations_created_at"} <= indexes
         listing = ResponseListing(database)

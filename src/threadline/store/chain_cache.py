@@ -9,12 +9,18 @@ are kept: those read as part of one, and those stored here continuing one; a res
 continued costs no memory. At most MAX_BYTES of the items' stored JSON is kept, the least
 recently used response dropped first.
 
-Deletion, by any process: a response's items go with its row. Before kept items are used, one
-query on the primary key asks which of their responses still exist, and the chain ends at the
-first one gone, where reading the chain from the database would end it too (or, if that is the
-response continued, it is not found). So a process never uses the items of a response another
-process deleted, for the price of one indexed lookup per response instead of reading and
-decoding its items.
+Deletion, by any process: a response's items go with its row, and any deletion of either moves
+the chain version on (one row, kept by triggers: migration 0009). Each kept response remembers
+the version at which it was last known to exist. Before kept items are used, one query reads
+the version: if it is still the one all of the chain's kept responses were checked at, nothing
+was deleted since and they are used as they are. Otherwise the same query asks, on the primary
+key, which of them still exist; those that do are checked at the new version, and the chain
+ends at the first one gone, where reading the chain from the database would end it too (or, if
+that is the response continued, it is not found). So a process never uses the items of a
+response another process deleted, for the price of one row read per turn, and after a deletion
+anywhere one indexed lookup per kept response, instead of reading and decoding their items.
+A response this process stores continuing a kept one takes its version: it was stored after
+that version was read, so it exists while the version stays.
 
 Kept items are shared with every turn that reads them, never copied: the engine builds new
 items and does not change those it is given (WebSocket mode's connection cache relies on it too).
@@ -39,6 +45,8 @@ class KeptResponse:
     # How many responses of its chain (itself first) the last turn continuing it read: about
     # how far the next one will read, which its first check then covers.
     reach: int = 0
+    # The chain version (migration 0009) at which it was last known to exist; None: never checked.
+    checked: int | None = None
 
 
 class ChainCache:

@@ -23,7 +23,8 @@ from threadline.store.tables import ObjectId, approval_claims, response_events, 
 
 # A response and at most :responses - 1 of its ancestors through previous_response_id, newest
 # first, with their items newest first: one batch of a history read backwards. A response
-# with no items is one row, with no data.
+# with no items is one row, with no data. Every row has the chain version (migration 0009) as
+# the chain was read.
 CHAIN_ITEMS = text(
     """
     WITH RECURSIVE chain(id, previous_response_id, status, depth) AS (
@@ -33,24 +34,31 @@ CHAIN_ITEMS = text(
         FROM responses r JOIN chain ON r.id = chain.previous_response_id
         WHERE r.project = :project AND chain.depth + 1 < :responses
     )
-    SELECT chain.id AS id, chain.previous_response_id AS previous_response_id, chain.status AS status, response_items.data AS data
+    SELECT chain.id AS id, chain.previous_response_id AS previous_response_id, chain.status AS status, response_items.data AS data,
+        (SELECT version FROM chain_version WHERE id = 1) AS chain_version
     FROM chain LEFT JOIN response_items ON response_items.response_id = chain.id
     ORDER BY chain.depth, response_items.position DESC
     """
 ).bindparams(bindparam("response_id", type_=ObjectId(80)))
 
-# How many of a response and its ancestors, up to :responses, still exist: the chain's walk
-# by primary key, without its items (a chain kept in memory is checked with it before use).
-CHAIN_LENGTH = text(
+# A chain kept in memory, checked before use: the chain version now (migration 0009; -1
+# without its row) and, unless it is still :known, how many of the response and its ancestors,
+# up to :responses, still exist (the chain's walk by primary key, without its items; none
+# walked while the version stays, as nothing was deleted since the chain was last checked).
+CHAIN_CHECK = text(
     """
-    WITH RECURSIVE chain(id, previous_response_id, depth) AS (
-        SELECT id, previous_response_id, 0 FROM responses WHERE id = :response_id AND project = :project
+    WITH RECURSIVE version(current) AS (
+        SELECT coalesce((SELECT version FROM chain_version WHERE id = 1), -1)
+    ),
+    chain(id, previous_response_id, depth) AS (
+        SELECT id, previous_response_id, 0 FROM responses, version
+        WHERE id = :response_id AND project = :project AND (version.current <> :known OR version.current = -1)
         UNION ALL
         SELECT r.id, r.previous_response_id, chain.depth + 1
         FROM responses r JOIN chain ON r.id = chain.previous_response_id
         WHERE r.project = :project AND chain.depth + 1 < :responses
     )
-    SELECT count(*) FROM chain
+    SELECT version.current AS version, (SELECT count(*) FROM chain) AS stored FROM version
     """
 ).bindparams(bindparam("response_id", type_=ObjectId(80)))
 
@@ -149,7 +157,10 @@ class ResponseStore:
         stored = orjson.dumps((input_items + response["output"])[::-1])
         previous = self.chains.get(response["previous_response_id"])
         reach = previous.reach + 1 if previous else 0
-        self.chains.keep(response["id"], KeptResponse(project, response["previous_response_id"], [EndedItem(item) for item in orjson.loads(stored)], len(stored), reach))
+        # Stored after the version its previous response was checked at: while that stays, it exists.
+        checked = previous.checked if previous else None
+        items = [EndedItem(item) for item in orjson.loads(stored)]
+        self.chains.keep(response["id"], KeptResponse(project, response["previous_response_id"], items, len(stored), reach, checked))
 
     async def checkpoint(self, response: dict, owner: str) -> bool:
         """Store a running response as it stands (its owner's, still in progress); False if
@@ -245,13 +256,24 @@ class ResponseStore:
         kept = self.chains.chain(project, response_id, at_least=batch, at_most=max(batch, reach))
         if kept is None:
             return [], False
-        # A response's ancestor never changes: the chain still stored is the kept one, as far as it reaches.
+        # All of them known to exist at one chain version: while it stays, they still do.
+        known = kept[0][1].checked
+        if known is None or any(response.checked != known for _, response in kept):
+            known = -1  # walked whatever the version
         async with self.database.read() as connection:
-            stored = (await connection.execute(CHAIN_LENGTH, {"response_id": response_id, "project": project, "responses": len(kept)})).scalar_one()
-        if stored < len(kept):
-            self.chains.forget(kept[stored][0])
-            return kept[:stored], True
-        return kept, kept[-1][1].previous_response_id is None
+            check = (
+                await connection.execute(CHAIN_CHECK, {"response_id": response_id, "project": project, "responses": len(kept), "known": known})
+            ).one()
+        ended = kept[-1][1].previous_response_id is None
+        if known != -1 and check.version == known:
+            return kept, ended
+        # A response's ancestor never changes: the chain still stored is the kept one, as far as it reaches.
+        for _, response in kept[: check.stored]:
+            response.checked = check.version
+        if check.stored < len(kept):
+            self.chains.forget(kept[check.stored][0])
+            return kept[: check.stored], True
+        return kept, ended
 
     async def _read_chain(self, project: str, response_id: str, responses: int) -> list[tuple[str, KeptResponse]]:
         """At most `responses` of the chain from `response_id` back, read from the database;
@@ -260,6 +282,7 @@ class ResponseStore:
             rows = (await connection.execute(CHAIN_ITEMS, {"response_id": response_id, "project": project, "responses": responses})).all()
         # Each response's rows are together, its items newest first (a row without data: no items).
         read: list[tuple[str, str | None, str, list[str]]] = []
+        version = rows[0].chain_version if rows else None
         for row in rows:
             if not read or read[-1][0] != row.id:
                 read.append((row.id, row.previous_response_id, row.status, []))
@@ -269,7 +292,7 @@ class ResponseStore:
         for read_id, previous_id, status, data in read:
             ended = status not in UNFINISHED_STATUSES
             items = [EndedItem(orjson.loads(text)) if ended else orjson.loads(text) for text in data]
-            kept = KeptResponse(project, previous_id, items, sum(map(len, data)))
+            kept = KeptResponse(project, previous_id, items, sum(map(len, data)), checked=version)
             if ended:
                 self.chains.keep(read_id, kept)
             chain.append((read_id, kept))
