@@ -178,12 +178,19 @@ class Searcher:
             scope = await _scope(connection, project, vector_store_ids, condition)
             if scope.is_empty:
                 return []
+            # Compared in a thread while the database ranks by keywords: both let go of the GIL.
+            in_memory = await self._start_in_memory(connection, scope, query_vectors) if query_vectors is not None else None
             lists: list[tuple[float, list[int]]] = []
-            if weights["text"]:
-                for query in queries:
-                    lists.append((weights["text"], await self._keywords(connection, scope, query)))
+            try:
+                if weights["text"]:
+                    for query in queries:
+                        lists.append((weights["text"], await self._keywords(connection, scope, query)))
+            except BaseException:
+                if in_memory is not None:
+                    in_memory.cancel()
+                raise
             if query_vectors is not None:
-                for ranked in await self._vectors(connection, scope, query_vectors):
+                for ranked in await in_memory if in_memory is not None else await self._vectors(connection, scope, query_vectors):
                     lists.append((weights["embedding"], ranked))
             scores = _fused(lists)
             best = sorted(((score, chunk_id) for chunk_id, score in scores.items() if score >= ranking.score_threshold), key=lambda pair: (-pair[0], pair[1]))
@@ -217,15 +224,23 @@ class Searcher:
             found.extend((row[0], row[1]) for row in await connection.execute(statement))
         return [chunk_id for _, chunk_id in heapq.nsmallest(CANDIDATES, found)]
 
+    async def _start_in_memory(self, connection: AsyncConnection, scope: Scope, query_vectors: np.ndarray) -> asyncio.Future[list[list[int]]] | None:
+        """For each query, chunk ids best first by cosine similarity, at most CANDIDATES, compared
+        in a thread started here over the stores' embeddings kept in memory; None when they are
+        compared inside the database (pgvector) or do not fit in memory (see `_vectors`)."""
+        if await self.index.mode(connection) == PGVECTOR:
+            return None
+        stores = await self.embeddings.get(connection, scope.vector_store_ids, query_vectors.shape[1])
+        if stores is None:
+            return None
+        rows = {vector_store_id: await _searchable_rows(connection, scope, vector_store_id, entry) for vector_store_id, entry in stores.items()}
+        return asyncio.ensure_future(asyncio.to_thread(_best_in_stores, query_vectors, [(stores[key], chosen) for key, chosen in rows.items()]))
+
     async def _vectors(self, connection: AsyncConnection, scope: Scope, query_vectors: np.ndarray) -> list[list[int]]:
-        """For each query, chunk ids best first by cosine similarity, at most CANDIDATES."""
+        """For each query, chunk ids best first by cosine similarity, at most CANDIDATES, inside
+        the database or as its rows stream by."""
         dimensions = query_vectors.shape[1]
         mode = await self.index.mode(connection)
-        if mode != PGVECTOR:
-            stores = await self.embeddings.get(connection, scope.vector_store_ids, dimensions)
-            if stores is not None:
-                rows = {vector_store_id: await _searchable_rows(connection, scope, vector_store_id, entry) for vector_store_id, entry in stores.items()}
-                return await asyncio.to_thread(_best_in_stores, query_vectors, [(stores[key], chosen) for key, chosen in rows.items()])
         if mode in (PGVECTOR, SQLITE_VEC):
             return [await _nearest(connection, scope, *_distance(mode, vector)) for vector in query_vectors]
         # Compared here, a block of rows at a time, keeping each query's best so far.
