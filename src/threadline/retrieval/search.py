@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 import orjson
-from sqlalchemy import Select, and_, cast, func, literal, literal_column, select, table, text, tuple_
+from sqlalchemy import Select, and_, bindparam, cast, func, literal, literal_column, select, table, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from threadline.errors import invalid
@@ -255,6 +255,23 @@ class Searcher:
         return [[chunk_id for _, chunk_id in ranked] for ranked in best]
 
 
+# The matched chunks (:ids, a JSON array) of files in the scope, for _sqlite_best_matches. The
+# unary plus keeps SQLite from reading the stores' every chunk by its index on the store, when
+# these few are found by their ids. Built once: building them took a millisecond a search.
+_MATCHED = chunks.c.id.in_(select(func.json_each(bindparam("ids")).table_valued("value").c.value))
+_MATCHES_OF_FILES = select(chunks.c.id).join_from(
+    chunks,
+    vector_store_files,
+    and_(vector_store_files.c.vector_store_id == literal_column("+chunks.vector_store_id"), vector_store_files.c.file_id == chunks.c.file_id),
+)
+_MATCHES_IN_STORES = _MATCHES_OF_FILES.where(
+    vector_store_files.c.project == bindparam("project"),
+    vector_store_files.c.vector_store_id.in_(bindparam("stores", expanding=True)),
+    vector_store_files.c.status == "completed",
+    _MATCHED,
+)
+
+
 async def _sqlite_best_matches(connection: AsyncConnection, scope: Scope, match: str) -> list[int] | None:
     """The scope's CANDIDATES best keyword matches, taken from the whole index's TOP_MATCHES best
     (joining every match to its file first took most of the time); None when fewer than
@@ -267,16 +284,14 @@ async def _sqlite_best_matches(connection: AsyncConnection, scope: Scope, match:
     if not ranks:
         return []
     in_scope: list[int] = []
-    # The unary plus keeps SQLite from reading the stores' every chunk by its index on the
-    # store, when these few are found by their ids.
-    same_file = and_(
-        vector_store_files.c.vector_store_id == literal_column("+chunks.vector_store_id"), vector_store_files.c.file_id == chunks.c.file_id
-    )
     # The ids as one JSON parameter: SQLAlchemy took milliseconds to bind 400 of them one by one.
-    found = func.json_each(orjson.dumps(list(ranks)).decode()).table_valued("value")
-    for where in scope.conditions():
-        statement = select(chunks.c.id).join_from(chunks, vector_store_files, same_file).where(where, chunks.c.id.in_(select(found.c.value)))
-        in_scope.extend((await connection.execute(statement)).scalars())
+    ids = orjson.dumps(list(ranks)).decode()
+    if scope.pairs is None:
+        statements = [(_MATCHES_IN_STORES, {"project": scope.project, "stores": list(scope.vector_store_ids), "ids": ids})]
+    else:
+        statements = [(_MATCHES_OF_FILES.where(where, _MATCHED), {"ids": ids}) for where in scope.conditions()]
+    for statement, parameters in statements:
+        in_scope.extend((await connection.execute(statement, parameters)).scalars())
     if len(in_scope) < CANDIDATES and len(ranks) == TOP_MATCHES:
         return None
     return sorted(in_scope, key=lambda chunk_id: (ranks[chunk_id], chunk_id))[:CANDIDATES]
