@@ -297,6 +297,12 @@ async def _sqlite_best_matches(connection: AsyncConnection, scope: Scope, match:
     return sorted(in_scope, key=lambda chunk_id: (ranks[chunk_id], chunk_id))[:CANDIDATES]
 
 
+# A store's files not completed; built once, as building it cost about as much as running it.
+_NOT_COMPLETED = select(vector_store_files.c.file_id).where(
+    vector_store_files.c.vector_store_id == bindparam("vector_store_id"), vector_store_files.c.status.in_(NOT_SEARCHABLE)
+)
+
+
 async def _searchable_rows(connection: AsyncConnection, scope: Scope, vector_store_id: str, entry: StoreEmbeddings) -> np.ndarray | None:
     """The rows of a store's cached embeddings the scope lets a search return (None: all): a
     filter's files, else the project's files but those not completed."""
@@ -304,11 +310,7 @@ async def _searchable_rows(connection: AsyncConnection, scope: Scope, vector_sto
         allowed = {file_id for store, file_id in scope.pairs if store == vector_store_id}
         files_allowed = [file_id in allowed for file_id in entry.file_ids]
     else:
-        rows = await connection.execute(
-            select(vector_store_files.c.file_id).where(
-                vector_store_files.c.vector_store_id == vector_store_id, vector_store_files.c.status.in_(NOT_SEARCHABLE)
-            )
-        )
+        rows = await connection.execute(_NOT_COMPLETED, {"vector_store_id": vector_store_id})
         not_completed = set(rows.scalars())
         if not not_completed and entry.projects <= {scope.project}:
             return None
