@@ -20,7 +20,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from threadline.store.tables import chunk_versions, chunks, vector_store_files
@@ -46,6 +46,12 @@ class StoreEmbeddings:
         return self.ids.nbytes + self.file_of_row.nbytes + self.matrix.nbytes
 
 
+# The stores' versions; built once, as building it cost about as much as running it.
+_VERSIONS = select(chunk_versions.c.vector_store_id, chunk_versions.c.version).where(
+    chunk_versions.c.vector_store_id.in_(bindparam("vector_store_ids", expanding=True))
+)
+
+
 class EmbeddingCache:
     def __init__(self, budget_bytes: int = BUDGET_BYTES) -> None:
         self.budget_bytes = budget_bytes
@@ -55,9 +61,7 @@ class EmbeddingCache:
     async def get(self, connection: AsyncConnection, vector_store_ids: tuple[str, ...], dimensions: int) -> dict[str, StoreEmbeddings] | None:
         """Each store's current embeddings of `dimensions` floats, read again where they changed;
         None when they would not fit in the budget."""
-        rows = await connection.execute(
-            select(chunk_versions.c.vector_store_id, chunk_versions.c.version).where(chunk_versions.c.vector_store_id.in_(vector_store_ids))
-        )
+        rows = await connection.execute(_VERSIONS, {"vector_store_ids": list(vector_store_ids)})
         versions = {vector_store_id: version for vector_store_id, version in rows}
         found: dict[str, StoreEmbeddings] = {}
         for vector_store_id in vector_store_ids:

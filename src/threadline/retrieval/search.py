@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 import orjson
-from sqlalchemy import Select, and_, cast, func, literal, literal_column, select, table, text, tuple_
+from sqlalchemy import Select, and_, bindparam, cast, func, literal, literal_column, select, table, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from threadline.errors import invalid
@@ -178,12 +178,19 @@ class Searcher:
             scope = await _scope(connection, project, vector_store_ids, condition)
             if scope.is_empty:
                 return []
+            # Compared in a thread while the database ranks by keywords: both let go of the GIL.
+            in_memory = await self._start_in_memory(connection, scope, query_vectors) if query_vectors is not None else None
             lists: list[tuple[float, list[int]]] = []
-            if weights["text"]:
-                for query in queries:
-                    lists.append((weights["text"], await self._keywords(connection, scope, query)))
+            try:
+                if weights["text"]:
+                    for query in queries:
+                        lists.append((weights["text"], await self._keywords(connection, scope, query)))
+            except BaseException:
+                if in_memory is not None:
+                    in_memory.cancel()
+                raise
             if query_vectors is not None:
-                for ranked in await self._vectors(connection, scope, query_vectors):
+                for ranked in await in_memory if in_memory is not None else await self._vectors(connection, scope, query_vectors):
                     lists.append((weights["embedding"], ranked))
             scores = _fused(lists)
             best = sorted(((score, chunk_id) for chunk_id, score in scores.items() if score >= ranking.score_threshold), key=lambda pair: (-pair[0], pair[1]))
@@ -217,15 +224,23 @@ class Searcher:
             found.extend((row[0], row[1]) for row in await connection.execute(statement))
         return [chunk_id for _, chunk_id in heapq.nsmallest(CANDIDATES, found)]
 
+    async def _start_in_memory(self, connection: AsyncConnection, scope: Scope, query_vectors: np.ndarray) -> asyncio.Future[list[list[int]]] | None:
+        """For each query, chunk ids best first by cosine similarity, at most CANDIDATES, compared
+        in a thread started here over the stores' embeddings kept in memory; None when they are
+        compared inside the database (pgvector) or do not fit in memory (see `_vectors`)."""
+        if await self.index.mode(connection) == PGVECTOR:
+            return None
+        stores = await self.embeddings.get(connection, scope.vector_store_ids, query_vectors.shape[1])
+        if stores is None:
+            return None
+        rows = {vector_store_id: await _searchable_rows(connection, scope, vector_store_id, entry) for vector_store_id, entry in stores.items()}
+        return asyncio.ensure_future(asyncio.to_thread(_best_in_stores, query_vectors, [(stores[key], chosen) for key, chosen in rows.items()]))
+
     async def _vectors(self, connection: AsyncConnection, scope: Scope, query_vectors: np.ndarray) -> list[list[int]]:
-        """For each query, chunk ids best first by cosine similarity, at most CANDIDATES."""
+        """For each query, chunk ids best first by cosine similarity, at most CANDIDATES, inside
+        the database or as its rows stream by."""
         dimensions = query_vectors.shape[1]
         mode = await self.index.mode(connection)
-        if mode != PGVECTOR:
-            stores = await self.embeddings.get(connection, scope.vector_store_ids, dimensions)
-            if stores is not None:
-                rows = {vector_store_id: await _searchable_rows(connection, scope, vector_store_id, entry) for vector_store_id, entry in stores.items()}
-                return await asyncio.to_thread(_best_in_stores, query_vectors, [(stores[key], chosen) for key, chosen in rows.items()])
         if mode in (PGVECTOR, SQLITE_VEC):
             return [await _nearest(connection, scope, *_distance(mode, vector)) for vector in query_vectors]
         # Compared here, a block of rows at a time, keeping each query's best so far.
@@ -240,6 +255,23 @@ class Searcher:
         return [[chunk_id for _, chunk_id in ranked] for ranked in best]
 
 
+# The matched chunks (:ids, a JSON array) of files in the scope, for _sqlite_best_matches. The
+# unary plus keeps SQLite from reading the stores' every chunk by its index on the store, when
+# these few are found by their ids. Built once: building them took a millisecond a search.
+_MATCHED = chunks.c.id.in_(select(func.json_each(bindparam("ids")).table_valued("value").c.value))
+_MATCHES_OF_FILES = select(chunks.c.id).join_from(
+    chunks,
+    vector_store_files,
+    and_(vector_store_files.c.vector_store_id == literal_column("+chunks.vector_store_id"), vector_store_files.c.file_id == chunks.c.file_id),
+)
+_MATCHES_IN_STORES = _MATCHES_OF_FILES.where(
+    vector_store_files.c.project == bindparam("project"),
+    vector_store_files.c.vector_store_id.in_(bindparam("stores", expanding=True)),
+    vector_store_files.c.status == "completed",
+    _MATCHED,
+)
+
+
 async def _sqlite_best_matches(connection: AsyncConnection, scope: Scope, match: str) -> list[int] | None:
     """The scope's CANDIDATES best keyword matches, taken from the whole index's TOP_MATCHES best
     (joining every match to its file first took most of the time); None when fewer than
@@ -252,19 +284,23 @@ async def _sqlite_best_matches(connection: AsyncConnection, scope: Scope, match:
     if not ranks:
         return []
     in_scope: list[int] = []
-    # The unary plus keeps SQLite from reading the stores' every chunk by its index on the
-    # store, when these few are found by their ids.
-    same_file = and_(
-        vector_store_files.c.vector_store_id == literal_column("+chunks.vector_store_id"), vector_store_files.c.file_id == chunks.c.file_id
-    )
     # The ids as one JSON parameter: SQLAlchemy took milliseconds to bind 400 of them one by one.
-    found = func.json_each(orjson.dumps(list(ranks)).decode()).table_valued("value")
-    for where in scope.conditions():
-        statement = select(chunks.c.id).join_from(chunks, vector_store_files, same_file).where(where, chunks.c.id.in_(select(found.c.value)))
-        in_scope.extend((await connection.execute(statement)).scalars())
+    ids = orjson.dumps(list(ranks)).decode()
+    if scope.pairs is None:
+        statements = [(_MATCHES_IN_STORES, {"project": scope.project, "stores": list(scope.vector_store_ids), "ids": ids})]
+    else:
+        statements = [(_MATCHES_OF_FILES.where(where, _MATCHED), {"ids": ids}) for where in scope.conditions()]
+    for statement, parameters in statements:
+        in_scope.extend((await connection.execute(statement, parameters)).scalars())
     if len(in_scope) < CANDIDATES and len(ranks) == TOP_MATCHES:
         return None
     return sorted(in_scope, key=lambda chunk_id: (ranks[chunk_id], chunk_id))[:CANDIDATES]
+
+
+# A store's files not completed; built once, as building it cost about as much as running it.
+_NOT_COMPLETED = select(vector_store_files.c.file_id).where(
+    vector_store_files.c.vector_store_id == bindparam("vector_store_id"), vector_store_files.c.status.in_(NOT_SEARCHABLE)
+)
 
 
 async def _searchable_rows(connection: AsyncConnection, scope: Scope, vector_store_id: str, entry: StoreEmbeddings) -> np.ndarray | None:
@@ -274,11 +310,7 @@ async def _searchable_rows(connection: AsyncConnection, scope: Scope, vector_sto
         allowed = {file_id for store, file_id in scope.pairs if store == vector_store_id}
         files_allowed = [file_id in allowed for file_id in entry.file_ids]
     else:
-        rows = await connection.execute(
-            select(vector_store_files.c.file_id).where(
-                vector_store_files.c.vector_store_id == vector_store_id, vector_store_files.c.status.in_(NOT_SEARCHABLE)
-            )
-        )
+        rows = await connection.execute(_NOT_COMPLETED, {"vector_store_id": vector_store_id})
         not_completed = set(rows.scalars())
         if not not_completed and entry.projects <= {scope.project}:
             return None
@@ -405,19 +437,23 @@ def _fused(lists: Iterable[tuple[float, list[int]]]) -> dict[int, float]:
     return {chunk_id: min(score / best, 1.0) for chunk_id, score in scores.items()} if best else {}
 
 
+# What a search answers of the chunks :ids; built once, as building it took a good part of reading them.
+_RESULTS = (
+    select(chunks.c.id, chunks.c.text, chunks.c.vector_store_id, chunks.c.file_id, vector_store_files.c.attributes, files.c.filename)
+    .join_from(
+        chunks,
+        vector_store_files,
+        and_(vector_store_files.c.vector_store_id == chunks.c.vector_store_id, vector_store_files.c.file_id == chunks.c.file_id),
+    )
+    .join(files, files.c.id == chunks.c.file_id)
+    .where(chunks.c.id.in_(bindparam("ids", expanding=True)))
+)
+
+
 async def _results(connection: AsyncConnection, best: list[tuple[float, int]]) -> list[SearchResult]:
     if not best:
         return []
-    rows = await connection.execute(
-        select(chunks.c.id, chunks.c.text, chunks.c.vector_store_id, chunks.c.file_id, vector_store_files.c.attributes, files.c.filename)
-        .join_from(
-            chunks,
-            vector_store_files,
-            and_(vector_store_files.c.vector_store_id == chunks.c.vector_store_id, vector_store_files.c.file_id == chunks.c.file_id),
-        )
-        .join(files, files.c.id == chunks.c.file_id)
-        .where(chunks.c.id.in_([chunk_id for _, chunk_id in best]))
-    )
+    rows = await connection.execute(_RESULTS, {"ids": [chunk_id for _, chunk_id in best]})
     found = {row.id: row for row in rows}
     return [
         SearchResult(
