@@ -40,7 +40,7 @@ PostgreSQL at 127.0.0.1:5432, which has no pgvector, so Threadline compares the 
    HTTP (one keep-alive connection, after warm-up; queries are known items' headings), hybrid
    and each mode; and Searcher.search in-process per mode. The server's RSS after start,
    after warm-up and at the end. With --profile, py-spy then watches the server through a few
-   seconds of hybrid searches: flamegraph_file_search_<database>.svg and its collapsed stacks,
+   seconds of hybrid searches: search_flamegraph_<database>.svg and its collapsed stacks,
    beside the results.
 
 Results: bench/results/retrieval.json (or --output).
@@ -485,7 +485,8 @@ async def in_process_latency(database_url: str, vector_store_id: str, queries: l
                 await searcher.search(PROJECT, [vector_store_id], [query], max_num_results=10, mode=mode)
                 if number >= warmup:
                     samples[mode].append((time.perf_counter() - sent) * 1000)
-        mode = await index.mode()
+        # The store's embeddings kept in memory, unless too large to keep (then the index's own way).
+        mode = "in memory (numpy)" if len(searcher.embeddings) else await index.mode()
     finally:
         await database.dispose()
     return {"vectors_compared": mode, **{m: summarize(v) for m, v in samples.items()}}
@@ -581,10 +582,10 @@ def latency_part(kind: str, url: str, config: Path, sections: list[Section], ite
 
 def profile_searches(kind: str, server: ThreadlineServer, vector_store_id: str, queries: list[str], folder: Path) -> dict:
     """py-spy on the server during hybrid searches over HTTP, one after another for about
-    PROFILE_SECONDS: flamegraph_file_search_<kind>.svg and the collapsed stacks beside it
-    (profile_file_search_<kind>.raw), which run.py summarizes when the latency target is missed."""
+    PROFILE_SECONDS: search_flamegraph_<kind>.svg and the collapsed stacks beside it
+    (search_profile_<kind>.raw), which run.py summarizes when the latency target is missed."""
     folder.mkdir(parents=True, exist_ok=True)
-    svg, raw = folder / f"flamegraph_file_search_{kind}.svg", folder / f"profile_file_search_{kind}.raw"
+    svg, raw = folder / f"search_flamegraph_{kind}.svg", folder / f"search_profile_{kind}.raw"
     # Without --gil: SQLite works with the GIL released, and that time is what is looked for.
     common = ["--pid", str(server.process.pid), "--duration", str(PROFILE_SECONDS), "--rate", "200", "--nolineno", "--nonblocking"]
     recorders = [subprocess.Popen([PY_SPY, "record", *common, "--format", form, "--output", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -35,7 +35,7 @@ model and the load generator (bench/load.py) in processes of their own:
      first 50 items of a 10,000-item conversation rendered, against a 100-item one)
 
 It prints a table (figure, value, baseline, ratio, target, met or missed by how much) and
-writes bench/results/benchmarks.json, PNG plots, flamegraph.svg and profile.txt.
+writes bench/results/benchmarks.json, PNG plots, and flame graphs with their summaries (flamegraph*.svg, profile*.txt).
 """
 
 from __future__ import annotations
@@ -371,7 +371,7 @@ class Suite:
     def one_line_summary(self) -> str:
         """The README's line about the latest full run: how many targets it met, and where the rest are."""
         judged = [row for row in self.table.rows if row["met"] is not None]
-        missed = sorted({row["figure"] for row in judged if not row["met"]})
+        missed = sorted({row["figure"] for row in judged if not row["met"]}, key=int)
         m = self.results["machine"]
         when = (m.get("first_at") or m["at"])[:10]
         return (
@@ -397,7 +397,9 @@ class Suite:
             order = {key: index for index, key in enumerate([*"0123456789", "10", "11", "12", "13"])}
             self.table.rows = sorted(kept + self.table.rows, key=lambda row: order.get(row["figure"], 99))
             self.results["table"] = self.table.rows
-            self.results["partial_reruns"] = earlier.get("partial_reruns", []) + [{"figures": sorted(self.only), "at": self.results["machine"]["at"]}]
+            self.results["partial_reruns"] = earlier.get("partial_reruns", []) + [
+                {"figures": sorted(self.only), "at": self.results["machine"]["at"], "seconds": self.results["seconds"]}]
+            self.results["seconds"] = earlier.get("seconds", 0.0)  # the full run's, which the README gives
             self.results["machine"]["first_at"] = earlier.get("machine", {}).get("first_at") or earlier.get("machine", {}).get("at")
 
     def wanted(self, figure: str) -> bool:

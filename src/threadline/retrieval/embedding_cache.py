@@ -58,6 +58,10 @@ class EmbeddingCache:
         self._entries: OrderedDict[tuple[str, int], StoreEmbeddings] = OrderedDict()
         self._size = 0
 
+    def __len__(self) -> int:
+        """How many stores' embeddings are kept."""
+        return len(self._entries)
+
     async def get(self, connection: AsyncConnection, vector_store_ids: tuple[str, ...], dimensions: int) -> dict[str, StoreEmbeddings] | None:
         """Each store's current embeddings of `dimensions` floats, read again where they changed;
         None when they would not fit in the budget."""
