@@ -1,4 +1,4 @@
-"""What the benchmarks share: throwaway databases, latency summaries, and the results folder."""
+"""What the benchmarks share: throwaway databases, latency summaries, profiles, and the results folder."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import contextlib
 import json
 import os
 import platform
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -22,7 +24,18 @@ if str(REPO) not in sys.path:
 
 from tests.servers import ThreadlineServer, postgres_database  # noqa: E402
 
-__all__ = ["REPO", "RESULTS", "ThreadlineServer", "database_url", "machine", "summarize", "write_results"]
+__all__ = ["REPO", "RESULTS", "ThreadlineServer", "database_url", "machine", "py_spy", "summarize", "write_results"]
+
+PY_SPY = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+
+
+def py_spy(pid: int, seconds: float, flamegraph: Path, raw: Path, *, gil: bool = True) -> list[subprocess.Popen]:
+    """py-spy recording `pid` for `seconds` at 200 samples/s, as a flame graph and as collapsed
+    stacks (for a summary later); wait for the processes returned. `gil`: only samples holding
+    the GIL, else those of every thread not waiting (C code that released the GIL included)."""
+    common = ["--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200", "--nolineno", "--nonblocking", *(["--gil"] if gil else [])]
+    return [subprocess.Popen([PY_SPY, "record", *common, "--format", form, "--output", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for form, path in (("flamegraph", flamegraph), ("raw", raw))]
 
 
 @contextlib.contextmanager

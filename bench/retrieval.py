@@ -54,8 +54,6 @@ import contextlib
 import json
 import math
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -71,7 +69,7 @@ import psutil
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from common import REPO, RESULTS, ThreadlineServer, machine, summarize  # noqa: E402
+from common import REPO, RESULTS, ThreadlineServer, machine, py_spy, summarize  # noqa: E402
 from python_docs import Section, corpus, known_items  # noqa: E402
 
 # This checkout's Threadline, here and in the servers started (the venv's may be another checkout's).
@@ -109,7 +107,6 @@ HTTP_CHECKS = 200  # known items also searched over HTTP, to check the replay gi
 
 FULL = {"every_nth_page": 1, "latency_chunks": 100_000, "latency_queries": 100, "mode_queries": 50, "warmup": 10, "databases": "sqlite,pgvector"}
 PROFILE_SECONDS = 12
-PY_SPY = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
 QUICK = {"every_nth_page": 15, "latency_chunks": 5_000, "latency_queries": 40, "mode_queries": 20, "warmup": 5, "databases": "sqlite"}
 
 
@@ -586,10 +583,8 @@ def profile_searches(kind: str, server: ThreadlineServer, vector_store_id: str, 
     (search_profile_<kind>.raw), which run.py summarizes when the latency target is missed."""
     folder.mkdir(parents=True, exist_ok=True)
     svg, raw = folder / f"search_flamegraph_{kind}.svg", folder / f"search_profile_{kind}.raw"
-    # Without --gil: SQLite works with the GIL released, and that time is what is looked for.
-    common = ["--pid", str(server.process.pid), "--duration", str(PROFILE_SECONDS), "--rate", "200", "--nolineno", "--nonblocking"]
-    recorders = [subprocess.Popen([PY_SPY, "record", *common, "--format", form, "--output", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                 for form, path in (("flamegraph", svg), ("raw", raw))]
+    # Every thread's samples: SQLite works with the GIL released, and that time is what is looked for.
+    recorders = py_spy(server.process.pid, PROFILE_SECONDS, svg, raw, gil=False)
     log(f"{kind}: profiling hybrid searches for {PROFILE_SECONDS} s")
     time.sleep(1.0)  # py-spy attaches
     cpu_before, began = cpu_s(server), time.monotonic()

@@ -63,14 +63,13 @@ FIGURES = BENCH / "figures"  # the plots of the last full run, shown by bench/RE
 sys.path.insert(0, str(BENCH))
 
 import flamegraph  # noqa: E402
-from common import REPO, RESULTS, ThreadlineServer, database_url, machine, summarize  # noqa: E402
+from common import REPO, RESULTS, ThreadlineServer, database_url, machine, py_spy, summarize  # noqa: E402
 from load import Client, cpu_model  # noqa: E402
 from mock_upstream import MockUpstream  # noqa: E402
 from tests.servers import write_config  # noqa: E402
 
 PYTHON = sys.executable
 OUT = RESULTS  # where this run writes; --quick runs write to bench/results/quick/ and leave the full results alone
-PY_SPY = shutil.which("py-spy") or str(Path(PYTHON).parent / "py-spy")
 
 # The models Threadline is configured with; the mock reads its behaviour from the names.
 INSTANT = "ttft=0,tps=0,n=16"
@@ -1007,15 +1006,12 @@ class Suite:
 def profile_during(pid: int, seconds: float, suffix: str, what: str, load, folder: Path) -> dict:
     """py-spy (GIL-holding samples, 200/s) on `pid` while `load()` runs: flamegraph{suffix}.svg, profile{suffix}.txt."""
     raw = OUT / f"profile{suffix}.raw"  # collapsed stacks, for another look later
-    common = ["--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200", "--nolineno", "--gil", "--nonblocking"]
-    svg = subprocess.Popen([PY_SPY, "record", *common, "--format", "flamegraph", "--output", str(OUT / f"flamegraph{suffix}.svg")],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    rawp = subprocess.Popen([PY_SPY, "record", *common, "--format", "raw", "--output", str(raw)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    recorders = py_spy(pid, seconds, OUT / f"flamegraph{suffix}.svg", raw)
     before = cpu_seconds([pid])
     out = load()
     cpu = cpu_seconds([pid]) - before
-    svg.wait(timeout=60)
-    rawp.wait(timeout=60)
+    for recorder in recorders:
+        recorder.wait(timeout=60)
     cpu_ms = cpu * 1000 / max(1, out["ok"])
     summary, text = summarize_profile(raw, cpu_ms, out["throughput_rps"], what)
     (OUT / f"profile{suffix}.txt").write_text(text)

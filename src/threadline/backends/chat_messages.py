@@ -21,6 +21,7 @@ The policy:
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from typing import Any
 
@@ -72,16 +73,8 @@ def chat_form(item: dict, text_only: bool) -> dict | tuple[str, str, str] | None
     return None
 
 
-def chat_form_of_any_model(item: dict) -> dict | tuple[str, str, str] | None:
-    return chat_form(item, text_only=False)
-
-
-def chat_form_of_text_model(item: dict) -> dict | tuple[str, str, str] | None:
-    return chat_form(item, text_only=True)
-
-
-# Each is its own key for the form kept with an ended item.
-CHAT_FORMS = {False: chat_form_of_any_model, True: chat_form_of_text_model}
+# For full and for text-only models; each is also its own key for the form kept with an ended item.
+CHAT_FORMS = {text_only: functools.partial(chat_form, text_only=text_only) for text_only in (False, True)}
 
 
 def handed_out(message: dict) -> dict:

@@ -193,14 +193,10 @@ class VectorStoreStore:
         async with self.database.read() as connection:
             _not_expired(await _vector_store_row(connection, project, vector_store_id))
 
-    async def touch(self, project: str, vector_store_id: str, *, searchable: bool = False) -> None:
-        """Mark the vector store active now (which moves its expiry on). An expired store
-        stays expired: with `searchable`, that is a 400."""
+    async def touch(self, project: str, vector_store_id: str) -> None:
+        """Mark the vector store active now (which moves its expiry on); an expired store stays expired."""
         async with self.database.write() as connection:
-            row = await _vector_store_row(connection, project, vector_store_id)
-            if searchable:
-                _not_expired(row)
-            await _touch(connection, row, int(time.time()))
+            await _touch(connection, await _vector_store_row(connection, project, vector_store_id), int(time.time()))
 
     # -- files ---------------------------------------------------------------------------
 
